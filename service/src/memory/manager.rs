@@ -1,0 +1,293 @@
+//! The memory manager: samples memory every interval, trims caches and the
+//! allocator above the high water mark, and sheds load above critical.
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    MemoryLimit, MemorySnapshot, allocator,
+    policy::{self, Decision, ManagerState, Pressure, TrimReason, Usage, Watermarks},
+    process,
+};
+use crate::{cache::RedirectCache, metrics::Metrics};
+
+/// Reads the resident set size; replaced in tests to script memory pressure.
+pub type ResidentProbe = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// What a trim did.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrimReport {
+    pub reason: &'static str,
+    pub cache_freed_bytes: u64,
+    pub resident_before_bytes: u64,
+    pub resident_after_bytes: u64,
+}
+
+/// Keeps the process under its water marks.
+pub struct MemoryManager {
+    limit: MemoryLimit,
+    marks: Watermarks,
+    min_trim_interval: Duration,
+    resident: ResidentProbe,
+    cache: RedirectCache,
+    metrics: Arc<Metrics>,
+    state: Mutex<ManagerState>,
+    shedding: AtomicBool,
+}
+
+impl MemoryManager {
+    /// A manager reading this process's resident set size.
+    pub fn new(
+        limit: MemoryLimit,
+        marks: Watermarks,
+        min_trim_interval: Duration,
+        cache: RedirectCache,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::with_probe(
+            limit,
+            marks,
+            min_trim_interval,
+            cache,
+            metrics,
+            Box::new(process::resident_bytes),
+        )
+    }
+
+    /// A manager reading resident bytes from `resident`.
+    pub fn with_probe(
+        limit: MemoryLimit,
+        marks: Watermarks,
+        min_trim_interval: Duration,
+        cache: RedirectCache,
+        metrics: Arc<Metrics>,
+        resident: ResidentProbe,
+    ) -> Self {
+        MemoryManager {
+            limit,
+            marks,
+            min_trim_interval,
+            resident,
+            cache,
+            metrics,
+            state: Mutex::default(),
+            shedding: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether new work is being refused because memory is critical.
+    pub fn is_shedding(&self) -> bool {
+        self.shedding.load(Ordering::Relaxed)
+    }
+
+    /// The limit in force.
+    pub fn limit(&self) -> MemoryLimit {
+        self.limit
+    }
+
+    /// Resident bytes against the limit, now.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            resident: (self.resident)(),
+            limit: self.limit.bytes,
+        }
+    }
+
+    /// Samples memory, applies the policy and publishes the figures.
+    pub fn tick(&self, now: Instant) -> Decision {
+        let usage = self.usage();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let decision = policy::decide(usage, self.marks, *state, self.min_trim_interval, now);
+        if let Some((reason, bytes)) = decision.trim {
+            let report = self.trim(reason, bytes);
+            info!(
+                reason = report.reason,
+                usage_ratio = usage.ratio(),
+                cache_freed_bytes = report.cache_freed_bytes,
+                resident_after_bytes = report.resident_after_bytes,
+                "memory trimmed"
+            );
+            state.last_trim = Some(now);
+        }
+        if decision.shed != state.shedding {
+            if decision.shed {
+                warn!(
+                    usage_ratio = usage.ratio(),
+                    "memory critical: refusing new links and failing readiness"
+                );
+            } else {
+                info!(
+                    usage_ratio = usage.ratio(),
+                    "memory back under the high water mark: accepting work again"
+                );
+            }
+        }
+        state.shedding = decision.shed;
+        self.shedding.store(decision.shed, Ordering::Relaxed);
+        self.cache.set_admitting(!decision.shed);
+        drop(state);
+        self.metrics.record_memory(&self.snapshot());
+        decision
+    }
+
+    /// Trims on an operator's request: shrinks the cache to bring usage under
+    /// the low water mark (or empties it) and purges the allocator.
+    pub fn trim_now(&self, clear_cache: bool) -> TrimReport {
+        if clear_cache {
+            let before = (self.resident)();
+            let freed = self.cache.clear();
+            self.finish_trim(TrimReason::Manual, before, freed)
+        } else {
+            let excess = self.usage().excess_over(self.marks.low);
+            self.trim(TrimReason::Manual, excess)
+        }
+    }
+
+    fn trim(&self, reason: TrimReason, bytes: u64) -> TrimReport {
+        let before = (self.resident)();
+        let freed = self.cache.shrink_by(bytes);
+        self.finish_trim(reason, before, freed)
+    }
+
+    fn finish_trim(&self, reason: TrimReason, before: u64, freed: u64) -> TrimReport {
+        if let Err(error) = allocator::purge() {
+            warn!(%error, "allocator purge failed");
+        }
+        self.metrics.record_trim(reason);
+        TrimReport {
+            reason: reason.as_str(),
+            cache_freed_bytes: freed,
+            resident_before_bytes: before,
+            resident_after_bytes: (self.resident)(),
+        }
+    }
+
+    /// Everything known about memory now.
+    pub fn snapshot(&self) -> MemorySnapshot {
+        let usage = self.usage();
+        let ratio = usage.ratio();
+        let pressure = if ratio >= self.marks.critical {
+            Pressure::Critical
+        } else if ratio >= self.marks.high {
+            Pressure::High
+        } else {
+            Pressure::Normal
+        };
+        MemorySnapshot {
+            resident_bytes: usage.resident,
+            limit_bytes: usage.limit,
+            limit_source: self.limit.source.as_str(),
+            usage_ratio: ratio,
+            pressure: pressure.as_str(),
+            shedding: self.is_shedding(),
+            allocator: allocator::stats().unwrap_or_default(),
+            cache_entries: self.cache.entries(),
+            cache_bytes: self.cache.bytes(),
+            cache_budget_bytes: self.cache.budget(),
+        }
+    }
+
+    /// Samples every `interval` until `shutdown` is cancelled.
+    pub async fn run(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let decision = self.tick(Instant::now());
+                    debug!(pressure = decision.pressure.as_str(), "memory sampled; waiting for the next interval");
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use axum::http::HeaderValue;
+
+    use super::*;
+    use crate::{cache::CachedLink, memory::LimitSource};
+
+    const MIB: u64 = 1 << 20;
+
+    /// A manager over a 100 MiB limit whose resident size the test sets.
+    fn scripted() -> (MemoryManager, Arc<AtomicU64>, RedirectCache) {
+        let resident = Arc::new(AtomicU64::new(10 * MIB));
+        let probe = resident.clone();
+        let cache = RedirectCache::new(8 * MIB);
+        for i in 0..10_000 {
+            cache.insert(Arc::new(CachedLink {
+                code: format!("code{i}").into(),
+                location: HeaderValue::from_static("https://example.com/a/page"),
+                expires_at: None,
+            }));
+        }
+        let manager = MemoryManager::with_probe(
+            MemoryLimit {
+                bytes: 100 * MIB,
+                source: LimitSource::Configured,
+            },
+            Watermarks::from_percent(60.0, 80.0, 95.0).unwrap(),
+            Duration::from_secs(10),
+            cache.clone(),
+            Arc::new(Metrics::default()),
+            Box::new(move || probe.load(Ordering::Relaxed)),
+        );
+        (manager, resident, cache)
+    }
+
+    #[test]
+    fn critical_memory_sheds_trims_and_recovers_under_the_high_water_mark() {
+        let (manager, resident, cache) = scripted();
+        let start = Instant::now();
+        manager.tick(start);
+        let full = cache.bytes();
+        assert!(full > MIB && !manager.is_shedding());
+
+        resident.store(97 * MIB, Ordering::Relaxed);
+        let decision = manager.tick(start + Duration::from_secs(5));
+        assert!(decision.shed && manager.is_shedding());
+        assert!(cache.bytes() < full, "the cache was not shrunk");
+        cache.insert(Arc::new(CachedLink {
+            code: "new".into(),
+            location: HeaderValue::from_static("https://example.com/"),
+            expires_at: None,
+        }));
+        assert!(
+            cache.get("new").is_none(),
+            "cache admitted entries while shedding"
+        );
+
+        resident.store(85 * MIB, Ordering::Relaxed);
+        assert!(manager.tick(start + Duration::from_secs(10)).shed);
+
+        resident.store(70 * MIB, Ordering::Relaxed);
+        assert!(!manager.tick(start + Duration::from_secs(15)).shed);
+        assert!(!manager.is_shedding());
+        let text = manager.metrics.encode();
+        assert!(text.contains(r#"shortener_memory_trims_total{reason="critical"} 1"#));
+        assert!(text.contains("shortener_memory_usage_ratio 0.7"), "{text}");
+    }
+
+    #[test]
+    fn a_manual_trim_can_empty_the_cache() {
+        let (manager, _, cache) = scripted();
+        let report = manager.trim_now(true);
+        assert!(report.cache_freed_bytes > 0);
+        assert_eq!(cache.entries(), 0);
+        assert_eq!(report.reason, "manual");
+    }
+}

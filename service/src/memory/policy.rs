@@ -1,0 +1,256 @@
+//! The memory policy: given where usage stands, what the manager should do.
+//! Pure: no clocks, no I/O, so every rule is tested with plain numbers.
+
+use std::time::{Duration, Instant};
+
+/// Water marks as ratios (0..=1) of the memory limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Watermarks {
+    pub low: f64,
+    pub high: f64,
+    pub critical: f64,
+}
+
+impl Watermarks {
+    /// Builds water marks from percentages, refusing any that are out of order.
+    pub fn from_percent(low: f64, high: f64, critical: f64) -> Result<Self, String> {
+        if !(low > 0.0 && low < high && high < critical && critical <= 100.0) {
+            return Err(format!(
+                "water marks must satisfy 0 < low ({low}) < high ({high}) < critical ({critical}) <= 100"
+            ));
+        }
+        Ok(Watermarks {
+            low: low / 100.0,
+            high: high / 100.0,
+            critical: critical / 100.0,
+        })
+    }
+}
+
+/// How close usage is to the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pressure {
+    Normal,
+    High,
+    Critical,
+}
+
+impl Pressure {
+    /// The word used in health output and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pressure::Normal => "ok",
+            Pressure::High => "high",
+            Pressure::Critical => "critical",
+        }
+    }
+}
+
+/// Why a trim happened; the `reason` label of `shortener_memory_trims_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrimReason {
+    HighWater,
+    Critical,
+    Manual,
+}
+
+impl TrimReason {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrimReason::HighWater => "high_water",
+            TrimReason::Critical => "critical",
+            TrimReason::Manual => "manual",
+        }
+    }
+}
+
+/// One memory sample as the policy sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    pub resident: u64,
+    pub limit: u64,
+}
+
+impl Usage {
+    /// Resident bytes over the limit, 0 when no limit is known.
+    pub fn ratio(self) -> f64 {
+        if self.limit == 0 {
+            0.0
+        } else {
+            self.resident as f64 / self.limit as f64
+        }
+    }
+
+    /// Bytes to give back to come down to the low water mark.
+    pub fn excess_over(self, ratio: f64) -> u64 {
+        let target = (self.limit as f64 * ratio) as u64;
+        self.resident.saturating_sub(target)
+    }
+}
+
+/// What the manager remembers between samples.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ManagerState {
+    pub shedding: bool,
+    pub last_trim: Option<Instant>,
+}
+
+/// What to do after one sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Decision {
+    pub pressure: Pressure,
+    /// Trim now, freeing about `bytes` to come down to the low water mark.
+    pub trim: Option<(TrimReason, u64)>,
+    /// Refuse new links and fail readiness until usage is back under the high water mark.
+    pub shed: bool,
+}
+
+/// Applies the water marks with hysteresis and a minimum interval between trims.
+pub fn decide(
+    usage: Usage,
+    marks: Watermarks,
+    state: ManagerState,
+    min_trim_interval: Duration,
+    now: Instant,
+) -> Decision {
+    let ratio = usage.ratio();
+    let pressure = if ratio >= marks.critical {
+        Pressure::Critical
+    } else if ratio >= marks.high {
+        Pressure::High
+    } else {
+        Pressure::Normal
+    };
+    // Shedding starts at critical and lasts until usage is back under high, so
+    // a pod hovering around the critical mark does not flap in and out of service.
+    let shed = match pressure {
+        Pressure::Critical => true,
+        Pressure::High => state.shedding,
+        Pressure::Normal => false,
+    };
+    let may_trim = state
+        .last_trim
+        .is_none_or(|last| now.saturating_duration_since(last) >= min_trim_interval);
+    let trim = match pressure {
+        Pressure::Normal => None,
+        _ if !may_trim => None,
+        Pressure::High => Some(TrimReason::HighWater),
+        Pressure::Critical => Some(TrimReason::Critical),
+    }
+    .map(|reason| (reason, usage.excess_over(marks.low)));
+    Decision {
+        pressure,
+        trim,
+        shed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+    const MIN_TRIM: Duration = Duration::from_secs(10);
+
+    fn marks() -> Watermarks {
+        Watermarks::from_percent(60.0, 80.0, 95.0).unwrap()
+    }
+
+    fn at(percent: u64) -> Usage {
+        Usage {
+            resident: percent * MIB,
+            limit: 100 * MIB,
+        }
+    }
+
+    #[test]
+    fn below_the_high_water_mark_nothing_happens() {
+        let decision = decide(
+            at(79),
+            marks(),
+            ManagerState::default(),
+            MIN_TRIM,
+            Instant::now(),
+        );
+        assert_eq!(decision.pressure, Pressure::Normal);
+        assert_eq!(decision.trim, None);
+        assert!(!decision.shed);
+    }
+
+    #[test]
+    fn above_the_high_water_mark_a_trim_aims_at_the_low_water_mark() {
+        let decision = decide(
+            at(85),
+            marks(),
+            ManagerState::default(),
+            MIN_TRIM,
+            Instant::now(),
+        );
+        assert_eq!(decision.trim, Some((TrimReason::HighWater, 25 * MIB)));
+        assert!(!decision.shed);
+    }
+
+    #[test]
+    fn critical_usage_sheds_load_and_trims() {
+        let decision = decide(
+            at(97),
+            marks(),
+            ManagerState::default(),
+            MIN_TRIM,
+            Instant::now(),
+        );
+        assert_eq!(decision.pressure, Pressure::Critical);
+        assert_eq!(decision.trim, Some((TrimReason::Critical, 37 * MIB)));
+        assert!(decision.shed);
+    }
+
+    #[test]
+    fn shedding_lasts_until_usage_is_back_under_the_high_water_mark() {
+        let shedding = ManagerState {
+            shedding: true,
+            last_trim: None,
+        };
+        let now = Instant::now();
+        assert!(decide(at(90), marks(), shedding, MIN_TRIM, now).shed);
+        assert!(!decide(at(79), marks(), shedding, MIN_TRIM, now).shed);
+    }
+
+    #[test]
+    fn trims_are_spaced_by_the_minimum_interval() {
+        let now = Instant::now();
+        let recent = ManagerState {
+            shedding: false,
+            last_trim: Some(now - Duration::from_secs(3)),
+        };
+        assert_eq!(decide(at(97), marks(), recent, MIN_TRIM, now).trim, None);
+        let old = ManagerState {
+            shedding: false,
+            last_trim: Some(now - Duration::from_secs(11)),
+        };
+        assert!(decide(at(97), marks(), old, MIN_TRIM, now).trim.is_some());
+    }
+
+    #[test]
+    fn water_marks_out_of_order_are_refused() {
+        assert!(Watermarks::from_percent(80.0, 60.0, 95.0).is_err());
+        assert!(Watermarks::from_percent(60.0, 80.0, 101.0).is_err());
+        assert!(Watermarks::from_percent(0.0, 80.0, 95.0).is_err());
+    }
+
+    #[test]
+    fn an_unknown_limit_never_counts_as_pressure() {
+        let usage = Usage {
+            resident: 10 * MIB,
+            limit: 0,
+        };
+        let decision = decide(
+            usage,
+            marks(),
+            ManagerState::default(),
+            MIN_TRIM,
+            Instant::now(),
+        );
+        assert_eq!(decision.pressure, Pressure::Normal);
+    }
+}

@@ -1,0 +1,114 @@
+//! The state every handler shares, built once from the configuration.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use tracing::info;
+
+use crate::{
+    Config, Result,
+    cache::RedirectCache,
+    clicks::ClickBuffer,
+    memory::{MemoryLimit, MemoryManager, allocator},
+    metrics::Metrics,
+    store::Store,
+};
+
+/// Smallest default cache budget, so a tiny limit still caches hot links.
+const MIN_DEFAULT_CACHE: u64 = 1 << 20;
+/// Largest default cache budget: beyond this a shortener gains little hit rate.
+const MAX_DEFAULT_CACHE: u64 = 256 << 20;
+/// Share of the memory limit the cache gets by default: an eighth leaves room for
+/// connections, buffers and allocator slack below the 60 % low water mark.
+const DEFAULT_CACHE_SHARE: u64 = 8;
+
+/// Settings the handlers read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub base_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub redirect_status: StatusCode,
+    /// Seconds a shed client should wait: one memory sample away.
+    pub retry_after_secs: u64,
+    pub pprof: bool,
+}
+
+/// Shared by all handlers and background tasks.
+pub struct AppState {
+    pub store: Store,
+    pub cache: RedirectCache,
+    pub clicks: ClickBuffer,
+    pub memory: Arc<MemoryManager>,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+}
+
+impl AppState {
+    /// Connects to the database and sets up the cache and memory manager.
+    pub async fn build(config: &Config) -> Result<Arc<AppState>> {
+        config.validate()?;
+        let store = Store::connect(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_timeout,
+        )
+        .await?;
+        let limit = MemoryLimit::detect(config.max_memory);
+        let budget = config
+            .cache_budget
+            .map(|size| size.0)
+            .unwrap_or_else(|| default_cache_budget(limit.bytes));
+        info!(
+            limit_bytes = limit.bytes,
+            limit_source = limit.source.as_str(),
+            cache_budget_bytes = budget,
+            "memory limit found"
+        );
+        let cache = RedirectCache::new(budget);
+        let metrics = Arc::new(Metrics::default());
+        let memory = Arc::new(MemoryManager::new(
+            limit,
+            config.watermarks()?,
+            config.min_trim_interval,
+            cache.clone(),
+            metrics.clone(),
+        ));
+        if config.pprof {
+            allocator::enable_profiling().await?;
+            info!("heap profiling on: /debug/pprof/heap");
+        }
+        Ok(Arc::new(AppState {
+            store,
+            cache,
+            clicks: ClickBuffer::default(),
+            memory,
+            metrics,
+            settings: Settings {
+                base_url: config
+                    .base_url
+                    .as_ref()
+                    .map(|url| url.as_str().trim_end_matches('/').to_owned()),
+                admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+                redirect_status: config.redirect_status(),
+                retry_after_secs: config.monitor_interval.as_secs().max(1),
+                pprof: config.pprof,
+            },
+        }))
+    }
+}
+
+fn default_cache_budget(limit: u64) -> u64 {
+    (limit / DEFAULT_CACHE_SHARE).clamp(MIN_DEFAULT_CACHE, MAX_DEFAULT_CACHE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cache_is_an_eighth_of_the_limit_within_bounds() {
+        assert_eq!(default_cache_budget(96 << 20), 12 << 20);
+        assert_eq!(default_cache_budget(2 << 20), MIN_DEFAULT_CACHE);
+        assert_eq!(default_cache_budget(64 << 30), MAX_DEFAULT_CACHE);
+    }
+}

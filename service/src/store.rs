@@ -1,0 +1,268 @@
+//! Links in PostgreSQL or SQLite through one code path: sqlx's `Any` driver,
+//! portable SQL, and times kept as Unix milliseconds.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, any::AnyPoolOptions, migrate::Migrator};
+use tracing::info;
+
+use crate::{Error, Result};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Rows per click-flush statement: 2 parameters each, well under both backends' limits.
+const CLICK_BATCH: usize = 500;
+
+/// A stored link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub code: String,
+    pub url: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub clicks: i64,
+}
+
+/// The outcome of an insert.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    CodeTaken,
+}
+
+/// Connection pool figures for the metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStats {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// Which database is behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The link store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, creating a SQLite file if missing, and applies migrations.
+    pub async fn connect(url: &str, max_connections: u32, timeout: Duration) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = normalize_url(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(timeout)
+            .idle_timeout(Duration::from_secs(60))
+            .after_connect(move |conn, _| Box::pin(async move { prepare(conn, backend).await }))
+            .connect(&url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        info!(backend = ?backend, "database ready");
+        Ok(Store { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Inserts a new link unless its code exists.
+    pub async fn insert(&self, link: &Link) -> Result<Inserted> {
+        let done = sqlx::query(
+            "INSERT INTO links (code, url, created_at, expires_at, clicks) \
+             VALUES ($1, $2, $3, $4, 0) ON CONFLICT (code) DO NOTHING",
+        )
+        .bind(&link.code)
+        .bind(&link.url)
+        .bind(link.created_at)
+        .bind(link.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            Inserted::Created
+        } else {
+            Inserted::CodeTaken
+        })
+    }
+
+    /// The link with this code.
+    pub async fn find(&self, code: &str) -> Result<Option<Link>> {
+        let row = sqlx::query(
+            "SELECT code, url, created_at, expires_at, clicks FROM links WHERE code = $1",
+        )
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Link {
+                code: row.try_get("code")?,
+                url: row.try_get("url")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                clicks: row.try_get("clicks")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Deletes a link; false when there was none.
+    pub async fn delete(&self, code: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM links WHERE code = $1")
+            .bind(code)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Adds click counts in a few statements, all or nothing.
+    pub async fn add_clicks(&self, counts: &[(Arc<str>, u64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in counts.chunks(CLICK_BATCH) {
+            let sql = add_clicks_sql(chunk.len());
+            // Only placeholders are generated; every value is bound.
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (code, count) in chunk {
+                query = query
+                    .bind(code.as_ref())
+                    .bind(i64::try_from(*count).unwrap_or(i64::MAX));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Pool figures now.
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            open: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    /// Waits for connections to be returned and closes them.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// One statement adding counts to `rows` links; both backends name a VALUES
+/// list's columns `column1`, `column2`.
+fn add_clicks_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    format!(
+        "UPDATE links SET clicks = links.clicks + v.column2 \
+         FROM (VALUES {}) AS v WHERE links.code = v.column1",
+        values.join(", ")
+    )
+}
+
+/// Accepts `postgres://`, `postgresql://` and `sqlite:` URLs; SQLite files are
+/// created when missing.
+fn normalize_url(url: &str) -> Result<(String, Backend)> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((url.to_owned(), Backend::Postgres));
+    }
+    if url.starts_with("sqlite:") {
+        let url = if url.contains("mode=") || url.contains(":memory:") {
+            url.to_owned()
+        } else if url.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        return Ok((url, Backend::Sqlite));
+    }
+    Err(Error::Config(format!(
+        "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got `{}`)",
+        url.split(['@', '?']).next().unwrap_or_default()
+    )))
+}
+
+/// Per-connection settings. SQLite: WAL for concurrent readers, a full fsync per
+/// commit so that a 201 means durable, a wait instead of an error when busy, and
+/// a small page cache per connection to keep memory low.
+async fn prepare(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        for pragma in [
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",
+            "PRAGMA busy_timeout = 5000",
+            "PRAGMA cache_size = -1024",
+        ] {
+            sqlx::query(pragma).execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_the_file_when_missing() {
+        let (url, backend) = normalize_url("sqlite:shortener.db").unwrap();
+        assert_eq!(url, "sqlite:shortener.db?mode=rwc");
+        assert_eq!(backend, Backend::Sqlite);
+        let (url, _) = normalize_url("sqlite:x.db?mode=ro").unwrap();
+        assert_eq!(url, "sqlite:x.db?mode=ro");
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_without_echoing_credentials() {
+        let message = normalize_url("mysql://user:secret@host/db")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("postgres://"));
+        assert!(!message.contains("secret"), "{message}");
+    }
+
+    #[test]
+    fn click_batches_number_their_parameters_in_pairs() {
+        let sql = add_clicks_sql(2);
+        assert!(sql.contains("($1, $2), ($3, $4)"), "{sql}");
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_store_round_trips_links_and_clicks() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("links.db").display());
+        let store = Store::connect(&url, 2, Duration::from_secs(2))
+            .await
+            .unwrap();
+        let link = Link {
+            code: "abc123".into(),
+            url: "https://example.com/".into(),
+            created_at: 1,
+            expires_at: None,
+            clicks: 0,
+        };
+        assert_eq!(store.insert(&link).await.unwrap(), Inserted::Created);
+        assert_eq!(store.insert(&link).await.unwrap(), Inserted::CodeTaken);
+        store.add_clicks(&[("abc123".into(), 3)]).await.unwrap();
+        store.add_clicks(&[("abc123".into(), 2)]).await.unwrap();
+        let found = store.find("abc123").await.unwrap().unwrap();
+        assert_eq!(found.clicks, 5);
+        assert!(store.delete("abc123").await.unwrap());
+        assert_eq!(store.find("abc123").await.unwrap(), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! Test-only support shared by the integration tests of the workspace's crates.
+//!
+//! [`PgServer`] is a throwaway PostgreSQL 15 server in a temp dir, driven synchronously with
+//! `std::process`, so any test can use it with or without an async runtime. Each server runs
+//! under a small watchdog shell that stops it and deletes its files as soon as the test process
+//! goes away, however it goes away. [`fresh_database_url`] is the one call most tests need.
+
+#![forbid(unsafe_code)]
+
+mod postgres;
+
+use std::{io, path::PathBuf, process::ExitStatus};
+
+pub use postgres::{PgServer, fresh_database_url};
+
+/// Everything that can go wrong while providing a test database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No temp dir for the server's files.
+    #[error("could not create a temp dir for PostgreSQL: {0}")]
+    TempDir(#[source] io::Error),
+    /// No free loopback port.
+    #[error("could not reserve a free loopback port: {0}")]
+    Port(#[source] io::Error),
+    /// Running as root, but there is no `postgres` user to run the server as.
+    #[error("could not read the `postgres` user's uid/gid from /etc/passwd")]
+    NoPostgresUser,
+    /// The temp dir could not be handed to the `postgres` user.
+    #[error("could not give {path} to the postgres user: {1}", path = .0.display())]
+    Chown(PathBuf, #[source] io::Error),
+    /// A command (as its command line) could not be started.
+    #[error("could not run {0}: {1}")]
+    Spawn(String, #[source] io::Error),
+    /// A command (as its command line) failed with this status and stderr.
+    #[error("{0} failed ({1}): {2}")]
+    Command(String, ExitStatus, String),
+    /// The server on this port did not start, for this reason; with the server's log.
+    #[error("PostgreSQL on port {0} did not start: {1}; its log:\n{2}")]
+    NotStarted(u16, String, String),
+    /// The watchdog shell could not be started or waited for.
+    #[error("could not run or wait for the PostgreSQL watchdog shell: {0}")]
+    Watchdog(#[source] io::Error),
+    /// The shared server of [`fresh_database_url`] failed to start (once, for all tests).
+    #[error("the shared test PostgreSQL server could not start: {0}")]
+    Shared(String),
+}
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
