@@ -100,6 +100,11 @@ impl RedirectCache {
         before
     }
 
+    /// Applies pending bookkeeping so that `entries` and `bytes` are exact.
+    pub fn settle(&self) {
+        self.entries.run_pending_tasks();
+    }
+
     /// Entries held now.
     pub fn entries(&self) -> u64 {
         self.entries.entry_count()

@@ -192,8 +192,8 @@ fn normalize_url(url: &str) -> Result<(String, Backend)> {
         return Ok((url, Backend::Sqlite));
     }
     Err(Error::Config(format!(
-        "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got `{}`)",
-        url.split(['@', '?']).next().unwrap_or_default()
+        "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got scheme `{}`)",
+        url.split(':').next().unwrap_or_default()
     )))
 }
 

@@ -173,6 +173,7 @@ impl MemoryManager {
 
     /// Everything known about memory now.
     pub fn snapshot(&self) -> MemorySnapshot {
+        self.cache.settle();
         let usage = self.usage();
         let ratio = usage.ratio();
         let pressure = if ratio >= self.marks.critical {
