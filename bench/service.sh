@@ -487,6 +487,8 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576; exit }' /proc/meminfo)
 mapfile -t flags < <(wrk_flags "$DURATION")
 
+# The backticks are Markdown code spans, not command substitutions.
+# shellcheck disable=SC2016
 NOTES=$(
     printf -- '- date: %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf -- '- machine: nproc %s, %s, %s RAM, Linux %s\n' "$(nproc)" "${cpu:-unknown CPU}" "$mem" "$(uname -r)"

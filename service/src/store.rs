@@ -206,7 +206,7 @@ async fn prepare(conn: &mut AnyConnection, backend: Backend) -> Result<(), sqlx:
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = FULL",
             "PRAGMA busy_timeout = 5000",
-            "PRAGMA cache_size = -1024",
+            "PRAGMA cache_size = -512",
         ] {
             sqlx::query(pragma).execute(&mut *conn).await?;
         }

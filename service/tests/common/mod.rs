@@ -62,13 +62,20 @@ impl TestApp {
 
     pub async fn with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let (url, dir) = database(backend);
+        let mut app = Self::on(url, adjust).await;
+        app._dir = dir;
+        app
+    }
+
+    /// A router over the database at `url`.
+    pub async fn on(url: String, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = config(url);
         adjust(&mut config);
         let state = AppState::build(&config).await.expect("state");
         TestApp {
             router: app(state.clone()),
             state,
-            _dir: dir,
+            _dir: None,
         }
     }
 

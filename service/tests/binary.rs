@@ -1,0 +1,314 @@
+//! The real `shortener` binary: graceful shutdown, heap profiles, and the
+//! memory manager acting on the process's real resident memory.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "binary-test-token";
+
+/// A running `shortener` process, killed if the test ends early.
+struct Shortener {
+    child: Child,
+    base: String,
+    client: Client,
+}
+
+impl Shortener {
+    async fn start(database: &Path, env: &[(&str, String)]) -> Shortener {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shortener"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("SHORTENER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", format!("sqlite:{}", database.display()))
+            .env("SHORTENER_ADMIN_TOKEN", TOKEN)
+            .stdout(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("spawn the shortener binary");
+        let process = Shortener {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(reply) = process.client.get(process.url("/healthz")).send().await
+                && reply.status().is_success()
+            {
+                return process;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the shortener never became healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the process is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .expect("VmRSS")
+            * 1024
+    }
+
+    async fn create(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/links"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create request")
+    }
+
+    async fn redirect(&self, code: &str) -> StatusCode {
+        self.client
+            .get(self.url(&format!("/{code}")))
+            .send()
+            .await
+            .map(|r| r.status())
+            .unwrap_or(StatusCode::BAD_GATEWAY)
+    }
+
+    async fn memory_stats(&self) -> Value {
+        self.client
+            .get(self.url("/api/v1/memory/stats"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("stats request")
+            .json()
+            .await
+            .expect("stats body")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Shortener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_drains_flushes_clicks_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("links.db");
+    // Clicks are flushed only at shutdown: the interval is far longer than the test.
+    let slow_flush = [("SHORTENER_CLICK_FLUSH_INTERVAL", "1h".to_owned())];
+    let service = Shortener::start(&db, &slow_flush).await;
+    let created = service
+        .create(json!({"url": "https://example.com/", "code": "durable"}))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    for _ in 0..5 {
+        assert_eq!(service.redirect("durable").await, StatusCode::FOUND);
+    }
+    let status = service.terminate();
+    assert!(status.success(), "exit status {status}");
+
+    let again = Shortener::start(&db, &slow_flush).await;
+    let shown: Value = again
+        .client
+        .get(again.url("/api/v1/links/durable"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["clicks"], 5, "{shown}");
+}
+
+#[tokio::test]
+async fn heap_profiles_are_gzipped_pprof_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Shortener::start(
+        &dir.path().join("links.db"),
+        &[("SHORTENER_PPROF", "true".to_owned())],
+    )
+    .await;
+    let reply = service
+        .client
+        .get(service.url("/debug/pprof/heap"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let profile = reply.bytes().await.unwrap();
+    assert_eq!(&profile[..2], &[0x1f, 0x8b], "not gzip");
+}
+
+/// Fills the redirect cache with long URLs until real resident memory crosses
+/// the critical mark, then checks that the service sheds and recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_memory_pressure_trims_sheds_and_recovers() {
+    const LINKS: usize = 8_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("links.db");
+    seed_long_links(&db, LINKS).await;
+
+    // Idle sits at 60 % of the limit, on the low water mark; caching every link
+    // adds about 18 MB, well past critical (95 %).
+    let probe = Shortener::start(&db, &[]).await;
+    let idle = probe.resident_bytes();
+    drop(probe);
+    let limit = idle * 100 / 60;
+    let service = Shortener::start(
+        &db,
+        &[
+            ("SHORTENER_MAX_MEMORY", limit.to_string()),
+            ("SHORTENER_CACHE_BUDGET", "64MiB".to_owned()),
+            ("SHORTENER_MONITOR_INTERVAL", "100ms".to_owned()),
+            // Long enough for the load to refill the cache between trims.
+            ("SHORTENER_MIN_TRIM_INTERVAL", "8s".to_owned()),
+            ("SHORTENER_DB_MAX_CONNECTIONS", "2".to_owned()),
+        ],
+    )
+    .await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut shed_seen = false;
+    'load: while Instant::now() < deadline {
+        // Sixteen at a time: idle keep-alive connections hold buffers in the
+        // server, and the test is about the cache, not about connection count.
+        for batch in (0..LINKS).collect::<Vec<_>>().chunks(16) {
+            service.follow_all(batch).await;
+            if service.memory_stats().await["shedding"] == true {
+                shed_seen = true;
+                break 'load;
+            }
+        }
+    }
+    assert!(shed_seen, "memory never reached critical under load");
+
+    let refused = service
+        .create(json!({"url": "https://example.com/x"}))
+        .await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let ready = service
+        .client
+        .get(service.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // With the load gone, the next trim brings memory back under the high water mark.
+    let recovery = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = service.memory_stats().await;
+        if stats["shedding"] == false {
+            assert!(stats["usage_ratio"].as_f64().unwrap() < 0.80, "{stats}");
+            break;
+        }
+        assert!(Instant::now() < recovery, "never recovered: {stats}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = service
+        .client
+        .get(service.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let accepted = service
+        .create(json!({"url": "https://example.com/y"}))
+        .await;
+    assert_eq!(accepted.status(), StatusCode::CREATED);
+    let metrics = service
+        .client
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("shortener_memory_trims_total{reason=\"critical\"}"));
+    assert!(!metrics.contains("shortener_load_shed_total 0"));
+}
+
+/// Stores `count` links `mem0`, `mem1`, … whose targets are about 2 KB long,
+/// in one transaction (one fsync instead of thousands).
+async fn seed_long_links(db: &Path, count: usize) {
+    use sqlx::{Connection, SqliteConnection};
+    let url = format!("sqlite:{}?mode=rwc", db.display());
+    shortener::store::Store::connect(&url, 1, Duration::from_secs(5))
+        .await
+        .expect("migrations")
+        .close()
+        .await;
+    let mut conn = SqliteConnection::connect(&url).await.expect("sqlite");
+    let mut tx = conn.begin().await.unwrap();
+    let long_path = "p".repeat(1_990);
+    for i in 0..count {
+        sqlx::query("INSERT INTO links (code, url, created_at) VALUES ($1, $2, 0)")
+            .bind(format!("mem{i}"))
+            .bind(format!("https://example.com/{long_path}{i}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+impl Shortener {
+    /// Follows the links in `indices` concurrently; every one must exist.
+    async fn follow_all(&self, indices: &[usize]) {
+        let mut requests = tokio::task::JoinSet::new();
+        for i in indices {
+            let (client, url) = (self.client.clone(), self.url(&format!("/mem{i}")));
+            requests.spawn(async move { client.get(url).send().await.map(|r| r.status()) });
+        }
+        while let Some(done) = requests.join_next().await {
+            if let Ok(Ok(status)) = done {
+                assert_ne!(status, StatusCode::NOT_FOUND);
+            }
+        }
+    }
+}
