@@ -142,23 +142,40 @@ free_port() {
 }
 
 # Polls $1 until it answers; fails after READY_TIMEOUT_S or as soon as process $2 exits,
-# showing the log $4 of the program $3.
+# showing the logs (the remaining arguments) of the program $3.
 wait_http() {
-    local url=$1 pid=$2 what=$3 log=$4 i
+    local url=$1 pid=$2 what=$3 i why=""
+    shift 3
     for ((i = 0; i < READY_TIMEOUT_S * 10; i++)); do
         if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
         if ! kill -0 "$pid" 2>/dev/null; then
-            cat "$log" >&2
-            die "$what exited during start-up"
+            why="$what exited during start-up"
+            break
         fi
         sleep 0.1
     done
-    cat "$log" >&2
-    die "$what did not answer $url within ${READY_TIMEOUT_S}s"
+    for log in "$@"; do
+        [[ ! -s $log ]] || tail -n 30 "$log" >&2
+    done
+    die "${why:-$what did not answer $url within ${READY_TIMEOUT_S}s}"
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# What the shortener's /metrics says it holds, to explain an RSS reading.
+memory_figures() {
+    curl -s --max-time 5 "$SHORTENER_URL/metrics" | awk '
+        $1 == "shortener_cache_entries" { links = $2 }
+        $1 == "shortener_cache_bytes" { cache = $2 }
+        $1 == "shortener_allocator_allocated_bytes" { allocated = $2 }
+        $1 == "shortener_allocator_resident_bytes" { resident = $2 }
+        function m(b) { return b == "" ? "n/a" : sprintf("%.1f MiB", b / 1048576) }
+        END {
+            printf "cache %s links (%s), heap allocated %s, allocator resident %s",
+                links == "" ? "n/a" : links, m(cache), m(allocated), m(resident)
+        }' || true
+}
 
 # wrk prints latencies as 812.00us, 1.23ms, 1.02s or 1.50m.
 to_ms() {
@@ -300,7 +317,7 @@ else
     done
     psql_run "$ADMIN_URL" "CREATE DATABASE bench" >/dev/null
     DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/bench"
-    PG_NOTE="throwaway cluster, $(psql_run "$ADMIN_URL" "SHOW server_version" | awk '{ print $1 }'), fsync=on, synchronous_commit=on"
+    PG_NOTE="throwaway cluster, $(psql_run "$ADMIN_URL" "SHOW server_version" | awk '{ print $1 }'), fsync=on, synchronous_commit=on, data on $(df --output=fstype "$PG_DIR" | tail -n 1)"
 fi
 
 # ---------------------------------------------------------------- nginx
@@ -335,7 +352,7 @@ say "starting nginx on 127.0.0.1:$NGINX_PORT"
 "$NGINX" -p "$NGINX_DIR" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf" \
     >"$NGINX_DIR/stdout.log" 2>&1 &
 NGINX_PID=$!
-wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID" nginx "$NGINX_DIR/error.log"
+wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID" nginx "$NGINX_DIR/stdout.log" "$NGINX_DIR/error.log"
 
 # ---------------------------------------------------------------- shortener
 
@@ -364,6 +381,7 @@ location=$(curl -s -o /dev/null -w '%{redirect_url}' "$SHORTENER_URL/b$(printf '
 say "settling for ${SETTLE}s before the idle RSS reading"
 sleep "$SETTLE"
 RSS_IDLE=$(rss_kib "$SHORTENER_PID")
+MEMORY_IDLE=$(memory_figures)
 
 # Samples the shortener's RSS for the whole load phase; the peak is read from the file.
 (
@@ -431,6 +449,7 @@ kill -0 "$SHORTENER_PID" 2>/dev/null || die "the shortener died during the load"
 say "waiting ${AFTER_LOAD}s after the last load for the final RSS reading"
 sleep "$AFTER_LOAD"
 RSS_AFTER=$(rss_kib "$SHORTENER_PID")
+MEMORY_AFTER=$(memory_figures)
 
 # ---------------------------------------------------------------- report
 
@@ -500,6 +519,7 @@ NOTES=$(
     printf -- '- PostgreSQL: %s\n' "$PG_NOTE"
     printf -- '- shortener: SHORTENER_MAX_MEMORY=%s, RUST_LOG=warn; RSS sampled every %ss (%s samples) over the load\n' \
         "$MAX_MEMORY" "$RSS_SAMPLE_INTERVAL" "$RSS_SAMPLES"
+    printf -- '- memory at idle: %s; %s s after load: %s\n' "$MEMORY_IDLE" "$AFTER_LOAD" "$MEMORY_AFTER"
     printf -- '- runs: nginx %s; redirect %s (p99 ms %s); healthz %s; create %s\n' \
         "${nginx_rps[*]}" "${redirect_rps[*]}" "${redirect_p99[*]}" "${healthz_rps[*]}" "${create_rps[*]}"
     printf -- '- non-2xx/3xx responses: redirect %s, nginx %s, create %s; socket errors %s\n' \
