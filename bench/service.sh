@@ -394,6 +394,15 @@ SAMPLER_PID=$!
 
 # ---------------------------------------------------------------- load
 
+# Compilers running beside the benchmark skew every number; say so rather than hide it.
+other_load() {
+    local compilers
+    compilers=$(pgrep -c -x rustc || true)
+    printf 'load average %s' "$(cut -d ' ' -f 1-3 /proc/loadavg)"
+    if ((compilers > 0)); then printf ', %s rustc process(es) running' "$compilers"; fi
+}
+LOAD_BEFORE=$(other_load)
+
 RANDOM_LUA="$BENCH_DIR/random_code.lua"
 CREATE_LUA="$BENCH_DIR/create.lua"
 
@@ -438,6 +447,7 @@ for ((run = 1; run <= RUNS; run++)); do
     socket_errors=$((socket_errors + SOCKET_ERRORS))
 done
 
+LOAD_AFTER=$(other_load)
 stop_pid "$SAMPLER_PID" TERM 2
 SAMPLER_PID=""
 stop_pid "$NGINX_PID" QUIT 5
@@ -512,6 +522,7 @@ NOTES=$(
     printf -- '- date: %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf -- '- machine: nproc %s, %s, %s RAM, Linux %s\n' "$(nproc)" "${cpu:-unknown CPU}" "$mem" "$(uname -r)"
     printf -- '- commit: %s\n' "$commit"
+    printf -- '- other activity: before the load %s; after it %s\n' "$LOAD_BEFORE" "$LOAD_AFTER"
     printf -- '- command: `%s`\n' "$command_line"
     printf -- '- wrk on 127.0.0.1: `wrk %s`, median of %s run(s); redirects and nginx use `bench/random_code.lua` (random codes among %s)\n' \
         "${flags[*]}" "$RUNS" "$LINKS"
@@ -531,6 +542,9 @@ echo "$NOTES"
 echo
 echo "$TABLE"
 
+if [[ "$LOAD_BEFORE $LOAD_AFTER" == *rustc* ]]; then
+    warn "the Rust compiler was running during the benchmark: the numbers are skewed"
+fi
 if ((redirect_bad > 0 || nginx_bad > 0)); then
     warn "some redirect requests were not answered 302: the redirect numbers are suspect"
 fi

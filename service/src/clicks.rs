@@ -16,9 +16,11 @@ use crate::{Result, metrics::Metrics, store::Store};
 /// Shards keep redirect threads from contending on one lock.
 const SHARDS: usize = 16;
 
+type Shard = Mutex<HashMap<Arc<str>, u64>>;
+
 /// Pending click counts per code.
 pub struct ClickBuffer {
-    shards: Box<[Mutex<HashMap<Arc<str>, u64>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
 }
 

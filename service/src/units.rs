@@ -1,6 +1,6 @@
 //! Human-friendly byte sizes and durations for flags and environment variables.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{str::FromStr, time::Duration};
 
 /// A size in bytes, written like `256MiB`, `64Mi`, `1G` or `1048576`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,17 +36,6 @@ impl FromStr for ByteSize {
             .checked_mul(factor)
             .map(ByteSize)
             .ok_or_else(|| format!("`{text}` is too large"))
-    }
-}
-
-impl fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MIB: u64 = 1 << 20;
-        if self.0 >= MIB && self.0 % MIB == 0 {
-            write!(f, "{}MiB", self.0 / MIB)
-        } else {
-            write!(f, "{}B", self.0)
-        }
     }
 }
 
