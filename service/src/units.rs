@@ -10,15 +10,8 @@ impl FromStr for ByteSize {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
-        let number: u64 = digits
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size: expected a number such as 256MiB"))?;
-        let factor: u64 = match unit.trim() {
+        let (number, unit) = split_number(text, "a size", "256MiB")?;
+        let factor: u64 = match unit {
             "" | "B" => 1,
             "K" | "KB" => 1_000,
             "M" | "MB" => 1_000_000,
@@ -35,20 +28,13 @@ impl FromStr for ByteSize {
         number
             .checked_mul(factor)
             .map(ByteSize)
-            .ok_or_else(|| format!("`{text}` is too large"))
+            .ok_or_else(|| format!("`{}` is too large", text.trim()))
     }
 }
 
 /// Parses durations written like `500ms`, `5s`, `2m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: expected a number such as 5s"))?;
+    let (number, unit) = split_number(text, "a duration", "5s")?;
     let duration = match unit {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
@@ -56,14 +42,28 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(number * 3600),
         _ => {
             return Err(format!(
-                "`{text}` has no known unit: use ms, s, m or h (for example 5s)"
+                "`{}` has no known unit: use ms, s, m or h (for example 5s)",
+                text.trim()
             ));
         }
     };
     if duration.is_zero() {
-        return Err(format!("`{text}` must be longer than zero"));
+        return Err(format!("`{}` must be longer than zero", text.trim()));
     }
     Ok(duration)
+}
+
+/// Splits `256MiB` into `(256, "MiB")`.
+fn split_number<'a>(text: &'a str, what: &str, example: &str) -> Result<(u64, &'a str), String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not {what}: expected a number such as {example}"))?;
+    Ok((number, unit.trim()))
 }
 
 #[cfg(test)]

@@ -77,6 +77,14 @@ impl Shortener {
             * 1024
     }
 
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
     async fn create(&self, body: Value) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/links"))
@@ -151,11 +159,8 @@ async fn sigterm_drains_flushes_clicks_and_exits_zero() {
 
     let again = Shortener::start(&db, &slow_flush).await;
     let shown: Value = again
-        .client
-        .get(again.url("/api/v1/links/durable"))
-        .send()
+        .get("/api/v1/links/durable")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -230,12 +235,7 @@ async fn real_memory_pressure_trims_sheds_and_recovers() {
         .await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
-    let ready = service
-        .client
-        .get(service.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = service.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // With the load gone, the next trim brings memory back under the high water mark.
@@ -249,26 +249,13 @@ async fn real_memory_pressure_trims_sheds_and_recovers() {
         assert!(Instant::now() < recovery, "never recovered: {stats}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ready = service
-        .client
-        .get(service.url("/readyz"))
-        .send()
-        .await
-        .unwrap();
+    let ready = service.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let accepted = service
         .create(json!({"url": "https://example.com/y"}))
         .await;
     assert_eq!(accepted.status(), StatusCode::CREATED);
-    let metrics = service
-        .client
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = service.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("shortener_memory_trims_total{reason=\"critical\"}"));
     assert!(!metrics.contains("shortener_load_shed_total 0"));
 }
