@@ -522,7 +522,7 @@ NOTES=$(
     printf -- '- date: %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf -- '- machine: nproc %s, %s, %s RAM, Linux %s\n' "$(nproc)" "${cpu:-unknown CPU}" "$mem" "$(uname -r)"
     printf -- '- commit: %s\n' "$commit"
-    printf -- '- other activity: before the load %s; after it %s\n' "$LOAD_BEFORE" "$LOAD_AFTER"
+    printf -- '- machine load: %s before the load; %s after it\n' "$LOAD_BEFORE" "$LOAD_AFTER"
     printf -- '- command: `%s`\n' "$command_line"
     printf -- '- wrk on 127.0.0.1: `wrk %s`, median of %s run(s); redirects and nginx use `bench/random_code.lua` (random codes among %s)\n' \
         "${flags[*]}" "$RUNS" "$LINKS"
