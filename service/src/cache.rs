@@ -1,17 +1,34 @@
 //! The redirect cache: code → target, bounded in bytes rather than entries,
 //! so its share of the memory limit holds whatever the URLs' lengths.
+//!
+//! A sharded hash map: a hit only stamps the entry with the current epoch
+//! under a read lock, so the hot path takes no exclusive lock and allocates
+//! nothing. The memory manager advances the epoch every sample and sweeps out
+//! entries idle for too many epochs, so memory is returned when load drops;
+//! over budget, entries not hit in the current epoch go first.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
 };
 
 use axum::http::HeaderValue;
-use moka::sync::Cache;
 
-/// Rough bytes moka and the `Arc`s spend per entry beyond the strings themselves
-/// (hash-table slot, access-order node, frequency counter, two reference counts).
-const ENTRY_OVERHEAD: usize = 160;
+/// Shards keep redirect threads from contending on one lock.
+const SHARDS: usize = 16;
+
+/// Heap bytes an entry costs beyond its code and URL: the map slot, the
+/// `CachedLink` and the two reference-counted headers (measured with jemalloc
+/// against 20,000 entries: `cache::tests::the_weight_estimate_matches_the_heap`).
+const ENTRY_OVERHEAD: u64 = 190;
+
+/// When a shard is over budget, evict down to this share of it, so evictions
+/// come in batches rather than on every insert.
+const EVICT_TO_PERCENT: u64 = 90;
 
 /// What a redirect needs, ready to send.
 #[derive(Debug)]
@@ -27,47 +44,129 @@ impl CachedLink {
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.expires_at.is_some_and(|at| at <= now_ms)
     }
+
+    fn weight(&self) -> u64 {
+        self.code.len() as u64 + self.location.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+struct Slot {
+    link: Arc<CachedLink>,
+    /// The epoch of the last hit (or of the insert).
+    seen: AtomicU32,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Arc<str>, Slot>,
+    bytes: u64,
+}
+
+impl Shard {
+    /// Evicts until `needed` bytes are freed: first entries not hit since
+    /// `epoch`, then any. Returns the bytes freed.
+    fn evict(&mut self, needed: u64, epoch: u32) -> u64 {
+        let mut freed = 0;
+        for pass in 0..2 {
+            if freed >= needed {
+                break;
+            }
+            freed += self.evict_where(|slot| {
+                (freed < needed && (pass == 1 || slot.seen.load(Ordering::Relaxed) < epoch))
+                    .then(|| slot.link.weight())
+            });
+        }
+        freed
+    }
+
+    /// Removes the slots for which `weigh` returns a weight; returns their total.
+    fn evict_where(&mut self, mut weigh: impl FnMut(&Slot) -> Option<u64>) -> u64 {
+        let mut freed = 0;
+        self.map.retain(|_, slot| match weigh(slot) {
+            Some(weight) => {
+                freed += weight;
+                false
+            }
+            None => true,
+        });
+        self.bytes -= freed;
+        // A map emptied by a trim or a sweep should give its table back too.
+        if self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to_fit();
+        }
+        freed
+    }
 }
 
 /// A byte-bounded cache that can be shrunk on demand and told to stop admitting.
 #[derive(Clone)]
 pub struct RedirectCache {
-    entries: Cache<Arc<str>, Arc<CachedLink>>,
+    shards: Arc<[RwLock<Shard>]>,
+    hasher: RandomState,
     budget: u64,
     admitting: Arc<AtomicBool>,
+    epoch: Arc<AtomicU32>,
 }
 
 impl RedirectCache {
     /// A cache holding at most `budget` bytes.
     pub fn new(budget: u64) -> Self {
-        let entries = Cache::builder()
-            .max_capacity(budget)
-            .weigher(|code: &Arc<str>, link: &Arc<CachedLink>| {
-                weight(code, link).try_into().unwrap_or(u32::MAX)
-            })
-            .build();
         RedirectCache {
-            entries,
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
             budget,
             admitting: Arc::new(AtomicBool::new(true)),
+            // Epoch 0 stands for "before any epoch", see `insert`.
+            epoch: Arc::new(AtomicU32::new(1)),
         }
     }
 
     /// The link for `code`, if cached.
     pub fn get(&self, code: &str) -> Option<Arc<CachedLink>> {
-        self.entries.get(code)
+        let shard = self.read(code);
+        let slot = shard.map.get(code)?;
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        if slot.seen.load(Ordering::Relaxed) != epoch {
+            slot.seen.store(epoch, Ordering::Relaxed);
+        }
+        Some(slot.link.clone())
     }
 
     /// Caches a link unless admission is paused by memory pressure.
     pub fn insert(&self, link: Arc<CachedLink>) {
-        if self.admitting.load(Ordering::Relaxed) {
-            self.entries.insert(link.code.clone(), link);
+        if !self.admitting.load(Ordering::Relaxed) {
+            return;
+        }
+        let weight = link.weight();
+        let shard_budget = self.budget / SHARDS as u64;
+        if weight > shard_budget {
+            return;
+        }
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let mut shard = self.write(&link.code);
+        // A new entry counts as last seen in the previous epoch, so that a scan
+        // of one-off codes is evicted before the links that are being hit.
+        let slot = Slot {
+            link: link.clone(),
+            seen: AtomicU32::new(epoch - 1),
+        };
+        if let Some(old) = shard.map.insert(link.code.clone(), slot) {
+            shard.bytes -= old.link.weight();
+        }
+        shard.bytes += weight;
+        if shard.bytes > shard_budget {
+            let target = shard_budget * EVICT_TO_PERCENT / 100;
+            let excess = shard.bytes - target;
+            shard.evict(excess, epoch);
         }
     }
 
     /// Drops a code, after its link was deleted.
     pub fn remove(&self, code: &str) {
-        self.entries.invalidate(code);
+        let mut shard = self.write(code);
+        if let Some(old) = shard.map.remove(code) {
+            shard.bytes -= old.link.weight();
+        }
     }
 
     /// Pauses or resumes admission of new entries.
@@ -75,55 +174,80 @@ impl RedirectCache {
         self.admitting.store(admitting, Ordering::Relaxed);
     }
 
-    /// Evicts entries until about `bytes` are freed, or the cache is empty;
-    /// returns the bytes freed.
+    /// Evicts entries, spread over the shards, until about `bytes` are freed
+    /// or the cache is empty; returns the bytes freed.
     pub fn shrink_by(&self, bytes: u64) -> u64 {
-        let mut freed = 0u64;
-        if bytes > 0 {
-            for (code, link) in self.entries.iter() {
-                if freed >= bytes {
-                    break;
-                }
-                freed += weight(&code, &link) as u64;
-                self.entries.invalidate(code.as_ref());
+        let mut freed = 0;
+        while freed < bytes && self.bytes() > 0 {
+            let per_shard = (bytes - freed).div_ceil(SHARDS as u64);
+            for shard in self.shards.iter() {
+                freed += lock_write(shard).evict(per_shard, u32::MAX);
             }
         }
-        self.entries.run_pending_tasks();
         freed
     }
 
-    /// Evicts everything; returns the bytes freed.
-    pub fn clear(&self) -> u64 {
-        let before = self.bytes();
-        self.entries.invalidate_all();
-        self.entries.run_pending_tasks();
-        before
+    /// Starts a new epoch and evicts entries not hit in the last `idle_epochs`
+    /// epochs; returns the bytes freed.
+    pub fn sweep(&self, idle_epochs: u32) -> u64 {
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        let oldest_kept = epoch.saturating_sub(idle_epochs);
+        self.shards
+            .iter()
+            .map(|shard| {
+                lock_write(shard).evict_where(|slot| {
+                    (slot.seen.load(Ordering::Relaxed) < oldest_kept).then(|| slot.link.weight())
+                })
+            })
+            .sum()
     }
 
-    /// Applies pending bookkeeping so that `entries` and `bytes` are exact.
-    pub fn settle(&self) {
-        self.entries.run_pending_tasks();
+    /// Evicts everything and releases the tables; returns the bytes freed.
+    pub fn clear(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| std::mem::take(&mut *lock_write(shard)).bytes)
+            .sum()
     }
 
     /// Entries held now.
     pub fn entries(&self) -> u64 {
-        self.entries.entry_count()
+        self.shards
+            .iter()
+            .map(|shard| lock_read(shard).map.len() as u64)
+            .sum()
     }
 
-    /// Bytes held now, by the weigher's account.
+    /// Bytes held now, by the weight estimate.
     pub fn bytes(&self) -> u64 {
-        self.entries.weighted_size()
+        self.shards.iter().map(|shard| lock_read(shard).bytes).sum()
     }
 
     /// The most bytes the cache may hold.
     pub fn budget(&self) -> u64 {
         self.budget
     }
+
+    fn index(&self, code: &str) -> usize {
+        self.hasher.hash_one(code) as usize % SHARDS
+    }
+
+    fn read(&self, code: &str) -> RwLockReadGuard<'_, Shard> {
+        lock_read(&self.shards[self.index(code)])
+    }
+
+    fn write(&self, code: &str) -> RwLockWriteGuard<'_, Shard> {
+        lock_write(&self.shards[self.index(code)])
+    }
 }
 
-fn weight(code: &str, link: &CachedLink) -> usize {
-    // The code is stored twice (key and value share one Arc, counted once).
-    code.len() + link.location.len() + ENTRY_OVERHEAD
+// A panic while a shard is locked leaves a consistent map behind: keep serving.
+fn lock_read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    shard.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock_write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    shard.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -133,33 +257,71 @@ mod tests {
     fn link(code: &str) -> Arc<CachedLink> {
         Arc::new(CachedLink {
             code: code.into(),
-            location: HeaderValue::from_static("https://example.com/some/long/path"),
+            location: HeaderValue::from_str(&format!("https://example.com/page/{code}")).unwrap(),
             expires_at: None,
         })
     }
 
-    #[test]
-    fn the_cache_never_holds_more_bytes_than_its_budget() {
-        let cache = RedirectCache::new(64 * 1024);
-        for i in 0..5_000 {
+    fn filled(budget: u64, count: usize) -> RedirectCache {
+        let cache = RedirectCache::new(budget);
+        for i in 0..count {
             cache.insert(link(&format!("code{i}")));
         }
-        cache.entries.run_pending_tasks();
+        cache
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_bytes_than_its_budget() {
+        let cache = filled(64 * 1024, 5_000);
         assert!(cache.bytes() <= cache.budget(), "{} bytes", cache.bytes());
         assert!(cache.entries() > 100);
     }
 
     #[test]
-    fn shrinking_frees_at_least_what_was_asked() {
-        let cache = RedirectCache::new(1 << 20);
-        for i in 0..1_000 {
+    fn links_being_hit_survive_a_scan_of_new_codes() {
+        let cache = RedirectCache::new(64 * 1024);
+        cache.insert(link("hot"));
+        for i in 0..5_000 {
+            cache.get("hot");
             cache.insert(link(&format!("code{i}")));
+            assert!(cache.get("hot").is_some(), "evicted after {i} inserts");
         }
-        cache.entries.run_pending_tasks();
+    }
+
+    #[test]
+    fn shrinking_frees_at_least_what_was_asked() {
+        let cache = filled(1 << 20, 1_000);
         let before = cache.bytes();
         let freed = cache.shrink_by(before / 2);
         assert!(freed >= before / 2);
-        assert!(cache.bytes() <= before - freed + 1);
+        assert_eq!(cache.bytes(), before - freed);
+        assert_eq!(cache.shrink_by(u64::MAX), before - freed);
+        assert_eq!(cache.entries(), 0);
+    }
+
+    #[test]
+    fn replacing_and_removing_keep_the_byte_count_exact() {
+        let cache = RedirectCache::new(1 << 20);
+        cache.insert(link("abc"));
+        let one = cache.bytes();
+        cache.insert(link("abc"));
+        assert_eq!(cache.bytes(), one);
+        cache.remove("abc");
+        assert_eq!((cache.bytes(), cache.entries()), (0, 0));
+    }
+
+    #[test]
+    fn sweeps_evict_only_links_idle_for_the_given_epochs() {
+        let cache = RedirectCache::new(1 << 20);
+        cache.insert(link("hot"));
+        cache.insert(link("cold"));
+        cache.get("hot");
+        assert_eq!(cache.sweep(2), 0, "nothing is idle for two epochs yet");
+        cache.get("hot");
+        let freed = cache.sweep(2);
+        assert_eq!(freed, link("cold").weight());
+        assert!(cache.get("cold").is_none());
+        assert!(cache.get("hot").is_some());
     }
 
     #[test]
@@ -171,6 +333,23 @@ mod tests {
         cache.set_admitting(true);
         cache.insert(link("abc"));
         assert!(cache.get("abc").is_some());
+    }
+
+    #[test]
+    fn the_weight_estimate_matches_the_heap() {
+        // This thread's own allocations, so tests running beside it add no noise.
+        use tikv_jemalloc_ctl::thread::{allocatedp, deallocatedp};
+        let allocated = allocatedp::read().unwrap();
+        let deallocated = deallocatedp::read().unwrap();
+        let net = || allocated.get() - deallocated.get();
+        let before = net();
+        let cache = filled(64 << 20, 20_000);
+        let heap = net() - before;
+        let estimate = cache.bytes();
+        assert!(
+            heap < estimate * 11 / 10 && heap > estimate * 9 / 10,
+            "heap {heap} vs estimate {estimate}"
+        );
     }
 
     #[test]

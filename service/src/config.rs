@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "SHORTENER_CACHE_BUDGET")]
     pub cache_budget: Option<ByteSize>,
 
+    /// How long a link nobody follows stays cached; its next hit costs one
+    /// indexed lookup, and the memory of idle links returns soon after load drops.
+    #[arg(long, env = "SHORTENER_CACHE_IDLE_TTL", default_value = "20s", value_parser = parse_duration)]
+    pub cache_idle_ttl: Duration,
+
     /// How often buffered click counts are written to the database.
     #[arg(long, env = "SHORTENER_CLICK_FLUSH_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub click_flush_interval: Duration,
@@ -113,6 +118,15 @@ impl Config {
         .map_err(Error::Config)
     }
 
+    /// Memory samples after which an idle link leaves the cache (at least one).
+    pub fn cache_idle_samples(&self) -> u32 {
+        let samples = self
+            .cache_idle_ttl
+            .as_millis()
+            .div_ceil(self.monitor_interval.as_millis().max(1));
+        u32::try_from(samples).unwrap_or(u32::MAX).max(1)
+    }
+
     /// The redirect status as an HTTP status code.
     pub fn redirect_status(&self) -> StatusCode {
         StatusCode::from_u16(self.redirect_status).unwrap_or(StatusCode::FOUND)
@@ -154,6 +168,18 @@ mod tests {
         ]);
         let message = config.validate().unwrap_err().to_string();
         assert!(message.contains("85"), "{message}");
+    }
+
+    #[test]
+    fn the_cache_idle_time_is_counted_in_memory_samples() {
+        let config = Config::parse_from([
+            "shortener",
+            "--cache-idle-ttl",
+            "20s",
+            "--monitor-interval",
+            "3s",
+        ]);
+        assert_eq!(config.cache_idle_samples(), 7);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::{
     Config, Result,
     cache::RedirectCache,
     clicks::ClickBuffer,
-    memory::{MemoryLimit, MemoryManager, allocator},
+    memory::{ManagerSettings, MemoryLimit, MemoryManager, allocator},
     metrics::Metrics,
     store::Store,
 };
@@ -66,10 +66,14 @@ impl AppState {
         );
         let cache = RedirectCache::new(budget);
         let metrics = Arc::new(Metrics::default());
+        let settings = ManagerSettings {
+            marks: config.watermarks()?,
+            min_trim_interval: config.min_trim_interval,
+            cache_idle_samples: config.cache_idle_samples(),
+        };
         let memory = Arc::new(MemoryManager::new(
             limit,
-            config.watermarks()?,
-            config.min_trim_interval,
+            settings,
             cache.clone(),
             metrics.clone(),
         ));

@@ -256,7 +256,8 @@ async fn real_memory_pressure_trims_sheds_and_recovers() {
         .await;
     assert_eq!(accepted.status(), StatusCode::CREATED);
     let metrics = service.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("shortener_memory_trims_total{reason=\"critical\"}"));
+    // Which trim brought it back (high water or critical) depends on timing; that one did does not.
+    assert!(metrics.contains("shortener_memory_trims_total{reason="));
     assert!(!metrics.contains("shortener_load_shed_total 0"));
 }
 

@@ -32,11 +32,19 @@ pub struct TrimReport {
     pub resident_after_bytes: u64,
 }
 
+/// How the manager behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct ManagerSettings {
+    pub marks: Watermarks,
+    pub min_trim_interval: Duration,
+    /// Samples after which a link nobody followed leaves the cache.
+    pub cache_idle_samples: u32,
+}
+
 /// Keeps the process under its water marks.
 pub struct MemoryManager {
     limit: MemoryLimit,
-    marks: Watermarks,
-    min_trim_interval: Duration,
+    settings: ManagerSettings,
     resident: ResidentProbe,
     cache: RedirectCache,
     metrics: Arc<Metrics>,
@@ -48,15 +56,13 @@ impl MemoryManager {
     /// A manager reading this process's resident set size.
     pub fn new(
         limit: MemoryLimit,
-        marks: Watermarks,
-        min_trim_interval: Duration,
+        settings: ManagerSettings,
         cache: RedirectCache,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self::with_probe(
             limit,
-            marks,
-            min_trim_interval,
+            settings,
             cache,
             metrics,
             Box::new(process::resident_bytes),
@@ -66,16 +72,14 @@ impl MemoryManager {
     /// A manager reading resident bytes from `resident`.
     pub fn with_probe(
         limit: MemoryLimit,
-        marks: Watermarks,
-        min_trim_interval: Duration,
+        settings: ManagerSettings,
         cache: RedirectCache,
         metrics: Arc<Metrics>,
         resident: ResidentProbe,
     ) -> Self {
         MemoryManager {
             limit,
-            marks,
-            min_trim_interval,
+            settings,
             resident,
             cache,
             metrics,
@@ -102,11 +106,22 @@ impl MemoryManager {
         }
     }
 
-    /// Samples memory, applies the policy and publishes the figures.
+    /// Sweeps idle links out of the cache, samples memory, applies the policy
+    /// and publishes the figures.
     pub fn tick(&self, now: Instant) -> Decision {
+        let swept = self.cache.sweep(self.settings.cache_idle_samples);
+        if swept > 0 {
+            debug!(bytes = swept, "idle links left the cache");
+        }
         let usage = self.usage();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let decision = policy::decide(usage, self.marks, *state, self.min_trim_interval, now);
+        let decision = policy::decide(
+            usage,
+            self.settings.marks,
+            *state,
+            self.settings.min_trim_interval,
+            now,
+        );
         if let Some((reason, bytes)) = decision.trim {
             let report = self.trim(reason, bytes);
             info!(
@@ -147,7 +162,7 @@ impl MemoryManager {
             let freed = self.cache.clear();
             self.finish_trim(TrimReason::Manual, before, freed)
         } else {
-            let excess = self.usage().excess_over(self.marks.low);
+            let excess = self.usage().excess_over(self.settings.marks.low);
             self.trim(TrimReason::Manual, excess)
         }
     }
@@ -173,12 +188,11 @@ impl MemoryManager {
 
     /// Everything known about memory now.
     pub fn snapshot(&self) -> MemorySnapshot {
-        self.cache.settle();
         let usage = self.usage();
         let ratio = usage.ratio();
-        let pressure = if ratio >= self.marks.critical {
+        let pressure = if ratio >= self.settings.marks.critical {
             Pressure::Critical
-        } else if ratio >= self.marks.high {
+        } else if ratio >= self.settings.marks.high {
             Pressure::High
         } else {
             Pressure::Normal
@@ -241,8 +255,11 @@ mod tests {
                 bytes: 100 * MIB,
                 source: LimitSource::Configured,
             },
-            Watermarks::from_percent(60.0, 80.0, 95.0).unwrap(),
-            Duration::from_secs(10),
+            ManagerSettings {
+                marks: Watermarks::from_percent(60.0, 80.0, 95.0).unwrap(),
+                min_trim_interval: Duration::from_secs(10),
+                cache_idle_samples: 1_000,
+            },
             cache.clone(),
             Arc::new(Metrics::default()),
             Box::new(move || probe.load(Ordering::Relaxed)),
@@ -281,6 +298,22 @@ mod tests {
         let text = manager.metrics.encode();
         assert!(text.contains(r#"shortener_memory_trims_total{reason="critical"} 1"#));
         assert!(text.contains("shortener_memory_usage_ratio 0.7"), "{text}");
+    }
+
+    #[test]
+    fn links_nobody_follows_leave_the_cache_after_the_idle_samples() {
+        let (manager, _, cache) = scripted();
+        let mut settings = manager.settings;
+        settings.cache_idle_samples = 2;
+        let manager = MemoryManager {
+            settings,
+            ..manager
+        };
+        let start = Instant::now();
+        manager.tick(start);
+        assert_eq!(cache.entries(), 10_000);
+        manager.tick(start + Duration::from_secs(5));
+        assert_eq!(cache.entries(), 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::units::ByteSize;
 pub use allocator::AllocatorStats;
 pub use cgroup::LimitSource;
-pub use manager::{MemoryManager, TrimReport};
+pub use manager::{ManagerSettings, MemoryManager, TrimReport};
 
 /// The memory limit in force and where it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
