@@ -8,16 +8,19 @@
 #![forbid(unsafe_code)]
 
 mod postgres;
+mod prometheus;
+mod watchdog;
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
 pub use postgres::{PgServer, fresh_database_url};
+pub use prometheus::{PromServer, Target};
 
 /// Everything that can go wrong while providing a test database.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No temp dir for the server's files.
-    #[error("could not create a temp dir for PostgreSQL: {0}")]
+    #[error("could not create a temp dir for a test server: {0}")]
     TempDir(#[source] io::Error),
     /// No free loopback port.
     #[error("could not reserve a free loopback port: {0}")]
@@ -34,12 +37,18 @@ pub enum Error {
     /// A command (as its command line) failed with this status and stderr.
     #[error("{0} failed ({1}): {2}")]
     Command(String, ExitStatus, String),
-    /// The server on this port did not start, for this reason; with the server's log.
-    #[error("PostgreSQL on port {0} did not start: {1}; its log:\n{2}")]
+    /// A server on this port did not start, for this reason; with the server's log.
+    #[error("the server on port {0} did not start: {1}; its log:\n{2}")]
     NotStarted(u16, String, String),
     /// The watchdog shell could not be started or waited for.
-    #[error("could not run or wait for the PostgreSQL watchdog shell: {0}")]
+    #[error("could not run or wait for the watchdog shell: {0}")]
     Watchdog(#[source] io::Error),
+    /// A file could not be written.
+    #[error("could not write {path}: {1}", path = .0.display())]
+    Write(PathBuf, #[source] io::Error),
+    /// Prometheus answered, or failed to answer, in an unexpected way.
+    #[error("Prometheus: {0}")]
+    Prometheus(String),
     /// The shared server of [`fresh_database_url`] failed to start (once, for all tests).
     #[error("the shared test PostgreSQL server could not start: {0}")]
     Shared(String),

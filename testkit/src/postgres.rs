@@ -2,17 +2,18 @@
 
 use std::{
     fs,
-    io::Write,
-    net::{Ipv4Addr, TcpListener},
-    os::unix::{fs::MetadataExt, process::CommandExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Command, Stdio},
     sync::OnceLock,
     thread,
     time::{Duration, Instant},
 };
 
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    watchdog::{Watchdog, free_port, server_log},
+};
 
 /// Where Debian's postgresql-15 package installs the server binaries.
 const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -21,38 +22,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Short enough that tests do not notice it, long enough not to spin.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Runs postgres in the background and holds the read end of a pipe whose write end only the
-/// test process has. Whenever that end closes (drop, panic, SIGKILL) `read` returns and the
-/// watcher stops postgres fast (SIGINT) and deletes the whole dir, unless the test process wrote
-/// `keep` first, as `stop()` does. If postgres exits on its own, the shell exits with its status
-/// so start-up failures show at once, and the watcher still cleans up later.
-/// Arguments: $1 bin dir, $2 temp dir (data in `data/`, socket and log at the top), $3 port.
-const WATCHDOG: &str = r#"
-set -u
-dir=$2
-exec 3<&0 </dev/null >>"$dir/postgres.log" 2>&1
-"$1/postgres" -D "$dir/data" -p "$3" -c listen_addresses=127.0.0.1 \
-  -c unix_socket_directories="$dir" -c fsync=off -c synchronous_commit=off \
-  -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB 3<&- &
-pg=$!
-{
-  cmd=
-  read -r cmd <&3 || :
-  kill -INT "$pg" 2>/dev/null
-  while kill -0 "$pg" 2>/dev/null; do sleep 0.05; done
-  [ "$cmd" = keep ] || rm -rf "$dir"
-} &
-watcher=$!
-wait "$pg" && wait "$watcher"
-"#;
-
 /// A PostgreSQL server owned by the test process.
 #[derive(Debug)]
 pub struct PgServer {
     dir: PathBuf,
     port: u16,
-    /// The watchdog shell and the write end of its stdin; `None` while stopped.
-    watchdog: Option<(Child, ChildStdin)>,
+    /// `None` while stopped.
+    watchdog: Option<Watchdog>,
 }
 
 impl PgServer {
@@ -96,14 +72,10 @@ impl PgServer {
 
     /// Fast shutdown that keeps the data dir for [`PgServer::restart`]; a no-op when stopped.
     pub fn stop(&mut self) -> Result<()> {
-        let Some((mut shell, mut stdin)) = self.watchdog.take() else {
-            return Ok(());
-        };
-        // A failed write means the watchdog has already finished; waiting below is still right.
-        let _ = stdin.write_all(b"keep\n");
-        drop(stdin);
-        shell.wait().map_err(Error::Watchdog)?;
-        Ok(())
+        match self.watchdog.take() {
+            Some(watchdog) => watchdog.stop_keeping_dir(),
+            None => Ok(()),
+        }
     }
 
     /// Starts again on the same port and data dir (stopping first if running) and waits until ready.
@@ -113,20 +85,24 @@ impl PgServer {
     }
 
     fn launch(&mut self) -> Result<()> {
-        let mut command = as_postgres("/bin/sh");
-        command
-            .args(["-c", WATCHDOG, "testkit-pg-watchdog", BIN_DIR])
-            .arg(&self.dir)
-            .arg(self.port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Out of the terminal's process group, so Ctrl-C kills only the test process and
-            // the watchdog survives long enough to clean up after it.
-            .process_group(0);
-        let mut shell = command.spawn().map_err(Error::Watchdog)?;
-        let stdin = shell.stdin.take().expect("the watchdog's stdin is piped");
-        self.watchdog = Some((shell, stdin));
+        let dir = self.dir.display();
+        let command = [
+            bin("postgres"),
+            format!("-D{dir}/data"),
+            format!("-p{}", self.port),
+            "-clisten_addresses=127.0.0.1".into(),
+            format!("-cunix_socket_directories={dir}"),
+            "-cfsync=off".into(),
+            "-csynchronous_commit=off".into(),
+            "-cfull_page_writes=off".into(),
+            "-cmax_connections=200".into(),
+            "-cshared_buffers=32MB".into(),
+        ];
+        self.watchdog = Some(Watchdog::spawn(
+            as_postgres("/bin/sh"),
+            &self.dir,
+            &command,
+        )?);
         self.wait_until_ready()
     }
 
@@ -134,8 +110,8 @@ impl PgServer {
         let deadline = Instant::now() + READY_TIMEOUT;
         let url = self.admin_url();
         loop {
-            if let Some((shell, _)) = &mut self.watchdog
-                && let Some(status) = shell.try_wait().map_err(Error::Watchdog)?
+            if let Some(watchdog) = &mut self.watchdog
+                && let Some(status) = watchdog.exited()?
             {
                 return Err(self.not_started(format!("postgres exited with {status}")));
             }
@@ -152,19 +128,14 @@ impl PgServer {
     }
 
     fn not_started(&self, why: String) -> Error {
-        let path = self.dir.join("postgres.log");
-        let log = fs::read_to_string(&path)
-            .unwrap_or_else(|e| format!("(could not read {}: {e})", path.display()));
-        Error::NotStarted(self.port, why, log)
+        Error::NotStarted(self.port, why, server_log(&self.dir))
     }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Some((mut shell, stdin)) = self.watchdog.take() {
-            // Plain EOF, exactly what the watchdog sees when the process dies: stop and delete.
-            drop(stdin);
-            let _ = shell.wait();
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.stop_and_delete();
         }
         // A stopped server has no watchdog left to delete its dir.
         let _ = fs::remove_dir_all(&self.dir);
@@ -253,15 +224,9 @@ fn hand_to_postgres(dir: &Path) -> Result<()> {
     chowned.map_err(|source| Error::Chown(dir.to_owned(), source))
 }
 
-/// The OS hands out an unused port; it is released just before postgres binds it.
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::Port)?;
-    Ok(listener.local_addr().map_err(Error::Port)?.port())
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::TcpStream;
+    use std::net::{Ipv4Addr, TcpStream};
 
     use super::*;
 
@@ -319,7 +284,7 @@ mod tests {
     #[test]
     fn the_watchdog_alone_cleans_up_when_the_test_process_goes_away() -> Result<()> {
         let mut server = PgServer::start()?;
-        let (mut shell, stdin) = server.watchdog.take().expect("started");
+        let Watchdog { mut shell, stdin } = server.watchdog.take().expect("started");
         // What the kernel does when the process dies: close the pipe and run no Rust code.
         drop(stdin);
         let status = shell.wait().map_err(Error::Watchdog)?;

@@ -1,0 +1,278 @@
+//! A throwaway Prometheus scraping given targets every second, for tests that
+//! need the real query engine and real scrapes.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpStream},
+    path::PathBuf,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Error, Result,
+    watchdog::{Watchdog, free_port, server_log},
+};
+
+/// Debian's `prometheus` package puts the server here.
+const BINARY: &str = "/usr/bin/prometheus";
+/// Prometheus replays its WAL and opens its TSDB in well under this on a loaded CI machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One scrape target: an address and the labels its series get (for example `pod`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub address: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// A target at `address` whose series carry `labels`.
+    pub fn new<'a>(
+        address: impl Into<String>,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        Target {
+            address: address.into(),
+            labels: labels
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// A Prometheus server owned by the test process, scraping every second.
+#[derive(Debug)]
+pub struct PromServer {
+    dir: PathBuf,
+    port: u16,
+    watchdog: Option<Watchdog>,
+}
+
+impl PromServer {
+    /// Starts Prometheus on a free loopback port scraping `targets`; returns once it is ready.
+    pub fn start(targets: &[Target]) -> Result<PromServer> {
+        let temp = tempfile::Builder::new().prefix("testkit-prom-").tempdir();
+        // Kept rather than auto-deleted: the watchdog must delete it even after this process dies.
+        let dir = temp.map_err(Error::TempDir)?.keep();
+        let mut server = PromServer {
+            dir,
+            port: free_port()?,
+            watchdog: None,
+        };
+        server.write_config(targets)?;
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// The base URL of the HTTP API, such as `http://127.0.0.1:9090`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the scrape targets and reloads the configuration.
+    pub fn set_targets(&self, targets: &[Target]) -> Result<()> {
+        self.write_config(targets)?;
+        let (status, body) = http(self.port, "POST", "/-/reload")?;
+        if status != 200 {
+            return Err(Error::Prometheus(format!(
+                "reload answered {status}: {body}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops Prometheus, keeping its data for [`PromServer::restart`]; a no-op when stopped.
+    pub fn stop(&mut self) -> Result<()> {
+        match self.watchdog.take() {
+            Some(watchdog) => watchdog.stop_keeping_dir(),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts again on the same port and data (stopping first if running); waits until ready.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.launch()
+    }
+
+    /// Waits until every target has been scraped successfully at least once.
+    pub fn wait_for_targets_up(&self, count: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, body) = http(self.port, "GET", "/api/v1/query?query=sum(up)")?;
+            // The answer holds `"value":[<time>,"<sum>"]`; the sum is the number of targets up.
+            let up = body
+                .rsplit_once(",\"")
+                .and_then(|(_, rest)| rest.split('"').next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if up >= count as f64 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Prometheus(format!(
+                    "{up} of {count} targets up after {timeout:?}: {body}"
+                )));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn write_config(&self, targets: &[Target]) -> Result<()> {
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n",
+        );
+        for target in targets {
+            config.push_str(&format!("      - targets: ['{}']\n", target.address));
+            if !target.labels.is_empty() {
+                config.push_str("        labels:\n");
+                for (name, value) in &target.labels {
+                    config.push_str(&format!("          {name}: '{value}'\n"));
+                }
+            }
+        }
+        let path = self.dir.join("prometheus.yml");
+        fs::write(&path, config).map_err(|source| Error::Write(path, source))
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let dir = self.dir.display();
+        let command = [
+            BINARY.to_owned(),
+            format!("--config.file={dir}/prometheus.yml"),
+            format!("--storage.tsdb.path={dir}/data"),
+            format!("--web.listen-address=127.0.0.1:{}", self.port),
+            "--web.enable-lifecycle".to_owned(),
+        ];
+        self.watchdog = Some(Watchdog::spawn(
+            Command::new("/bin/sh"),
+            &self.dir,
+            &command,
+        )?);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(watchdog) = &mut self.watchdog
+                && let Some(status) = watchdog.exited()?
+            {
+                return Err(self.not_started(format!("prometheus exited with {status}")));
+            }
+            if matches!(http(self.port, "GET", "/-/ready"), Ok((200, _))) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let why = format!("not ready within {READY_TIMEOUT:?}");
+                return Err(self.not_started(why));
+            }
+            tracing::debug!(port = self.port, "waiting for Prometheus to start");
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn not_started(&self, why: String) -> Error {
+        Error::NotStarted(self.port, why, server_log(&self.dir))
+    }
+}
+
+impl Drop for PromServer {
+    fn drop(&mut self) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.stop_and_delete();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A minimal HTTP/1.1 request on loopback; returns the status and the body.
+fn http(port: u16, method: &str, path: &str) -> Result<(u16, String)> {
+    let failed = |e: std::io::Error| Error::Prometheus(format!("{method} {path}: {e}"));
+    let address = (Ipv4Addr::LOCALHOST, port).into();
+    let mut stream =
+        TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(failed)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(failed)?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).map_err(failed)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(failed)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A one-line metrics endpoint, served from a thread for as long as the test runs.
+    fn exporter(metric: &'static str) -> String {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut stream = stream;
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                let body = format!("{metric}\n");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn a_started_server_scrapes_its_targets_with_their_labels() -> Result<()> {
+        let target = Target::new(exporter("demo_value 42"), [("pod", "web-1")]);
+        let server = PromServer::start(std::slice::from_ref(&target))?;
+        server.wait_for_targets_up(1, Duration::from_secs(30))?;
+        let (status, body) = http(server.port, "GET", "/api/v1/query?query=demo_value")?;
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("\"pod\":\"web-1\"") && body.contains("\"42\""),
+            "{body}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_stopped_server_refuses_queries_until_restarted() -> Result<()> {
+        let mut server = PromServer::start(&[])?;
+        server.stop()?;
+        assert!(http(server.port, "GET", "/-/ready").is_err());
+        server.restart()?;
+        assert_eq!(http(server.port, "GET", "/-/ready")?.0, 200);
+        let dir = server.dir.clone();
+        drop(server);
+        assert!(!dir.exists());
+        Ok(())
+    }
+
+    #[test]
+    fn targets_can_change_while_running() -> Result<()> {
+        let server = PromServer::start(&[])?;
+        let target = Target::new(exporter("demo_value 7"), [("pod", "web-2")]);
+        server.set_targets(&[target])?;
+        server.wait_for_targets_up(1, Duration::from_secs(30))
+    }
+}
