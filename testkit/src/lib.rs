@@ -4,17 +4,26 @@
 //! `std::process`, so any test can use it with or without an async runtime. Each server runs
 //! under a small watchdog shell that stops it and deletes its files as soon as the test process
 //! goes away, however it goes away. [`fresh_database_url`] is the one call most tests need.
+//!
+//! [`PromServer`] is a throwaway Prometheus scraping given targets; [`ScriptedPrometheus`] answers
+//! queries with series a test sets. [`FakeApiServer`] is an
+//! in-process fake of the Kubernetes API server, served inside the test's tokio runtime, for
+//! running the real kube-rs client and controller runtime without a cluster.
 
 #![forbid(unsafe_code)]
 
+mod kube_api;
 mod postgres;
 mod prometheus;
+mod scripted_prometheus;
 mod watchdog;
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
+pub use kube_api::{Change, ChangeType, FakeApiServer};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{PromServer, Target};
+pub use scripted_prometheus::ScriptedPrometheus;
 
 /// Everything that can go wrong while providing a test database.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Operator benchmark: builds the release binary and the bench example, runs it,
+# prints the table and appends it (with date, machine and commit) to docs/benchmarks.md.
+#   bash bench/operator.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+results="${BENCH_RESULTS:-docs/benchmarks.md}"
+cargo build --release -p memory-operator --bin memory-operator --example bench
+table=$(target/release/examples/bench target/release/memory-operator)
+echo "$table"
+{
+  echo
+  echo "## Operator, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo
+  echo "- machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  echo "- command: \`bash bench/operator.sh\` (fake API server and scripted Prometheus in the bench process; the operator is the real release binary, \`memory-operator run\`, pointed at them through a kubeconfig)"
+  echo
+  echo "$table"
+} >> "$results"
+echo "==> appended to $results"

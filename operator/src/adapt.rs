@@ -1,0 +1,250 @@
+//! Maps the `MemoryPolicy` spec and the cluster's objects onto the engine's
+//! plain types, and the engine's history onto status records. Pure.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Pod},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
+
+use crate::{
+    crd::{self, ActionRecord, MemoryPolicySpec, quantity_bytes},
+    decide::{ActionKind, CriticalAction, HighAction, PastAction, Policy, Workload},
+};
+
+/// The engine's view of a policy (validated beforehand).
+pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
+    let t = &spec.thresholds;
+    let ratio = |percent: u32| f64::from(percent) / 100.0;
+    let count = |n: i32| u32::try_from(n).unwrap_or(1).max(1);
+    Policy {
+        low: ratio(t.low_water_mark),
+        high: ratio(t.high_water_mark),
+        critical: ratio(t.critical),
+        sustain: t.r#for.into(),
+        stale_after: t.stale_after.into(),
+        on_high: match spec.on_high {
+            crd::HighAction::ScaleOut => HighAction::ScaleOut,
+            crd::HighAction::AlertOnly => HighAction::AlertOnly,
+        },
+        on_critical: match spec.on_critical {
+            crd::CriticalAction::RestartPod => CriticalAction::RestartPod,
+            crd::CriticalAction::RollingRestart => CriticalAction::RollingRestart,
+            crd::CriticalAction::AlertOnly => CriticalAction::AlertOnly,
+        },
+        min_replicas: count(spec.scaling.min_replicas),
+        max_replicas: count(spec.scaling.max_replicas),
+        step: count(spec.scaling.step),
+        scale_in_stabilization: spec.scaling.scale_in_stabilization.into(),
+        cooldown: spec.safety.cooldown.into(),
+        max_restarts_per_hour: spec.safety.max_restarts_per_hour,
+        max_unavailable: count(spec.safety.max_unavailable),
+        dry_run: spec.dry_run,
+        suspend: spec.suspend,
+    }
+}
+
+/// The Deployment and its live pods as the engine sees them.
+pub fn workload(deployment: &Deployment, pods: &[Pod]) -> Workload {
+    let spec = &deployment.spec;
+    let status = deployment.status.clone().unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    let count = |n: Option<i32>| u32::try_from(n.unwrap_or(0)).unwrap_or(0);
+    // `kubectl rollout status` semantics: the controller has not seen the
+    // latest spec, or new pods are not all updated and available yet, or old
+    // pods are still terminating.
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let rollout_in_progress = status.observed_generation.unwrap_or(0) < generation
+        || updated < replicas
+        || status.replicas.unwrap_or(0) > updated
+        || status.available_replicas.unwrap_or(0) < updated;
+    Workload {
+        replicas: count(Some(replicas)),
+        available_replicas: count(status.available_replicas),
+        rollout_in_progress,
+        paused: spec.paused.unwrap_or(false),
+        pods: live_pods(pods).map(|pod| name(pod).to_owned()).collect(),
+    }
+}
+
+/// Each live pod's memory limit, for custom queries that report bytes only:
+/// the named container's, else the first container's.
+pub fn pod_limits(pods: &[Pod], container: Option<&str>) -> HashMap<String, u64> {
+    live_pods(pods)
+        .filter_map(|pod| {
+            let containers = &pod.spec.as_ref()?.containers;
+            let chosen = match container {
+                Some(wanted) => containers.iter().find(|c| c.name == wanted)?,
+                None => containers.first()?,
+            };
+            let limit = chosen.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+            Some((name(pod).to_owned(), quantity_bytes(limit)?))
+        })
+        .collect()
+}
+
+/// Pods that count: not being deleted and not finished.
+fn live_pods(pods: &[Pod]) -> impl Iterator<Item = &Pod> {
+    pods.iter().filter(|pod| {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+    })
+}
+
+fn name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// The status `type` of a remembered action.
+pub fn action_type(kind: ActionKind) -> &'static str {
+    match kind {
+        ActionKind::ScaleOut => "ScaleOut",
+        ActionKind::ScaleIn => "ScaleIn",
+        ActionKind::Evict => "RestartPod",
+        ActionKind::RollingRestart => "RollingRestart",
+        ActionKind::HighAlert => "HighMemoryAlert",
+        ActionKind::CriticalAlert => "CriticalMemoryAlert",
+    }
+}
+
+/// A remembered action as a status record.
+pub fn record(action: &PastAction, reason: &str) -> ActionRecord {
+    ActionRecord {
+        r#type: action_type(action.kind).to_owned(),
+        dry_run: action.dry_run,
+        pods: action.pods.clone(),
+        reason: reason.to_owned(),
+        time: Time(action.at),
+    }
+}
+
+/// A status record back as history, after an operator restart or failover.
+pub fn past_action(record: &ActionRecord) -> Option<PastAction> {
+    let kind = [
+        ActionKind::ScaleOut,
+        ActionKind::ScaleIn,
+        ActionKind::Evict,
+        ActionKind::RollingRestart,
+        ActionKind::HighAlert,
+        ActionKind::CriticalAlert,
+    ]
+    .into_iter()
+    .find(|kind| action_type(*kind) == record.r#type)?;
+    Some(PastAction {
+        kind,
+        pods: record.pods.clone(),
+        at: record.time.0,
+        dry_run: record.dry_run,
+    })
+}
+
+/// Now, for a status timestamp.
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn deployment(value: serde_json::Value) -> Deployment {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn pod(name: &str, limit: &str, extra: serde_json::Value) -> Pod {
+        let mut value = json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": limit}}}]}
+        });
+        if let (Some(target), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_settled_deployment_is_not_rolling_out() {
+        let d = deployment(json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}
+        }));
+        let w = workload(
+            &d,
+            &[
+                pod("web-a", "64Mi", json!({})),
+                pod("web-b", "64Mi", json!({})),
+            ],
+        );
+        assert!(!w.rollout_in_progress);
+        assert_eq!((w.replicas, w.available_replicas), (2, 2));
+        assert_eq!(w.pods, ["web-a", "web-b"]);
+    }
+
+    #[test]
+    fn an_unavailable_replacement_counts_as_a_rollout_in_progress() {
+        let d = deployment(json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}, "paused": true},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}
+        }));
+        let w = workload(&d, &[]);
+        assert!(w.rollout_in_progress && w.paused);
+    }
+
+    #[test]
+    fn terminating_and_finished_pods_are_not_part_of_the_workload() {
+        let d = deployment(
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}}),
+        );
+        let pods = [
+            pod("live", "64Mi", json!({})),
+            pod(
+                "going",
+                "64Mi",
+                json!({"metadata": {"name": "going", "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+            ),
+            pod("done", "64Mi", json!({"status": {"phase": "Succeeded"}})),
+        ];
+        assert_eq!(workload(&d, &pods).pods, ["live"]);
+    }
+
+    #[test]
+    fn pod_limits_come_from_the_named_or_first_container() {
+        let limits = pod_limits(&[pod("web-a", "64Mi", json!({}))], None);
+        assert_eq!(limits["web-a"], 64 << 20);
+        assert!(pod_limits(&[pod("web-a", "64Mi", json!({}))], Some("sidecar")).is_empty());
+    }
+
+    #[test]
+    fn history_survives_the_round_trip_through_status() {
+        let past = PastAction {
+            kind: ActionKind::Evict,
+            pods: vec!["web-a".into()],
+            at: Timestamp::from_second(1_000).unwrap(),
+            dry_run: true,
+        };
+        let record = record(&past, "critical for 1m");
+        assert_eq!(record.r#type, "RestartPod");
+        assert_eq!(past_action(&record), Some(past));
+    }
+
+    #[test]
+    fn the_spec_becomes_ratios_and_counts() {
+        let spec = MemoryPolicySpec::for_deployment("web");
+        let policy = engine_policy(&spec);
+        assert_eq!((policy.low, policy.high, policy.critical), (0.6, 0.8, 0.95));
+        assert_eq!(
+            (policy.min_replicas, policy.max_replicas, policy.step),
+            (1, 10, 1)
+        );
+        assert_eq!(policy.on_critical, CriticalAction::RestartPod);
+    }
+}

@@ -1,0 +1,182 @@
+//! `memory-operator backtest`: what a policy would have done to real history.
+//!
+//! One range query reads the policy's memory series from Prometheus over a
+//! window ([`history`]); every step of it goes through the same engine the
+//! operator runs, each decision's memory feeding the next ([`replay`]); the
+//! result is a timeline of actions, holds and changes of condition
+//! ([`Backtest::report`]) and a chart ([`Backtest::svg`]). Only the first
+//! step is I/O; the rest is pure and tested with plain data.
+//!
+//! History records usage, not the cluster, so the replay simulates a
+//! Deployment made of the pods that had samples; the report's header spells
+//! out what that cannot show.
+
+mod history;
+mod replay;
+mod report;
+mod svg;
+mod window;
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+pub use history::{RangeQuery, fetch, range_query, timeline};
+pub use replay::{Step, replay};
+pub use window::{MAX_POINTS, When, Window};
+
+use crate::{
+    adapt::engine_policy,
+    crd::{self, MemoryPolicy, MemoryPolicySpec},
+    decide::Policy,
+    prometheus::MetricsError,
+    validate::check_documents,
+};
+
+/// Why a backtest could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    /// The policy file could not be read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The policy file holds no policy, or several.
+    #[error("{}: expected exactly one MemoryPolicy document, found {found}", path.display())]
+    NotOnePolicy { path: PathBuf, found: usize },
+    /// The policy is not sound; the problem names the fields.
+    #[error("{}: {problem}", path.display())]
+    Unsound {
+        path: PathBuf,
+        problem: crate::Error,
+    },
+    /// `--start` or `--end` is not a time.
+    #[error(
+        "`{0}` is not a time: use now, an offset such as -1h, -2d or 30m ago, \
+         or an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"
+    )]
+    Time(String),
+    /// The window cannot be replayed.
+    #[error("{0}")]
+    Window(String),
+    /// Neither `--prometheus` nor the policy names a server.
+    #[error("no Prometheus to read history from: pass --prometheus or set spec.prometheus.url")]
+    NoPrometheus,
+    /// A custom query reports bytes, and history has no pod specs to read limits from.
+    #[error(
+        "a Custom metric reports bytes only, and history holds no pod specs to read the \
+         memory limit from: set spec.limits.limit to replay it"
+    )]
+    NoLimit,
+    /// Prometheus failed to answer.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// Flags of `memory-operator backtest`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// The policy to replay: a file holding exactly one MemoryPolicy.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Prometheus to read history from; the policy's spec.prometheus.url when unset.
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// First evaluation: now, an offset such as -1h or -2d, or an RFC 3339 timestamp.
+    #[arg(long, default_value = "-1h", allow_hyphen_values = true)]
+    pub start: When,
+    /// Last evaluation, written like --start.
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
+    pub end: When,
+    /// Time between evaluations, such as 15s; the policy's interval when unset.
+    #[arg(long)]
+    pub step: Option<crd::Duration>,
+    /// Namespace of the pods' series; the policy's own namespace when unset, else `default`.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Also write a chart of usage per pod against the water marks, actions marked, to this SVG file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+}
+
+/// A replayed policy, ready to report.
+#[derive(Debug, Clone)]
+pub struct Backtest {
+    /// `namespace/name` of the policy.
+    pub name: String,
+    /// The policy as written.
+    pub spec: MemoryPolicySpec,
+    /// The policy as the engine sees it.
+    pub policy: Policy,
+    /// The query and the server it went to, for the header.
+    pub source: String,
+    /// The evaluation times.
+    pub window: Window,
+    /// What the engine decided at each of them.
+    pub steps: Vec<Step>,
+}
+
+impl Backtest {
+    /// The timeline as text: header with caveats, events, summary.
+    pub fn report(&self) -> String {
+        report::report(self)
+    }
+
+    /// The chart, as an SVG document.
+    pub fn svg(&self) -> String {
+        svg::render(&self.policy, &self.steps)
+    }
+}
+
+/// Reads the policy, fetches its history and replays it.
+pub async fn run(options: &Options) -> Result<Backtest, BacktestError> {
+    let policy = read_policy(&options.policy)?;
+    let spec = policy.spec;
+    let namespace = options
+        .namespace
+        .clone()
+        .or(policy.metadata.namespace)
+        .unwrap_or_else(|| "default".to_owned());
+    let url = options
+        .prometheus
+        .as_deref()
+        .or(spec.prometheus.url.as_deref())
+        .ok_or(BacktestError::NoPrometheus)?
+        .to_owned();
+    let now = Timestamp::now();
+    let step = options.step.unwrap_or(spec.interval).into();
+    let window = Window::new(options.start.resolve(now)?, options.end.resolve(now)?, step)?;
+    let query = range_query(&spec, &namespace)?;
+    let data = fetch(&url, &query, &window).await?;
+    let policy_engine = engine_policy(&spec);
+    let steps = replay(&policy_engine, &timeline(&query, &data, &window.times()));
+    Ok(Backtest {
+        name: format!("{namespace}/{}", policy.metadata.name.unwrap_or_default()),
+        source: format!("{} at {url}", query.promql),
+        spec,
+        policy: policy_engine,
+        window,
+        steps,
+    })
+}
+
+/// The one sound policy in the file at `path`.
+pub fn read_policy(path: &Path) -> Result<MemoryPolicy, BacktestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BacktestError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut results = check_documents(&text);
+    if results.len() != 1 {
+        return Err(BacktestError::NotOnePolicy {
+            path: path.to_owned(),
+            found: results.len(),
+        });
+    }
+    results.remove(0).map_err(|problem| BacktestError::Unsound {
+        path: path.to_owned(),
+        problem,
+    })
+}

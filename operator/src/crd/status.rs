@@ -1,0 +1,76 @@
+//! [`MemoryPolicyStatus`]: what the operator last saw and did.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What the operator last saw and did; written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MemoryPolicyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions (`Ready`, `Degraded`, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Per-pod usage at the last evaluation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodMemory>,
+    /// The target's current replicas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// The replicas the operator wants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// The most recent action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<ActionRecord>,
+    /// Recent actions, newest last; the operator keeps it bounded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ActionRecord>,
+    /// When the policy was last evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_evaluation_time: Option<Time>,
+    /// The highest pod usage, in percent of its limit (as the thresholds are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_usage: Option<f64>,
+    /// Overall state, such as `Ok`, `High`, `Critical` or `Unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// One pod's memory at the last evaluation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMemory {
+    /// Pod name.
+    pub name: String,
+    /// Usage divided by the limit (1.0 is at the limit).
+    pub usage_ratio: f64,
+    /// Usage in bytes.
+    pub bytes: u64,
+    /// Memory limit in bytes, if the pod has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// `Ok`, `High`, `Critical` or `Stale`.
+    pub state: String,
+}
+
+/// An action the operator took (or would have taken, in dry-run).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionRecord {
+    /// `ScaleOut`, `ScaleIn`, `RestartPod`, `RollingRestart`, `HighMemoryAlert` or `CriticalMemoryAlert`.
+    pub r#type: String,
+    /// Only reported: the policy was in dry run, nothing was changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The pods it touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// When.
+    pub time: Time,
+}

@@ -1,0 +1,300 @@
+//! Which action the conditions call for, in precedence order: a critical pod
+//! first, then a high fleet, then scale-in. The first rule that wants to act
+//! decides; its own limits (max replicas, max unavailable, restart budget, a
+//! paused Deployment) may hold it back. The gates every action shares
+//! (suspend, rollout, cooldown) live in the parent module.
+//!
+//! Every rule needs evidence newer than its own last action: after an
+//! eviction, a scale-out or an alert, the condition has to hold for another
+//! full `sustain` (or stabilization window) before the rule fires again.
+
+use jiff::Timestamp;
+
+use super::memory::{ActionKind, History, Memory};
+use super::observe::{Observation, Workload, describe};
+use super::policy::{CriticalAction, HighAction, Policy};
+use super::{Action, elapsed, human, percent};
+
+/// Everything the rules look at.
+pub(super) struct Facts<'a> {
+    pub policy: &'a Policy,
+    pub workload: &'a Workload,
+    pub observation: &'a Observation,
+    pub memory: &'a Memory,
+    pub history: History<'a>,
+    pub now: Timestamp,
+}
+
+/// The action a rule wants, and whether its own limits hold it back.
+pub(super) struct Wanted {
+    pub action: Action,
+    pub kind: ActionKind,
+    /// The pods to remember with the action.
+    pub pods: Vec<String>,
+    pub hold: Option<Hold>,
+}
+
+/// Why a wanted action is not taken.
+#[derive(Debug, Clone)]
+pub(super) struct Hold {
+    pub reason: String,
+    /// Held back by the cooldown or the restart budget.
+    pub throttled: bool,
+}
+
+impl Hold {
+    pub fn plain(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            throttled: false,
+        }
+    }
+
+    pub fn throttled(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            throttled: true,
+        }
+    }
+}
+
+/// The action the conditions call for, if any; explanations go to `reasons`.
+pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    critical(facts, reasons)
+        .or_else(|| high(facts, reasons))
+        .or_else(|| scale_in(facts, reasons))
+}
+
+fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    let p = f.policy;
+    let kind = match p.on_critical {
+        CriticalAction::RestartPod => ActionKind::Evict,
+        CriticalAction::RollingRestart => ActionKind::RollingRestart,
+        CriticalAction::AlertOnly => ActionKind::CriticalAlert,
+    };
+    let mut due = Vec::new();
+    for (pod, since) in &f.memory.critical_since {
+        let Some(reading) = f.observation.readings.get(pod) else {
+            continue;
+        };
+        let after_action = f.history.last_on(kind, pod).filter(|last| last > since);
+        let held = elapsed(after_action.unwrap_or(*since), f.now);
+        if held >= p.sustain {
+            due.push((pod.as_str(), reading));
+            continue;
+        }
+        let clock = match after_action {
+            Some(_) => format!("still critical {} after the last {kind}", human(held)),
+            None => format!("critical for {}", human(held)),
+        };
+        reasons.push(format!(
+            "{}: {clock} (>= {}); acts after the {} sustain",
+            describe(pod, reading),
+            percent(p.critical),
+            human(p.sustain)
+        ));
+    }
+    if due.is_empty() {
+        return None;
+    }
+    // Most urgent first, so a limited eviction takes the pod closest to its limit.
+    due.sort_by(|a, b| b.1.ratio.total_cmp(&a.1.ratio).then(a.0.cmp(b.0)));
+    let list = due
+        .iter()
+        .map(|(pod, reading)| describe(pod, reading))
+        .collect::<Vec<_>>()
+        .join(", ");
+    reasons.push(format!(
+        "critical (>= {}) for at least {}: {list}",
+        percent(p.critical),
+        human(p.sustain)
+    ));
+    let pods: Vec<String> = due.iter().map(|(pod, _)| (*pod).to_owned()).collect();
+    Some(match p.on_critical {
+        CriticalAction::RestartPod => evict(f, pods, reasons),
+        CriticalAction::RollingRestart => rolling_restart(f, pods),
+        CriticalAction::AlertOnly => Wanted {
+            action: Action::Alert {
+                message: format!("memory critical (>= {}): {list}", percent(p.critical)),
+            },
+            kind,
+            pods,
+            hold: None,
+        },
+    })
+}
+
+fn evict(f: &Facts, mut pods: Vec<String>, reasons: &mut Vec<String>) -> Wanted {
+    let p = f.policy;
+    let unavailable = f.workload.unavailable();
+    let room = p.max_unavailable.saturating_sub(unavailable);
+    let used = f.history.restarts_in_window(f.now);
+    let budget = p.max_restarts_per_hour.saturating_sub(used);
+    let allowed = room.min(budget) as usize;
+    let due = pods.len();
+    let hold = if allowed == 0 {
+        // Show what would be evicted once there is room.
+        pods.truncate(p.max_unavailable.max(1) as usize);
+        Some(if room == 0 {
+            Hold::plain(format!(
+                "{unavailable} of {} pods already unavailable; maxUnavailable {} leaves no room to evict",
+                f.workload.replicas, p.max_unavailable
+            ))
+        } else {
+            budget_exhausted(used, p)
+        })
+    } else {
+        pods.truncate(allowed);
+        if pods.len() < due {
+            reasons.push(format!(
+                "evicting {} of {due} critical pods now: room for {room} more unavailable (maxUnavailable {}), {budget} restarts left this hour",
+                pods.len(),
+                p.max_unavailable
+            ));
+        }
+        None
+    };
+    Wanted {
+        action: Action::Evict { pods: pods.clone() },
+        kind: ActionKind::Evict,
+        pods,
+        hold,
+    }
+}
+
+fn rolling_restart(f: &Facts, pods: Vec<String>) -> Wanted {
+    let used = f.history.restarts_in_window(f.now);
+    let hold = if f.workload.paused {
+        Some(Hold::plain(
+            "the Deployment is paused, so a rolling restart would never start",
+        ))
+    } else if used >= f.policy.max_restarts_per_hour {
+        Some(budget_exhausted(used, f.policy))
+    } else {
+        None
+    };
+    Wanted {
+        action: Action::RollingRestart,
+        kind: ActionKind::RollingRestart,
+        pods,
+        hold,
+    }
+}
+
+fn budget_exhausted(used: u32, p: &Policy) -> Hold {
+    Hold::throttled(format!(
+        "restart budget exhausted: {used} restarts in the last hour (maxRestartsPerHour {})",
+        p.max_restarts_per_hour
+    ))
+}
+
+fn high(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    let p = f.policy;
+    if !f.observation.covers_fleet() {
+        return None;
+    }
+    let since = f.memory.high_since?;
+    let kind = match p.on_high {
+        HighAction::ScaleOut => ActionKind::ScaleOut,
+        HighAction::AlertOnly => ActionKind::HighAlert,
+    };
+    let start = f
+        .history
+        .last(&[kind])
+        .map_or(since, |last| last.max(since));
+    let held = elapsed(start, f.now);
+    let mean = percent(f.observation.mean());
+    if held < p.sustain {
+        reasons.push(format!(
+            "fleet high (average {mean}, clears below {}) for {} of the {} sustain",
+            percent(p.low),
+            human(held),
+            human(p.sustain)
+        ));
+        return None;
+    }
+    reasons.push(format!(
+        "fleet high for {}: average {mean} reached {} and has not fallen below {}",
+        human(held),
+        percent(p.high),
+        percent(p.low)
+    ));
+    let from = f.workload.replicas;
+    Some(match p.on_high {
+        HighAction::ScaleOut => {
+            let at_max = from >= p.max_replicas;
+            let hold =
+                at_max.then(|| Hold::plain(format!("already at maxReplicas {}", p.max_replicas)));
+            // A held-back scale-out shows the target it wanted.
+            let to = if at_max {
+                from.saturating_add(p.step)
+            } else {
+                from.saturating_add(p.step).min(p.max_replicas)
+            };
+            Wanted {
+                action: Action::ScaleTo { from, to },
+                kind,
+                pods: Vec::new(),
+                hold,
+            }
+        }
+        HighAction::AlertOnly => Wanted {
+            action: Action::Alert {
+                message: format!(
+                    "fleet memory high: average {mean} of the limit for {} (high {}, {from} replicas)",
+                    human(held),
+                    percent(p.high)
+                ),
+            },
+            kind,
+            pods: Vec::new(),
+            hold: None,
+        },
+    })
+}
+
+fn scale_in(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    let p = f.policy;
+    // Only a policy allowed to scale out manages the replica count at all.
+    if p.on_high != HighAction::ScaleOut || !f.observation.covers_fleet() {
+        return None;
+    }
+    let since = f.memory.all_low_since?;
+    let last_scale = f.history.last(&[ActionKind::ScaleOut, ActionKind::ScaleIn]);
+    let start = last_scale.map_or(since, |last| last.max(since));
+    let held = elapsed(start, f.now);
+    let highest = f.observation.max().map_or(0.0, |(_, ratio)| ratio);
+    let low = percent(p.low);
+    if held < p.scale_in_stabilization {
+        reasons.push(format!(
+            "every pod below {low} (highest {}) for {} of the {} scale-in stabilization window",
+            percent(highest),
+            human(held),
+            human(p.scale_in_stabilization)
+        ));
+        return None;
+    }
+    let from = f.workload.replicas;
+    if from <= p.min_replicas {
+        reasons.push(format!(
+            "every pod below {low} for {}, already at minReplicas {}",
+            human(held),
+            p.min_replicas
+        ));
+        return None;
+    }
+    reasons.push(format!(
+        "every pod below {low} (highest {}) for {}",
+        percent(highest),
+        human(held)
+    ));
+    Some(Wanted {
+        action: Action::ScaleTo {
+            from,
+            to: from.saturating_sub(p.step).max(p.min_replicas),
+        },
+        kind: ActionKind::ScaleIn,
+        pods: Vec::new(),
+        hold: None,
+    })
+}

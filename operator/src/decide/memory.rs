@@ -1,0 +1,161 @@
+//! What the engine remembers between evaluations, and the questions it asks
+//! of its action history (cooldown, restart budget, fresh evidence).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::elapsed;
+
+/// The restart budget looks back this far, so history must reach at least as far.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// Keeps the status object small: at a one-minute cadence with a cooldown,
+/// an hour holds far fewer actions than this.
+pub const HISTORY_LIMIT: usize = 50;
+
+/// State carried from one evaluation to the next; the operator stores it in status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Memory {
+    /// Since when each pod has been at or above the critical mark without a gap.
+    pub critical_since: BTreeMap<String, Timestamp>,
+    /// Since when the fleet has been in the high state (entered at `high`, left below `low`).
+    pub high_since: Option<Timestamp>,
+    /// Since when every pod has been below the low mark.
+    pub all_low_since: Option<Timestamp>,
+    /// Actions taken, or under dry run that would have been taken, oldest first.
+    pub history: Vec<PastAction>,
+}
+
+/// The kind of an action, as remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    /// Replicas went up.
+    ScaleOut,
+    /// Replicas went down.
+    ScaleIn,
+    /// Critical pods were evicted.
+    Evict,
+    /// The whole Deployment was restarted.
+    RollingRestart,
+    /// An alert about a high fleet.
+    HighAlert,
+    /// An alert about critical pods.
+    CriticalAlert,
+}
+
+impl ActionKind {
+    /// Disruptive actions change the cluster and are subject to the cooldown.
+    pub fn is_disruptive(self) -> bool {
+        !matches!(self, Self::HighAlert | Self::CriticalAlert)
+    }
+}
+
+/// One remembered action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastAction {
+    /// What was done.
+    pub kind: ActionKind,
+    /// The pods it was about (evicted, alerted on, or critical at a rolling restart).
+    pub pods: Vec<String>,
+    /// When it was decided.
+    pub at: Timestamp,
+    /// Only reported, under dry run; live mode ignores these entries.
+    pub dry_run: bool,
+}
+
+impl PastAction {
+    /// Restarts this action counts against the budget: one per evicted pod, one per rolling restart.
+    pub fn restarts(&self) -> u32 {
+        match self.kind {
+            ActionKind::Evict => u32::try_from(self.pods.len()).unwrap_or(u32::MAX),
+            ActionKind::RollingRestart => 1,
+            _ => 0,
+        }
+    }
+
+    /// True when this action acted on `pod` (a rolling restart acts on every pod).
+    fn touched(&self, pod: &str) -> bool {
+        self.kind == ActionKind::RollingRestart || self.pods.iter().any(|p| p == pod)
+    }
+}
+
+impl Memory {
+    /// Drops what no rule can need any more: entries older than `keep_for`, then
+    /// the oldest entries beyond [`HISTORY_LIMIT`] that are neither the newest
+    /// of their kind nor restarts the budget still counts.
+    pub(super) fn forget(&mut self, now: Timestamp, keep_for: Duration) {
+        self.history
+            .retain(|entry| elapsed(entry.at, now) <= keep_for);
+        while self.history.len() > HISTORY_LIMIT {
+            let needed = |i: usize| {
+                let entry = &self.history[i];
+                let counted = entry.restarts() > 0 && elapsed(entry.at, now) < RESTART_WINDOW;
+                let newest = !self.history[i + 1..]
+                    .iter()
+                    .any(|later| later.kind == entry.kind && later.dry_run == entry.dry_run);
+                counted || newest
+            };
+            match (0..self.history.len()).find(|&i| !needed(i)) {
+                Some(i) => {
+                    self.history.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// The history as one mode sees it: live mode ignores dry-run entries, since
+/// nothing happened to the cluster; dry run counts both, to mirror live mode.
+pub(super) struct History<'a> {
+    entries: &'a [PastAction],
+    include_dry_run: bool,
+}
+
+impl<'a> History<'a> {
+    pub fn new(memory: &'a Memory, dry_run: bool) -> Self {
+        Self {
+            entries: &memory.history,
+            include_dry_run: dry_run,
+        }
+    }
+
+    fn relevant(&self) -> impl Iterator<Item = &'a PastAction> + '_ {
+        self.entries
+            .iter()
+            .filter(|entry| self.include_dry_run || !entry.dry_run)
+    }
+
+    /// The latest disruptive action.
+    pub fn last_disruptive(&self) -> Option<&'a PastAction> {
+        self.relevant()
+            .filter(|entry| entry.kind.is_disruptive())
+            .max_by_key(|entry| entry.at)
+    }
+
+    /// When an action of one of these kinds was last taken.
+    pub fn last(&self, kinds: &[ActionKind]) -> Option<Timestamp> {
+        self.relevant()
+            .filter(|entry| kinds.contains(&entry.kind))
+            .map(|entry| entry.at)
+            .max()
+    }
+
+    /// When an action of this kind last acted on `pod`.
+    pub fn last_on(&self, kind: ActionKind, pod: &str) -> Option<Timestamp> {
+        self.relevant()
+            .filter(|entry| entry.kind == kind && entry.touched(pod))
+            .map(|entry| entry.at)
+            .max()
+    }
+
+    /// Restarts in the sliding hour that ends now.
+    pub fn restarts_in_window(&self, now: Timestamp) -> u32 {
+        self.relevant()
+            .filter(|entry| elapsed(entry.at, now) < RESTART_WINDOW)
+            .map(PastAction::restarts)
+            .fold(0, u32::saturating_add)
+    }
+}

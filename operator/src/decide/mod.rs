@@ -1,0 +1,301 @@
+//! The pure decision engine: `(policy, samples, workload, memory, now) -> Decision`.
+//!
+//! No clocks, no I/O, no Kubernetes or Prometheus types: an adapter maps the
+//! `MemoryPolicy` spec and the cluster into [`Policy`], [`Sample`]s and a
+//! [`Workload`], passes back the [`Memory`] from the previous [`Decision`],
+//! and carries out [`Decision::action`].
+//!
+//! Choices worth knowing:
+//! - **Missing data never acts.** No pods, no sample for any current pod, or
+//!   any current pod's latest sample older than `stale_after`: no action, and
+//!   every condition clock restarts, since evidence must be continuous.
+//!   Samples of pods not in [`Workload::pods`] are ignored. A pod with no
+//!   sample yet blocks the fleet rules (scale out, scale in) but not the
+//!   eviction of another pod that is measured and critical.
+//! - **The fleet signal is the average** ratio over the pods, as the HPA
+//!   uses: scaling out helps when the load is spread, and a single hot pod
+//!   is the critical rule's business. High is a hysteresis: entered at
+//!   `high`, left only below `low`, and acted on after `sustain`.
+//! - **Scale-in needs every pod** below `low` for `scale_in_stabilization`
+//!   (the average would hide one pod that still needs its memory), one
+//!   `step` at a time, never below `min_replicas`, and only under
+//!   [`HighAction::ScaleOut`]: an alert-only policy never touches replicas.
+//! - **Precedence**: critical, then high, then scale-in; at most one action
+//!   per evaluation, and every rule needs evidence newer than its own last
+//!   action, so an alert repeats at most once per `sustain`.
+//! - **Restarts** counted against `max_restarts_per_hour`: one per evicted
+//!   pod, and one per rolling restart (the Deployment paces that one itself).
+//! - **Dry run** returns the action it would take with
+//!   [`Decision::dry_run`] set, and remembers it, so cooldown, budget and
+//!   evidence pace the reports exactly as live mode would pace actions.
+//!   Live mode ignores dry-run history, since nothing happened.
+//! - **Suspend** and **a rollout in progress** hold every action back (a
+//!   rollout lets alerts through); the clocks keep running meanwhile.
+
+mod choose;
+mod memory;
+mod observe;
+mod policy;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+pub use memory::{ActionKind, HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW};
+pub use observe::{Sample, Workload};
+pub use policy::{CriticalAction, HighAction, Policy};
+
+use choose::{Facts, Hold, Wanted, choose};
+use memory::History;
+use observe::{Observation, observe, track};
+
+/// Something to do to the cluster, or to tell a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Set `spec.replicas` from `from` to `to`.
+    ScaleTo { from: u32, to: u32 },
+    /// Evict these pods through the Eviction API (PodDisruptionBudgets still apply).
+    Evict { pods: Vec<String> },
+    /// Restart every pod, the way `kubectl rollout restart` does.
+    RollingRestart,
+    /// No cluster change: raise an event and a condition with this message.
+    Alert { message: String },
+}
+
+impl Action {
+    /// Scale, evict and rolling restart change the cluster; an alert does not.
+    pub fn is_disruptive(&self) -> bool {
+        !matches!(self, Self::Alert { .. })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ScaleTo { from, to } => write!(f, "scale from {from} to {to} replicas"),
+            Self::Evict { pods } => write!(f, "evict {}", pods.join(", ")),
+            Self::RollingRestart => f.write_str("rolling restart"),
+            Self::Alert { message } => write!(f, "alert: {message}"),
+        }
+    }
+}
+
+/// An action the engine wanted but did not take, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// What it would have done.
+    pub action: Action,
+    /// Why it did not.
+    pub reason: String,
+}
+
+/// The outcome of one evaluation, with the memory to pass to the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// What to do now, if anything.
+    pub action: Option<Action>,
+    /// The action is only to be reported, not carried out.
+    pub dry_run: bool,
+    /// An action that was called for but held back.
+    pub held_back: Option<HeldBack>,
+    /// Set when the cooldown or the restart budget held an action back.
+    pub throttled: Option<String>,
+    /// The samples were usable; missing or stale data never acts.
+    pub metrics_available: bool,
+    /// Why the metrics are (un)usable, for the status condition.
+    pub metrics_message: String,
+    /// The fleet has been in the high state for `sustain`.
+    pub high: bool,
+    /// Some pod has been critical for `sustain`.
+    pub critical: bool,
+    /// The pods that have been critical for `sustain`, by name.
+    pub critical_pods: Vec<String>,
+    /// Human-readable explanation, in the order the engine reasoned.
+    pub reasons: Vec<String>,
+    /// What to pass to the next evaluation.
+    pub memory: Memory,
+}
+
+/// Decides what to do about one Deployment's memory right now.
+#[must_use]
+pub fn decide(
+    policy: &Policy,
+    samples: &[Sample],
+    workload: &Workload,
+    memory: &Memory,
+    now: Timestamp,
+) -> Decision {
+    let observation = observe(policy, samples, workload, now);
+    let mut memory = memory.clone();
+    memory.forget(now, retention(policy));
+    track(&mut memory, policy, &observation, now);
+
+    let mut reasons = Vec::new();
+    let outcome = match &observation.unusable {
+        Some(why) => {
+            reasons.push(format!(
+                "no action: {why}; missing or stale data never acts"
+            ));
+            None
+        }
+        None => {
+            reasons.push(summary(policy, &observation));
+            if !observation.unobserved.is_empty() {
+                reasons.push(format!(
+                    "scaling waits: no sample yet for {}",
+                    observation.unobserved.join(", ")
+                ));
+            }
+            let facts = Facts {
+                policy,
+                workload,
+                observation: &observation,
+                memory: &memory,
+                history: History::new(&memory, policy.dry_run),
+                now,
+            };
+            choose(&facts, &mut reasons).map(|wanted| (gate(&facts, &wanted), wanted))
+        }
+    };
+
+    let (mut action, mut held_back, mut throttled) = (None, None, None);
+    match outcome {
+        None => reasons.push("no action".to_owned()),
+        Some((Some(hold), wanted)) => {
+            reasons.push(format!("held back: {}: {}", wanted.action, hold.reason));
+            throttled = hold.throttled.then(|| hold.reason.clone());
+            held_back = Some(HeldBack {
+                action: wanted.action,
+                reason: hold.reason,
+            });
+        }
+        Some((None, wanted)) => {
+            reasons.push(if policy.dry_run {
+                format!("dry run, not carried out: {}", wanted.action)
+            } else {
+                format!("action: {}", wanted.action)
+            });
+            memory.history.push(PastAction {
+                kind: wanted.kind,
+                pods: wanted.pods,
+                at: now,
+                dry_run: policy.dry_run,
+            });
+            memory.forget(now, retention(policy));
+            action = Some(wanted.action);
+        }
+    }
+
+    let critical_pods: Vec<String> = memory
+        .critical_since
+        .iter()
+        .filter(|(_, since)| elapsed(**since, now) >= policy.sustain)
+        .map(|(pod, _)| pod.clone())
+        .collect();
+    Decision {
+        dry_run: policy.dry_run && action.is_some(),
+        action,
+        held_back,
+        throttled,
+        metrics_available: observation.unusable.is_none(),
+        metrics_message: observation.message,
+        high: memory
+            .high_since
+            .is_some_and(|since| elapsed(since, now) >= policy.sustain),
+        critical: !critical_pods.is_empty(),
+        critical_pods,
+        reasons,
+        memory,
+    }
+}
+
+/// The holds every action shares, most fundamental first.
+fn gate(facts: &Facts, wanted: &Wanted) -> Option<Hold> {
+    let Facts {
+        policy,
+        workload,
+        history,
+        now,
+        ..
+    } = facts;
+    let disruptive = wanted.kind.is_disruptive();
+    if policy.suspend {
+        return Some(Hold::plain("the policy is suspended"));
+    }
+    if disruptive && workload.rollout_in_progress {
+        return Some(Hold::plain(
+            "a rollout is in progress; acting now would fight it",
+        ));
+    }
+    if disruptive
+        && let Some(last) = history.last_disruptive()
+        && elapsed(last.at, *now) < policy.cooldown
+    {
+        return Some(Hold::throttled(format!(
+            "cooldown: the last disruptive action ({}) was {} ago (cooldown {})",
+            last.kind,
+            human(elapsed(last.at, *now)),
+            human(policy.cooldown)
+        )));
+    }
+    wanted.hold.clone()
+}
+
+/// How far back memory must reach for every rule that looks back.
+fn retention(policy: &Policy) -> Duration {
+    [
+        RESTART_WINDOW,
+        policy.cooldown,
+        policy.sustain,
+        policy.scale_in_stabilization,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(RESTART_WINDOW)
+}
+
+fn summary(policy: &Policy, observation: &Observation) -> String {
+    let highest = observation
+        .max()
+        .map(|(pod, ratio)| format!(", highest {pod} {}", percent(ratio)))
+        .unwrap_or_default();
+    format!(
+        "average {}{highest} (low {}, high {}, critical {})",
+        percent(observation.mean()),
+        percent(policy.low),
+        percent(policy.high),
+        percent(policy.critical)
+    )
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ScaleOut => "scale-out",
+            Self::ScaleIn => "scale-in",
+            Self::Evict => "eviction",
+            Self::RollingRestart => "rolling restart",
+            Self::HighAlert => "high alert",
+            Self::CriticalAlert => "critical alert",
+        })
+    }
+}
+
+/// Time from `since` to `now`; zero when `since` is in the future (clock skew).
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO)
+}
+
+/// A duration for humans, to the second: `5m 30s`.
+fn human(duration: Duration) -> String {
+    let seconds = i64::try_from(duration.as_secs()).unwrap_or(i64::MAX);
+    format!("{:#}", SignedDuration::from_secs(seconds))
+}
+
+/// A ratio as a whole percentage: `0.8` is `80%`.
+fn percent(ratio: f64) -> String {
+    format!("{:.0}%", ratio * 100.0)
+}

@@ -1,0 +1,225 @@
+//! Turning raw samples into what the engine may rely on, and moving the
+//! condition clocks in [`Memory`] forward.
+//!
+//! Evidence must be continuous: a gap in the data (nothing fresh to read)
+//! resets every clock, because nobody can say what happened during it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+
+use super::memory::Memory;
+use super::policy::Policy;
+use super::{elapsed, human, percent};
+
+/// One memory reading of one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The pod's name.
+    pub pod: String,
+    /// Working set divided by the memory limit, 0..1 (above 1 is possible just before an OOM kill).
+    pub usage_ratio: f64,
+    /// Working set in bytes, for the humans reading the reasons.
+    pub bytes: u64,
+    /// The pod's memory limit in bytes.
+    pub limit_bytes: u64,
+    /// When the reading was taken.
+    pub at: Timestamp,
+}
+
+/// The Deployment as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Workload {
+    /// Desired replicas (`spec.replicas`).
+    pub replicas: u32,
+    /// Pods available to serve (`status.availableReplicas`).
+    pub available_replicas: u32,
+    /// A rollout has not finished yet (derived by the adapter from the Deployment's status).
+    pub rollout_in_progress: bool,
+    /// `spec.paused`: a rolling restart would never start.
+    pub paused: bool,
+    /// Names of the Deployment's current pods.
+    pub pods: Vec<String>,
+}
+
+impl Workload {
+    /// Desired replicas that are not available right now.
+    pub fn unavailable(&self) -> u32 {
+        self.replicas.saturating_sub(self.available_replicas)
+    }
+}
+
+/// The latest fresh reading of one current pod.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Reading {
+    pub ratio: f64,
+    pub bytes: u64,
+    pub limit_bytes: u64,
+}
+
+/// What the samples say about the current pods.
+#[derive(Debug)]
+pub(super) struct Observation {
+    /// Latest reading of every current pod that has one.
+    pub readings: BTreeMap<String, Reading>,
+    /// Current pods without any sample (typically just started).
+    pub unobserved: Vec<String>,
+    /// Why the data cannot be used at all; `None` when it can.
+    pub unusable: Option<String>,
+    /// Summary for the metrics condition.
+    pub message: String,
+}
+
+impl Observation {
+    /// Average ratio over the observed pods; HPA-style, the fleet's signal.
+    pub fn mean(&self) -> f64 {
+        let sum: f64 = self.readings.values().map(|r| r.ratio).sum();
+        sum / self.readings.len().max(1) as f64
+    }
+
+    /// The highest observed ratio and its pod.
+    pub fn max(&self) -> Option<(&str, f64)> {
+        self.readings
+            .iter()
+            .map(|(pod, r)| (pod.as_str(), r.ratio))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// True when every current pod has a fresh reading.
+    pub fn covers_fleet(&self) -> bool {
+        self.unusable.is_none() && self.unobserved.is_empty()
+    }
+}
+
+/// Picks each current pod's latest sample and judges whether the data can be used.
+pub(super) fn observe(
+    policy: &Policy,
+    samples: &[Sample],
+    workload: &Workload,
+    now: Timestamp,
+) -> Observation {
+    let current: BTreeSet<&str> = workload.pods.iter().map(String::as_str).collect();
+    let mut latest: BTreeMap<&str, &Sample> = BTreeMap::new();
+    // Samples for pods that are gone (or not ours) are ignored; so is a
+    // reading that is not a number, which no threshold can judge.
+    for sample in samples
+        .iter()
+        .filter(|s| current.contains(s.pod.as_str()) && s.usage_ratio.is_finite())
+    {
+        let slot = latest.entry(sample.pod.as_str()).or_insert(sample);
+        if sample.at > slot.at {
+            *slot = sample;
+        }
+    }
+    let unobserved: Vec<String> = current
+        .iter()
+        .filter(|pod| !latest.contains_key(*pod))
+        .map(|pod| (*pod).to_owned())
+        .collect();
+    let stalest = latest
+        .values()
+        .map(|s| (s.pod.as_str(), elapsed(s.at, now)))
+        .max_by_key(|(_, age)| *age);
+
+    let unusable = if current.is_empty() {
+        Some("the Deployment has no pods to measure".to_owned())
+    } else if latest.is_empty() {
+        Some(format!(
+            "no memory samples for any of the {} current pods",
+            current.len()
+        ))
+    } else {
+        stalest
+            .filter(|(_, age)| *age > policy.stale_after)
+            .map(|(pod, age)| {
+                format!(
+                    "the latest sample of pod {pod} is {} old (staleAfter {})",
+                    human(age),
+                    human(policy.stale_after)
+                )
+            })
+    };
+    let readings: BTreeMap<String, Reading> = latest
+        .into_iter()
+        .map(|(pod, s)| {
+            let reading = Reading {
+                ratio: s.usage_ratio,
+                bytes: s.bytes,
+                limit_bytes: s.limit_bytes,
+            };
+            (pod.to_owned(), reading)
+        })
+        .collect();
+    let oldest = stalest.map(|(_, age)| age).unwrap_or_default();
+    let message = unusable.clone().unwrap_or_else(|| {
+        format!(
+            "{} of {} pods measured, oldest sample {} old",
+            readings.len(),
+            current.len(),
+            human(oldest)
+        )
+    });
+    Observation {
+        readings,
+        unobserved,
+        unusable,
+        message,
+    }
+}
+
+/// Moves the condition clocks forward (or resets them) from this observation.
+pub(super) fn track(
+    memory: &mut Memory,
+    policy: &Policy,
+    observation: &Observation,
+    now: Timestamp,
+) {
+    if observation.unusable.is_some() {
+        memory.critical_since.clear();
+        memory.high_since = None;
+        memory.all_low_since = None;
+        return;
+    }
+    let critical = |pod: &str| {
+        observation
+            .readings
+            .get(pod)
+            .is_some_and(|r| r.ratio >= policy.critical)
+    };
+    memory.critical_since.retain(|pod, _| critical(pod));
+    for pod in observation.readings.keys().filter(|pod| critical(pod)) {
+        memory.critical_since.entry(pod.clone()).or_insert(now);
+    }
+
+    if !observation.unobserved.is_empty() {
+        // A pod without a sample cannot prove it is low, so the scale-in
+        // window starts over. The high state is neither entered nor left:
+        // the missing pod is usually a new one whose data is a scrape away.
+        memory.all_low_since = None;
+        return;
+    }
+    let mean = observation.mean();
+    if mean >= policy.high {
+        memory.high_since.get_or_insert(now);
+    } else if mean < policy.low {
+        memory.high_since = None;
+    }
+    let all_low = observation.max().is_some_and(|(_, max)| max < policy.low);
+    if all_low {
+        memory.all_low_since.get_or_insert(now);
+    } else {
+        memory.all_low_since = None;
+    }
+}
+
+/// One line describing a pod's reading.
+pub(super) fn describe(pod: &str, reading: &Reading) -> String {
+    // Memory limits are written in Mi, so MiB reads like the manifest.
+    const MIB: u64 = 1024 * 1024;
+    format!(
+        "{pod} {} ({} MiB of {} MiB)",
+        percent(reading.ratio),
+        reading.bytes / MIB,
+        reading.limit_bytes / MIB
+    )
+}

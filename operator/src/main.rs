@@ -1,0 +1,224 @@
+//! `memory-operator`: `run` runs the controller, `crd` prints the
+//! CustomResourceDefinition, `check` vets policy files before they reach a cluster.
+
+use std::{
+    io::IsTerminal,
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kube::{Client, CustomResourceExt, runtime::events::Reporter};
+use memory_operator::{
+    Error,
+    controller::{self, Context as Shared},
+    crd::MemoryPolicy,
+    leader::Elector,
+    metrics::Metrics,
+    prometheus::Prometheus,
+    server::{Health, router},
+    validate::check_documents,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use tracing_subscriber::{EnvFilter, prelude::*};
+
+/// Keeps URL-shortener Deployments healthy by memory policy.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster in the kubeconfig or the pod's service account.
+    Run(RunArgs),
+    /// Print the MemoryPolicy CustomResourceDefinition as YAML.
+    Crd,
+    /// Check a YAML file of `---`-separated MemoryPolicy documents; exits 1 if any is unsound.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Replay Prometheus history through a policy and print what it would have done.
+    Backtest(memory_operator::backtest::Options),
+}
+
+/// Flags of `run`.
+#[derive(Args)]
+struct RunArgs {
+    /// Prometheus to query for policies that name none.
+    #[arg(
+        long,
+        env = "PROMETHEUS_URL",
+        default_value = "http://prometheus.monitoring:9090"
+    )]
+    prometheus_url: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Act only while holding the Lease, so that several replicas can run.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
+    leader_election: bool,
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "memory-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "memory-operator")]
+    identity: String,
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crd => {
+            let yaml =
+                serde_yaml::to_string(&MemoryPolicy::crd()).context("serializing the CRD")?;
+            print!("{yaml}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { file } => check(file),
+        Command::Backtest(options) => backtest(options),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer();
+    if std::io::stdout().is_terminal() {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(logs)
+            .init();
+    } else {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(logs.json())
+            .init();
+    }
+    let config = kube::Config::infer()
+        .await
+        .context("finding the Kubernetes API (in-cluster or kubeconfig)")?;
+    let client = Client::try_from(config.clone()).context("creating the Kubernetes client")?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Health {
+        metrics: metrics.clone(),
+        ready: Arc::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(
+        axum::serve(listener, router(health.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let reporter = Reporter {
+        controller: "memory-operator".into(),
+        instance: Some(args.identity.clone()),
+    };
+    let shared = Shared::new(
+        config,
+        Prometheus::new(&args.prometheus_url),
+        metrics,
+        reporter,
+    )?;
+    // Ready once leading (or at once without election) and the CRD answered.
+    let ready = health.ready.clone();
+    let controller = controller::run(shared, shutdown.clone().cancelled_owned());
+    if args.leader_election {
+        let elector = Elector::new(
+            client,
+            &args.lease_namespace,
+            &args.lease_name,
+            &args.identity,
+            Duration::from_secs(15),
+        );
+        let lost = CancellationToken::new();
+        let leading = {
+            let lost = lost.clone();
+            async move {
+                elector.lead(|| ready.store(true, Ordering::Relaxed)).await;
+                lost.cancel();
+            }
+        };
+        tokio::spawn(leading);
+        tokio::select! {
+            result = controller => result.context("the controller failed")?,
+            _ = lost.cancelled() => anyhow::bail!("lost leadership; exiting so that a fresh replica stands by"),
+        }
+    } else {
+        ready.store(true, Ordering::Relaxed);
+        controller.await.context("the controller failed")?;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return,
+        };
+    tokio::select! {
+        _ = terminate.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+fn check(file: PathBuf) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let results = check_documents(&text);
+    if results.is_empty() {
+        eprintln!("{}: no MemoryPolicy documents found", file.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut sound = true;
+    for result in results {
+        match result {
+            Ok(policy) => println!("ok: {}", policy.metadata.name.unwrap_or_default()),
+            Err(problem) => {
+                sound = false;
+                eprintln!("{}: {problem}", file.display());
+            }
+        }
+    }
+    Ok(if sound {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn backtest(options: memory_operator::backtest::Options) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let backtest = runtime.block_on(memory_operator::backtest::run(&options))?;
+    print!("{}", backtest.report());
+    if let Some(path) = &options.svg {
+        std::fs::write(path, backtest.svg())
+            .with_context(|| format!("writing the chart to {}", path.display()))?;
+        println!("chart     {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

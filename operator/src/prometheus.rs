@@ -1,0 +1,348 @@
+//! The Prometheus adapter: one query per policy per evaluation, whatever the
+//! replica count, mapped to the target's current pods.
+//!
+//! For the `Service` and `Container` sources the query is a range selector
+//! over `staleAfter`, so the answer carries each series' raw samples with
+//! their real scrape times: the newest sample in the window is the reading,
+//! and a pod with none is missing, which the engine never acts on.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use jiff::Timestamp;
+use prometheus_http_query::{Client, response::Data};
+use tracing::debug;
+
+use crate::{
+    crd::{MemoryPolicySpec, MetricSource},
+    decide::Sample,
+};
+
+/// Series the shortener exports about itself.
+const SERVICE_SERIES: (&str, &str) = (
+    "shortener_memory_resident_bytes",
+    "shortener_memory_limit_bytes",
+);
+/// cAdvisor's working set (what the OOM killer compares) and the container limit.
+const CONTAINER_SERIES: (&str, &str) = (
+    "container_memory_working_set_bytes",
+    "container_spec_memory_limit_bytes",
+);
+
+/// Why no samples could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("Prometheus at {url} did not answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("Prometheus at {url} failed: {message}")]
+    Failed { url: String, message: String },
+    #[error("the custom query needs `spec.metric.query`")]
+    NoQuery,
+}
+
+/// A PromQL query and how to read its answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsQuery {
+    pub promql: String,
+    reading: Reading,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reading {
+    /// A usage series and a limit series per pod, told apart by `__name__`.
+    UsageAndLimit {
+        usage: &'static str,
+        limit: &'static str,
+    },
+    /// One series per pod in bytes; the limit comes from the pod spec.
+    Custom,
+}
+
+/// Builds the one query of an evaluation.
+pub fn build_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery, MetricsError> {
+    let window = prometheus_duration(spec.thresholds.stale_after.into());
+    let namespace = escape(namespace);
+    let (series, extra) = match spec.metric.source {
+        MetricSource::Service => (SERVICE_SERIES, String::new()),
+        MetricSource::Container => {
+            let container = match spec.limits.as_ref().and_then(|l| l.container.as_deref()) {
+                Some(name) => format!(",container=\"{}\"", escape(name)),
+                None => ",container!=\"\",container!=\"POD\"".to_owned(),
+            };
+            (CONTAINER_SERIES, container)
+        }
+        MetricSource::Custom => {
+            let query = spec.metric.query.as_deref().ok_or(MetricsError::NoQuery)?;
+            return Ok(MetricsQuery {
+                promql: query.to_owned(),
+                reading: Reading::Custom,
+            });
+        }
+    };
+    let (usage, limit) = series;
+    Ok(MetricsQuery {
+        promql: format!(
+            "{{__name__=~\"{usage}|{limit}\",namespace=\"{namespace}\"{extra}}}[{window}]"
+        ),
+        reading: Reading::UsageAndLimit { usage, limit },
+    })
+}
+
+/// Reads one sample per current pod out of an answer; pods with no usable
+/// reading are left out. `pod_limits` gives the limit for custom queries.
+pub fn samples_from(
+    query: &MetricsQuery,
+    data: &Data,
+    pods: &[String],
+    pod_limits: &HashMap<String, u64>,
+) -> Vec<Sample> {
+    let wanted = |pod: &str| pods.iter().any(|p| p == pod);
+    match (&query.reading, data) {
+        (Reading::UsageAndLimit { usage, limit }, Data::Matrix(series)) => {
+            // Per (pod, container): the newest (value, time) of usage and of limit.
+            type Newest = Option<(f64, f64)>;
+            let mut readings: BTreeMap<(String, String), (Newest, Newest)> = BTreeMap::new();
+            for range in series {
+                let labels = range.metric();
+                let Some(pod) = labels.get("pod").filter(|p| wanted(p)) else {
+                    continue;
+                };
+                let Some(newest) = range.samples().last() else {
+                    continue;
+                };
+                let key = (
+                    pod.clone(),
+                    labels.get("container").cloned().unwrap_or_default(),
+                );
+                let entry = readings.entry(key).or_default();
+                let reading = Some((newest.value(), newest.timestamp()));
+                match labels.get("__name__").map(String::as_str) {
+                    Some(name) if name == *usage => entry.0 = reading,
+                    Some(name) if name == *limit => entry.1 = reading,
+                    _ => {}
+                }
+            }
+            let mut best: BTreeMap<String, Sample> = BTreeMap::new();
+            for ((pod, _), (used, limit)) in readings {
+                let (Some((bytes, used_at)), Some((limit, limit_at))) = (used, limit) else {
+                    continue;
+                };
+                // A zero limit means unlimited: no ratio can be computed.
+                if limit <= 0.0 {
+                    continue;
+                }
+                let sample = Sample {
+                    pod: pod.clone(),
+                    usage_ratio: bytes / limit,
+                    bytes: bytes as u64,
+                    limit_bytes: limit as u64,
+                    at: timestamp(used_at.min(limit_at)),
+                };
+                // Several containers in one pod: the most pressed one speaks for it.
+                if best
+                    .get(&pod)
+                    .is_none_or(|b| sample.usage_ratio > b.usage_ratio)
+                {
+                    best.insert(pod, sample);
+                }
+            }
+            best.into_values().collect()
+        }
+        (Reading::Custom, Data::Vector(series)) => series
+            .iter()
+            .filter_map(|instant| {
+                let pod = instant.metric().get("pod").filter(|p| wanted(p))?;
+                let limit = *pod_limits.get(pod).filter(|l| **l > 0)?;
+                let bytes = instant.sample().value();
+                Some(Sample {
+                    pod: pod.clone(),
+                    usage_ratio: bytes / limit as f64,
+                    bytes: bytes as u64,
+                    limit_bytes: limit,
+                    at: timestamp(instant.sample().timestamp()),
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs queries against Prometheus servers.
+#[derive(Clone, Debug)]
+pub struct Prometheus {
+    default_url: String,
+}
+
+impl Prometheus {
+    /// Queries `default_url` unless a policy names its own server.
+    pub fn new(default_url: impl Into<String>) -> Self {
+        Prometheus {
+            default_url: default_url.into(),
+        }
+    }
+
+    /// The server a policy is evaluated against.
+    pub fn url_for<'a>(&'a self, spec: &'a MemoryPolicySpec) -> &'a str {
+        spec.prometheus.url.as_deref().unwrap_or(&self.default_url)
+    }
+
+    /// Runs the policy's one query; returns the answer and how long it took.
+    pub async fn query(
+        &self,
+        spec: &MemoryPolicySpec,
+        query: &MetricsQuery,
+    ) -> Result<(Data, Duration), MetricsError> {
+        let url = self.url_for(spec).to_owned();
+        let timeout: Duration = spec.prometheus.timeout.into();
+        let failed = |message: String| MetricsError::Failed {
+            url: url.clone(),
+            message,
+        };
+        let client: Client = url.parse().map_err(|e| failed(format!("bad URL: {e}")))?;
+        let started = Instant::now();
+        debug!(%url, promql = %query.promql, "querying Prometheus");
+        let request = client
+            .query(&query.promql)
+            .timeout(timeout.as_millis().try_into().unwrap_or(i64::MAX))
+            .get();
+        let answer = tokio::time::timeout(timeout, request)
+            .await
+            .map_err(|_| MetricsError::Timeout {
+                url: url.clone(),
+                timeout,
+            })?
+            .map_err(|e| failed(e.to_string()))?;
+        Ok((answer.data().clone(), started.elapsed()))
+    }
+}
+
+/// A Prometheus duration such as `45s` or `1500ms`.
+fn prometheus_duration(duration: Duration) -> String {
+    let millis = duration.as_millis().max(1);
+    if millis.is_multiple_of(1000) {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn timestamp(seconds: f64) -> Timestamp {
+    Timestamp::from_millisecond((seconds * 1000.0) as i64).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A policy on Deployment `web` with `extra` spec lines.
+    fn spec(extra: &str) -> MemoryPolicySpec {
+        let yaml =
+            format!("targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n{extra}");
+        serde_yaml::from_str(&yaml).unwrap()
+    }
+
+    fn pods(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn matrix(value: serde_json::Value) -> Data {
+        serde_json::from_value(json!({"resultType": "matrix", "result": value})).unwrap()
+    }
+
+    #[test]
+    fn the_service_query_reads_usage_and_limit_over_the_staleness_window() {
+        let query = build_query(&spec(""), "shop").unwrap();
+        assert_eq!(
+            query.promql,
+            r#"{__name__=~"shortener_memory_resident_bytes|shortener_memory_limit_bytes",namespace="shop"}[45s]"#
+        );
+    }
+
+    #[test]
+    fn the_container_query_names_the_container_when_given() {
+        let yaml = "metric: {source: Container}\nlimits: {container: app}\nthresholds: {staleAfter: 1500ms}";
+        let query = build_query(&spec(yaml), "shop").unwrap();
+        assert!(
+            query.promql.contains(r#"container="app""#),
+            "{}",
+            query.promql
+        );
+        assert!(query.promql.ends_with("[1500ms]"), "{}", query.promql);
+    }
+
+    #[test]
+    fn the_newest_sample_of_each_current_pod_becomes_its_reading() {
+        let query = build_query(&spec(""), "shop").unwrap();
+        let series = |name: &str, pod: &str, points: serde_json::Value| json!({"metric": {"__name__": name, "pod": pod, "namespace": "shop"}, "values": points});
+        let data = matrix(json!([
+            series(
+                "shortener_memory_resident_bytes",
+                "web-a",
+                json!([[100.0, "10"], [101.0, "50"]])
+            ),
+            series(
+                "shortener_memory_limit_bytes",
+                "web-a",
+                json!([[101.0, "100"]])
+            ),
+            series(
+                "shortener_memory_resident_bytes",
+                "web-b",
+                json!([[101.0, "20"]])
+            ),
+            series(
+                "shortener_memory_limit_bytes",
+                "web-b",
+                json!([[101.0, "100"]])
+            ),
+            series(
+                "shortener_memory_resident_bytes",
+                "gone-c",
+                json!([[101.0, "99"]])
+            ),
+            series(
+                "shortener_memory_limit_bytes",
+                "gone-c",
+                json!([[101.0, "100"]])
+            ),
+        ]));
+        let samples = samples_from(&query, &data, &pods(&["web-a", "web-b"]), &HashMap::new());
+        assert_eq!(samples.len(), 2, "pods not in the Deployment are ignored");
+        assert_eq!(samples[0].pod, "web-a");
+        assert_eq!(samples[0].usage_ratio, 0.5);
+        assert_eq!(samples[0].at, Timestamp::from_second(101).unwrap());
+        assert_eq!(samples[1].bytes, 20);
+    }
+
+    #[test]
+    fn a_pod_without_a_limit_reading_has_no_sample() {
+        let query = build_query(&spec(""), "shop").unwrap();
+        let data = matrix(json!([{
+            "metric": {"__name__": "shortener_memory_resident_bytes", "pod": "web-a"},
+            "values": [[101.0, "50"]]
+        }]));
+        assert!(samples_from(&query, &data, &pods(&["web-a"]), &HashMap::new()).is_empty());
+    }
+
+    #[test]
+    fn custom_queries_take_the_limit_from_the_pod_spec() {
+        let yaml = "metric: {source: Custom, query: 'my_bytes'}";
+        let query = build_query(&spec(yaml), "shop").unwrap();
+        assert_eq!(query.promql, "my_bytes");
+        let data: Data = serde_json::from_value(json!({"resultType": "vector", "result": [
+            {"metric": {"pod": "web-a"}, "value": [101.0, "30"]}
+        ]}))
+        .unwrap();
+        let limits = HashMap::from([("web-a".to_owned(), 60)]);
+        let samples = samples_from(&query, &data, &pods(&["web-a"]), &limits);
+        assert_eq!(samples[0].usage_ratio, 0.5);
+    }
+}

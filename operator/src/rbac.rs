@@ -1,0 +1,81 @@
+//! Every Kubernetes permission the operator uses, in one place: the Helm
+//! chart's ClusterRole is checked against this list.
+
+/// One RBAC rule: an API group, a resource (or `resource/subresource`) and its verbs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Permission {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// What the operator does, and nothing more.
+pub const PERMISSIONS: &[Permission] = &[
+    // Watch policies and report on them.
+    Permission {
+        group: "shortener.dev",
+        resource: "memorypolicies",
+        verbs: &["get", "list", "watch"],
+    },
+    Permission {
+        group: "shortener.dev",
+        resource: "memorypolicies/status",
+        verbs: &["get", "patch", "update"],
+    },
+    // Read targets; roll them (restart annotation) and enforce container limits.
+    Permission {
+        group: "apps",
+        resource: "deployments",
+        verbs: &["get", "list", "watch", "patch"],
+    },
+    // Scale out and in.
+    Permission {
+        group: "apps",
+        resource: "deployments/scale",
+        verbs: &["get", "patch", "update"],
+    },
+    // Map samples to the target's current pods; evict only the bloated ones.
+    Permission {
+        group: "",
+        resource: "pods",
+        verbs: &["get", "list", "watch"],
+    },
+    Permission {
+        group: "",
+        resource: "pods/eviction",
+        verbs: &["create"],
+    },
+    // Tell humans what was done or held back.
+    Permission {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+    },
+    // Leader election, so two replicas can run.
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update"],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_permission_uses_a_wildcard_or_repeats() {
+        for (i, p) in PERMISSIONS.iter().enumerate() {
+            assert!(
+                !p.resource.contains('*') && !p.verbs.contains(&"*"),
+                "{p:?}"
+            );
+            assert!(
+                PERMISSIONS[i + 1..]
+                    .iter()
+                    .all(|q| (q.group, q.resource) != (p.group, p.resource)),
+                "{p:?} is listed twice"
+            );
+        }
+    }
+}

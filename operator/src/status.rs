@@ -1,0 +1,191 @@
+//! Builds what `kubectl get mempol` and `kubectl describe` show: conditions
+//! that keep their transition times, a bounded pod list, the state word. Pure.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::{
+    crd::PodMemory,
+    decide::{Decision, Policy, Sample, Workload},
+};
+
+/// `status.pods` lists at most this many pods, the most pressed first, so the
+/// object stays small for Deployments with hundreds of replicas.
+pub const MAX_PODS: usize = 50;
+/// `status.history` keeps this many records, newest last.
+pub const MAX_HISTORY: usize = 10;
+
+/// Condition types.
+pub const READY: &str = "Ready";
+pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
+pub const HIGH_MEMORY: &str = "HighMemory";
+pub const CRITICAL: &str = "Critical";
+pub const THROTTLED: &str = "Throttled";
+pub const DRY_RUN: &str = "DryRun";
+
+/// Sets a condition, keeping its `lastTransitionTime` when its status did not change.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if ok { "True" } else { "False" };
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    let condition = Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: transition,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// The pods as the status shows them: measured ones with their state, then the unmeasured.
+pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<PodMemory> {
+    let mut measured: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| workload.pods.contains(&s.pod))
+        .collect();
+    measured.sort_by(|a, b| b.usage_ratio.total_cmp(&a.usage_ratio));
+    let state = |ratio: f64| {
+        if ratio >= policy.critical {
+            "Critical"
+        } else if ratio >= policy.high {
+            "High"
+        } else {
+            "Normal"
+        }
+    };
+    let unmeasured = workload
+        .pods
+        .iter()
+        .filter(|pod| !measured.iter().any(|s| &&s.pod == pod))
+        .map(|pod| PodMemory {
+            name: pod.clone(),
+            usage_ratio: 0.0,
+            bytes: 0,
+            limit_bytes: None,
+            state: "NoData".into(),
+        });
+    measured
+        .iter()
+        .map(|s| PodMemory {
+            name: s.pod.clone(),
+            usage_ratio: (s.usage_ratio * 1000.0).round() / 1000.0,
+            bytes: s.bytes,
+            limit_bytes: Some(s.limit_bytes),
+            state: state(s.usage_ratio).into(),
+        })
+        .chain(unmeasured)
+        .take(MAX_PODS)
+        .collect()
+}
+
+/// The highest usage, in percent of the limit, for the `Max Usage` column.
+pub fn max_usage(samples: &[Sample], workload: &Workload) -> Option<f64> {
+    samples
+        .iter()
+        .filter(|s| workload.pods.contains(&s.pod))
+        .map(|s| (s.usage_ratio * 1000.0).round() / 10.0)
+        .reduce(f64::max)
+}
+
+/// The one-word state for the `State` column.
+pub fn state(decision: &Decision, suspended: bool) -> &'static str {
+    if suspended {
+        "Suspended"
+    } else if !decision.metrics_available {
+        "NoData"
+    } else if decision.critical {
+        "Critical"
+    } else if decision.high {
+        "High"
+    } else {
+        "Normal"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_until_its_status_changes() {
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            READY,
+            true,
+            "Evaluated",
+            "ok",
+            Some(1),
+            at(10),
+        );
+        set_condition(
+            &mut conditions,
+            READY,
+            true,
+            "Evaluated",
+            "still ok",
+            Some(2),
+            at(20),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].last_transition_time, Time(at(10)));
+        assert_eq!(conditions[0].message, "still ok");
+        set_condition(
+            &mut conditions,
+            READY,
+            false,
+            "TargetNotFound",
+            "gone",
+            Some(2),
+            at(30),
+        );
+        assert_eq!(conditions[0].last_transition_time, Time(at(30)));
+        assert_eq!(conditions[0].status, "False");
+    }
+
+    #[test]
+    fn pods_are_listed_most_pressed_first_with_unmeasured_ones_last() {
+        let workload = Workload {
+            replicas: 3,
+            available_replicas: 3,
+            rollout_in_progress: false,
+            paused: false,
+            pods: vec!["a".into(), "b".into(), "c".into()],
+        };
+        let sample = |pod: &str, usage_ratio: f64| Sample {
+            pod: pod.into(),
+            usage_ratio,
+            bytes: 1,
+            limit_bytes: 2,
+            at: at(0),
+        };
+        let samples = [sample("a", 0.5), sample("b", 0.97), sample("gone", 0.99)];
+        let policy =
+            crate::adapt::engine_policy(&crate::crd::MemoryPolicySpec::for_deployment("w"));
+        let listed = pods(&samples, &workload, &policy);
+        let names: Vec<&str> = listed.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["b", "a", "c"]);
+        assert_eq!(listed[0].state, "Critical");
+        assert_eq!(listed[2].state, "NoData");
+        assert_eq!(max_usage(&samples, &workload), Some(97.0));
+    }
+}

@@ -1,0 +1,378 @@
+//! The verdict on a policy, offline.
+//!
+//! [`validate`] gives the same verdicts as the CRD schema's bounds and CEL
+//! rules (see `crd.rs`), plus `limits.request <= limits.limit`, which the
+//! schema cannot express. [`check_documents`] is `memory-operator check`:
+//! strict parsing (unknown fields are errors) followed by [`validate`].
+
+mod documents;
+
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+pub use documents::check_documents;
+
+use crate::{
+    Result,
+    crd::{Duration, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, quantity_bytes},
+};
+
+/// One rule a policy breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where, such as `spec.thresholds.lowWaterMark`.
+    pub path: String,
+    /// What is wrong, starting with the path.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Collects [`FieldError`]s under `spec.`.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, field: &str, what: impl fmt::Display) {
+        let path = format!("spec.{field}");
+        let message = format!("{path} {what}");
+        self.0.push(FieldError { path, message });
+    }
+
+    fn positive(&mut self, field: &str, value: Duration) {
+        if value.is_zero() {
+            self.add(field, format_args!("({value}) must be a positive duration"));
+        }
+    }
+
+    fn at_least_one(&mut self, field: &str, value: i32) {
+        if value < 1 {
+            self.add(field, format_args!("({value}) must be at least 1"));
+        }
+    }
+
+    fn percent(&mut self, field: &str, value: u32) {
+        if !(1..=100).contains(&value) {
+            self.add(field, format_args!("({value}) must be between 1 and 100"));
+        }
+    }
+
+    /// The quantity in bytes, with its text; `None` when unset or unreadable.
+    fn quantity<'q>(&mut self, field: &str, value: Option<&'q Quantity>) -> Option<(u64, &'q str)> {
+        let text = value?.0.as_str();
+        let bytes = quantity_bytes(value?);
+        if bytes.is_none() {
+            self.add(
+                field,
+                format_args!(
+                    "({text}) is not a memory quantity this check understands: use bytes, \
+                     optionally with a {QUANTITY_SUFFIXES} suffix, such as 256Mi"
+                ),
+            );
+        }
+        Some((bytes?, text))
+    }
+}
+
+/// Every rule `spec` breaks, or `Ok` when it is sound.
+pub fn validate(spec: &MemoryPolicySpec) -> Result<(), Vec<FieldError>> {
+    let mut p = Problems::default();
+
+    let target = &spec.target_ref;
+    if target.api_version != "apps/v1" {
+        p.add(
+            "targetRef.apiVersion",
+            format_args!("({}) must be apps/v1", target.api_version),
+        );
+    }
+    if target.kind != "Deployment" {
+        p.add(
+            "targetRef.kind",
+            format_args!(
+                "({}) must be Deployment, the only kind supported for now",
+                target.kind
+            ),
+        );
+    }
+    if target.name.is_empty() {
+        p.add("targetRef.name", "must not be empty");
+    }
+
+    if let Some(url) = &spec.prometheus.url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        p.add(
+            "prometheus.url",
+            format_args!("({url}) must start with http:// or https://"),
+        );
+    }
+    p.positive("prometheus.timeout", spec.prometheus.timeout);
+
+    let metric = &spec.metric;
+    match (metric.source, metric.query.as_deref()) {
+        (MetricSource::Custom, None | Some("")) => {
+            p.add("metric.query", "is required when metric.source is Custom")
+        }
+        (source, Some(_)) if source != MetricSource::Custom => p.add(
+            "metric.query",
+            format_args!("is only allowed when metric.source is Custom, not {source:?}"),
+        ),
+        _ => {}
+    }
+
+    p.positive("interval", spec.interval);
+
+    let t = &spec.thresholds;
+    p.percent("thresholds.lowWaterMark", t.low_water_mark);
+    p.percent("thresholds.highWaterMark", t.high_water_mark);
+    p.percent("thresholds.critical", t.critical);
+    if t.low_water_mark >= t.high_water_mark {
+        p.add(
+            "thresholds.lowWaterMark",
+            format_args!(
+                "({}) must be below highWaterMark ({})",
+                t.low_water_mark, t.high_water_mark
+            ),
+        );
+    }
+    if t.high_water_mark >= t.critical {
+        p.add(
+            "thresholds.highWaterMark",
+            format_args!(
+                "({}) must be below critical ({})",
+                t.high_water_mark, t.critical
+            ),
+        );
+    }
+    p.positive("thresholds.for", t.r#for);
+    p.positive("thresholds.staleAfter", t.stale_after);
+
+    if let Some(limits) = &spec.limits {
+        let request = p.quantity("limits.request", limits.request.as_ref());
+        let limit = p.quantity("limits.limit", limits.limit.as_ref());
+        if let (Some((request, request_text)), Some((limit, limit_text))) = (request, limit)
+            && request > limit
+        {
+            p.add(
+                "limits.request",
+                format_args!("({request_text}) must not exceed limit ({limit_text})"),
+            );
+        }
+    }
+
+    let s = &spec.scaling;
+    p.at_least_one("scaling.minReplicas", s.min_replicas);
+    p.at_least_one("scaling.maxReplicas", s.max_replicas);
+    if s.min_replicas > s.max_replicas {
+        p.add(
+            "scaling.minReplicas",
+            format_args!(
+                "({}) must not exceed maxReplicas ({})",
+                s.min_replicas, s.max_replicas
+            ),
+        );
+    }
+    p.at_least_one("scaling.step", s.step);
+    p.positive("scaling.scaleInStabilization", s.scale_in_stabilization);
+
+    p.positive("safety.cooldown", spec.safety.cooldown);
+    p.at_least_one("safety.maxUnavailable", spec.safety.max_unavailable);
+
+    if p.0.is_empty() { Ok(()) } else { Err(p.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Limits;
+
+    fn spec() -> MemoryPolicySpec {
+        MemoryPolicySpec::for_deployment("shortener")
+    }
+
+    fn messages(spec: &MemoryPolicySpec) -> Vec<String> {
+        validate(spec)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
+    #[test]
+    fn a_policy_with_every_default_is_sound() {
+        assert_eq!(validate(&spec()), Ok(()));
+    }
+
+    #[test]
+    fn water_marks_out_of_order_name_both_values() {
+        let mut s = spec();
+        (s.thresholds.low_water_mark, s.thresholds.high_water_mark) = (80, 60);
+        let errors = validate(&s).unwrap_err();
+        assert_eq!(errors[0].path, "spec.thresholds.lowWaterMark");
+        assert_eq!(
+            errors[0].message,
+            "spec.thresholds.lowWaterMark (80) must be below highWaterMark (60)"
+        );
+    }
+
+    #[test]
+    fn the_high_water_mark_must_be_below_critical_and_critical_at_most_100() {
+        let mut s = spec();
+        (s.thresholds.high_water_mark, s.thresholds.critical) = (96, 101);
+        assert_eq!(
+            messages(&s),
+            ["spec.thresholds.critical (101) must be between 1 and 100"]
+        );
+        s.thresholds.critical = 95;
+        assert_eq!(
+            messages(&s),
+            ["spec.thresholds.highWaterMark (96) must be below critical (95)"]
+        );
+    }
+
+    #[test]
+    fn a_zero_low_water_mark_is_refused() {
+        let mut s = spec();
+        s.thresholds.low_water_mark = 0;
+        assert_eq!(
+            messages(&s),
+            ["spec.thresholds.lowWaterMark (0) must be between 1 and 100"]
+        );
+    }
+
+    #[test]
+    fn replica_bounds_must_be_at_least_one_and_in_order() {
+        let mut s = spec();
+        (
+            s.scaling.min_replicas,
+            s.scaling.max_replicas,
+            s.scaling.step,
+        ) = (5, 3, 0);
+        assert_eq!(
+            messages(&s),
+            [
+                "spec.scaling.minReplicas (5) must not exceed maxReplicas (3)",
+                "spec.scaling.step (0) must be at least 1"
+            ]
+        );
+        (
+            s.scaling.min_replicas,
+            s.scaling.max_replicas,
+            s.scaling.step,
+        ) = (0, 3, 1);
+        assert_eq!(
+            messages(&s),
+            ["spec.scaling.minReplicas (0) must be at least 1"]
+        );
+    }
+
+    #[test]
+    fn every_duration_must_be_positive() {
+        let mut s = spec();
+        let zero = Duration::from_secs(0);
+        s.interval = zero;
+        s.prometheus.timeout = zero;
+        (s.thresholds.r#for, s.thresholds.stale_after) = (zero, zero);
+        s.scaling.scale_in_stabilization = zero;
+        s.safety.cooldown = zero;
+        let paths: Vec<String> = validate(&s)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.prometheus.timeout",
+                "spec.interval",
+                "spec.thresholds.for",
+                "spec.thresholds.staleAfter",
+                "spec.scaling.scaleInStabilization",
+                "spec.safety.cooldown",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_custom_metric_needs_a_query_and_only_a_custom_metric_may_have_one() {
+        let mut s = spec();
+        s.metric.source = MetricSource::Custom;
+        assert_eq!(
+            messages(&s),
+            ["spec.metric.query is required when metric.source is Custom"]
+        );
+        s.metric.query = Some("container_memory_working_set_bytes".into());
+        assert_eq!(validate(&s), Ok(()));
+        s.metric.source = MetricSource::Container;
+        assert_eq!(
+            messages(&s),
+            ["spec.metric.query is only allowed when metric.source is Custom, not Container"]
+        );
+    }
+
+    #[test]
+    fn only_a_named_apps_v1_deployment_can_be_targeted() {
+        let mut s = spec();
+        s.target_ref.api_version = "apps/v1beta2".into();
+        s.target_ref.kind = "StatefulSet".into();
+        s.target_ref.name.clear();
+        assert_eq!(
+            messages(&s),
+            [
+                "spec.targetRef.apiVersion (apps/v1beta2) must be apps/v1",
+                "spec.targetRef.kind (StatefulSet) must be Deployment, the only kind supported for now",
+                "spec.targetRef.name must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_request_must_not_exceed_the_limit() {
+        let mut s = spec();
+        let q = |v: &str| Some(Quantity(v.into()));
+        s.limits = Some(Limits {
+            container: None,
+            request: q("512Mi"),
+            limit: q("0.25Gi"),
+        });
+        assert_eq!(
+            messages(&s),
+            ["spec.limits.request (512Mi) must not exceed limit (0.25Gi)"]
+        );
+        s.limits = Some(Limits {
+            container: None,
+            request: q("256Mi"),
+            limit: q("256Mi"),
+        });
+        assert_eq!(validate(&s), Ok(()));
+    }
+
+    #[test]
+    fn a_quantity_the_check_cannot_read_is_reported_as_such() {
+        let mut s = spec();
+        s.limits = Some(Limits {
+            request: Some(Quantity("64K".into())),
+            ..Limits::default()
+        });
+        let message = &messages(&s)[0];
+        assert!(message.starts_with(
+            "spec.limits.request (64K) is not a memory quantity this check understands"
+        ));
+    }
+
+    #[test]
+    fn a_prometheus_url_must_be_http() {
+        let mut s = spec();
+        s.prometheus.url = Some("prometheus:9090".into());
+        assert_eq!(
+            messages(&s),
+            ["spec.prometheus.url (prometheus:9090) must start with http:// or https://"]
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The generated CRD, the `crd` and `check` subcommands, and agreement
+//! between the CRD's own rules and `validate`.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::CustomResourceExt;
+use memory_operator::{
+    crd::{Duration, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource},
+    validate::validate,
+};
+use serde_json::Value;
+
+/// A duration the schema's pattern accepts but its CEL rules refuse.
+const ZERO: Duration = Duration::from_secs(0);
+
+const REGENERATE: &str = "cargo run -p memory-operator -- crd > crds/memorypolicy.yaml";
+
+fn repo_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+fn memory_operator(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_memory-operator"))
+        .args(args)
+        .output()
+        .expect("memory-operator runs")
+}
+
+/// Runs `memory-operator check` on a temporary file holding `yaml`.
+fn check(yaml: &str) -> (bool, String, String) {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(yaml.as_bytes()).unwrap();
+    let out = memory_operator(&["check", file.path().to_str().unwrap()]);
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+/// A policy document with `extra` appended, indented, under `spec`.
+fn policy(extra: &str) -> String {
+    format!(
+        "apiVersion: shortener.dev/v1alpha1\nkind: MemoryPolicy\nmetadata: {{name: shortener}}\nspec:\n  \
+         targetRef: {{apiVersion: apps/v1, kind: Deployment, name: shortener}}\n{extra}"
+    )
+}
+
+#[test]
+fn the_checked_in_crd_matches_the_generated_one() {
+    let generated = serde_yaml::to_string(&MemoryPolicy::crd()).unwrap();
+    let checked_in =
+        std::fs::read_to_string(repo_file("crds/memorypolicy.yaml")).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "crds/memorypolicy.yaml is out of date with the MemoryPolicy types; run `{REGENERATE}`"
+    );
+}
+
+#[test]
+fn the_crd_subcommand_prints_the_generated_crd() {
+    let out = memory_operator(&["crd"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        serde_yaml::to_string(&MemoryPolicy::crd()).unwrap()
+    );
+}
+
+#[test]
+fn a_minimal_policy_passes_check() {
+    let (ok, stdout, stderr) = check(&policy(""));
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "ok: shortener\n");
+}
+
+#[test]
+fn the_example_policy_passes_check() {
+    let example = repo_file("operator/examples/policy.yaml");
+    let out = memory_operator(&["check", example.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn thresholds_out_of_order_fail_check_naming_both_values() {
+    let (ok, _, stderr) = check(&policy(
+        "  thresholds: {lowWaterMark: 80, highWaterMark: 60}\n",
+    ));
+    assert!(!ok);
+    assert!(
+        stderr.contains("spec.thresholds.lowWaterMark (80) must be below highWaterMark (60)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_on_critical_value_fails_check_naming_the_field() {
+    let (ok, _, stderr) = check(&policy("  onCritical: Explode\n"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("spec.onCritical: unknown variant `Explode`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_policy_without_a_target_ref_is_refused() {
+    let yaml = "apiVersion: shortener.dev/v1alpha1\nkind: MemoryPolicy\nmetadata: {name: p}\nspec: {dryRun: true}\n";
+    let (ok, _, stderr) = check(yaml);
+    assert!(!ok);
+    assert!(stderr.contains("missing field `targetRef`"), "{stderr}");
+}
+
+#[test]
+fn every_bad_document_is_reported_and_every_good_one_named() {
+    let yaml = format!(
+        "{}---\n{}---\n{}",
+        policy(""),
+        policy("  interval: 0s\n"),
+        policy("  sepc: 1\n")
+    );
+    let (ok, stdout, stderr) = check(&yaml);
+    assert!(!ok);
+    assert_eq!(stdout, "ok: shortener\n");
+    assert!(
+        stderr
+            .contains("document 2 (shortener):\n  spec.interval (0s) must be a positive duration"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("document 3:\n  unknown field spec.sepc"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_named() {
+    let out = memory_operator(&["check", "/nonexistent/policy.yaml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/policy.yaml"));
+}
+
+/// What an apiserver would say about `spec`: the schema's numeric and
+/// length bounds, then its CEL rules.
+fn apiserver_verdict(spec: &MemoryPolicySpec) -> Vec<String> {
+    let crd = MemoryPolicy::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .unwrap();
+    let schema = serde_json::to_value(schema).unwrap();
+    let object = serde_json::to_value(MemoryPolicy::new("p", spec.clone())).unwrap();
+    let mut problems = Vec::new();
+    bounds(&schema, &object, "", &mut problems);
+    if let Err(errors) = kube_cel::Validator::new().validate(&schema, &object, None) {
+        problems.extend(errors.iter().map(ToString::to_string));
+    }
+    problems
+}
+
+fn bounds(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
+    let limit = |key| schema.get(key).and_then(Value::as_f64);
+    if let Some(n) = value.as_f64()
+        && (limit("minimum").is_some_and(|min| n < min)
+            || limit("maximum").is_some_and(|max| n > max))
+    {
+        problems.push(format!("{path}: {n} is out of bounds"));
+    }
+    if let (Some(s), Some(min)) = (value.as_str(), limit("minLength"))
+        && (s.chars().count() as f64) < min
+    {
+        problems.push(format!("{path}: shorter than {min}"));
+    }
+    if let (Some(fields), Some(properties)) = (value.as_object(), schema.get("properties")) {
+        for (name, field) in fields {
+            if let Some(sub) = properties.get(name) {
+                let path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                bounds(sub, field, &path, problems);
+            }
+        }
+    }
+}
+
+/// A named change to a sound policy.
+type Case = (&'static str, fn(&mut MemoryPolicySpec));
+
+#[test]
+fn the_crd_rules_and_validate_give_the_same_verdicts() {
+    let cases: Vec<Case> = vec![
+        ("defaults", |_| {}),
+        ("low above high", |s| {
+            (s.thresholds.low_water_mark, s.thresholds.high_water_mark) = (80, 60)
+        }),
+        ("low equals high", |s| s.thresholds.low_water_mark = 80),
+        ("high equals critical", |s| {
+            s.thresholds.high_water_mark = 95
+        }),
+        ("critical above 100", |s| s.thresholds.critical = 101),
+        ("critical at 100", |s| s.thresholds.critical = 100),
+        ("low at 0", |s| s.thresholds.low_water_mark = 0),
+        ("min above max", |s| {
+            (s.scaling.min_replicas, s.scaling.max_replicas) = (4, 3)
+        }),
+        ("min equals max", |s| {
+            (s.scaling.min_replicas, s.scaling.max_replicas) = (3, 3)
+        }),
+        ("min at 0", |s| s.scaling.min_replicas = 0),
+        ("step at 0", |s| s.scaling.step = 0),
+        ("maxUnavailable at 0", |s| s.safety.max_unavailable = 0),
+        ("no restarts", |s| s.safety.max_restarts_per_hour = 0),
+        ("custom without query", |s| {
+            s.metric.source = MetricSource::Custom
+        }),
+        ("custom with empty query", |s| {
+            (s.metric.source, s.metric.query) = (MetricSource::Custom, Some(String::new()))
+        }),
+        ("custom with query", |s| {
+            (s.metric.source, s.metric.query) = (MetricSource::Custom, Some("up".into()))
+        }),
+        ("query without custom", |s| {
+            s.metric.query = Some("up".into())
+        }),
+        ("a StatefulSet", |s| {
+            s.target_ref.kind = "StatefulSet".into()
+        }),
+        ("apps/v1beta1", |s| {
+            s.target_ref.api_version = "apps/v1beta1".into()
+        }),
+        ("no name", |s| s.target_ref.name.clear()),
+        ("zero interval", |s| s.interval = ZERO),
+        ("zero for", |s| s.thresholds.r#for = ZERO),
+        ("zero staleAfter", |s| s.thresholds.stale_after = ZERO),
+        ("zero timeout", |s| s.prometheus.timeout = ZERO),
+        ("zero stabilization", |s| {
+            s.scaling.scale_in_stabilization = ZERO
+        }),
+        ("zero cooldown", |s| s.safety.cooldown = ZERO),
+        ("sub-second interval", |s| {
+            s.interval = Duration::from_millis(500)
+        }),
+    ];
+    for (name, change) in cases {
+        let mut spec = MemoryPolicySpec::for_deployment("shortener");
+        change(&mut spec);
+        let offline = validate(&spec).err().unwrap_or_default();
+        let apiserver = apiserver_verdict(&spec);
+        assert_eq!(
+            offline.is_empty(),
+            apiserver.is_empty(),
+            "{name}: validate {offline:?}, apiserver {apiserver:?}"
+        );
+        for error in &offline {
+            let field = error.path.trim_start_matches("spec.");
+            assert!(
+                apiserver.iter().any(|m| m.contains(field)),
+                "{name}: no apiserver message names {field}"
+            );
+        }
+    }
+}
+
+#[test]
+fn only_validate_compares_the_request_with_the_limit() {
+    // The schema cannot compare two quantities, so this one is offline only.
+    let mut spec = MemoryPolicySpec::for_deployment("shortener");
+    let q = |v: &str| Some(Quantity(v.into()));
+    spec.limits = Some(Limits {
+        container: None,
+        request: q("512Mi"),
+        limit: q("256Mi"),
+    });
+    assert!(validate(&spec).is_err());
+    assert_eq!(apiserver_verdict(&spec), Vec::<String>::new());
+}
