@@ -26,54 +26,12 @@ pub use replay::{Step, replay};
 pub use window::{MAX_POINTS, When, Window};
 
 use crate::{
+    Error, Result,
     adapt::engine_policy,
     crd::{self, MemoryPolicy, MemoryPolicySpec},
     decide::Policy,
-    prometheus::MetricsError,
     validate::check_documents,
 };
-
-/// Why a backtest could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum BacktestError {
-    /// The policy file could not be read.
-    #[error("cannot read {}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The policy file holds no policy, or several.
-    #[error("{}: expected exactly one MemoryPolicy document, found {found}", path.display())]
-    NotOnePolicy { path: PathBuf, found: usize },
-    /// The policy is not sound; the problem names the fields.
-    #[error("{}: {problem}", path.display())]
-    Unsound {
-        path: PathBuf,
-        problem: crate::Error,
-    },
-    /// `--start` or `--end` is not a time.
-    #[error(
-        "`{0}` is not a time: use now, an offset such as -1h, -2d or 30m ago, \
-         or an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"
-    )]
-    Time(String),
-    /// The window cannot be replayed.
-    #[error("{0}")]
-    Window(String),
-    /// Neither `--prometheus` nor the policy names a server.
-    #[error("no Prometheus to read history from: pass --prometheus or set spec.prometheus.url")]
-    NoPrometheus,
-    /// A custom query reports bytes, and history has no pod specs to read limits from.
-    #[error(
-        "a Custom metric reports bytes only, and history holds no pod specs to read the \
-         memory limit from: set spec.limits.limit to replay it"
-    )]
-    NoLimit,
-    /// Prometheus failed to answer.
-    #[error(transparent)]
-    Metrics(#[from] MetricsError),
-}
 
 /// Flags of `memory-operator backtest`.
 #[derive(Debug, clap::Args)]
@@ -131,7 +89,7 @@ impl Backtest {
 }
 
 /// Reads the policy, fetches its history and replays it.
-pub async fn run(options: &Options) -> Result<Backtest, BacktestError> {
+pub async fn run(options: &Options) -> Result<Backtest> {
     let policy = read_policy(&options.policy)?;
     let spec = policy.spec;
     let namespace = options
@@ -143,7 +101,7 @@ pub async fn run(options: &Options) -> Result<Backtest, BacktestError> {
         .prometheus
         .as_deref()
         .or(spec.prometheus.url.as_deref())
-        .ok_or(BacktestError::NoPrometheus)?
+        .ok_or(Error::NoPrometheus)?
         .to_owned();
     let now = Timestamp::now();
     let step = options.step.unwrap_or(spec.interval).into();
@@ -163,20 +121,20 @@ pub async fn run(options: &Options) -> Result<Backtest, BacktestError> {
 }
 
 /// The one sound policy in the file at `path`.
-pub fn read_policy(path: &Path) -> Result<MemoryPolicy, BacktestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BacktestError::Io {
+pub fn read_policy(path: &Path) -> Result<MemoryPolicy> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })?;
     let mut results = check_documents(&text);
     if results.len() != 1 {
-        return Err(BacktestError::NotOnePolicy {
+        return Err(Error::NotOnePolicy {
             path: path.to_owned(),
             found: results.len(),
         });
     }
-    results.remove(0).map_err(|problem| BacktestError::Unsound {
+    results.remove(0).map_err(|problem| Error::Unsound {
         path: path.to_owned(),
-        problem,
+        problem: Box::new(problem),
     })
 }

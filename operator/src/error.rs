@@ -61,6 +61,51 @@ pub enum Error {
     )]
     CrdMissing(#[source] kube::Error),
 
+    /// Prometheus did not answer in time.
+    #[error("Prometheus at {url} did not answer within {timeout:?}")]
+    PrometheusTimeout {
+        url: String,
+        timeout: std::time::Duration,
+    },
+
+    /// Prometheus answered with an error, or could not be reached.
+    #[error("Prometheus at {url} failed: {message}")]
+    PrometheusFailed { url: String, message: String },
+
+    /// A `Custom` metric without `spec.metric.query`.
+    #[error("the custom query needs `spec.metric.query`")]
+    NoQuery,
+
+    /// A backtest's policy file holds no policy, or several.
+    #[error("{}: expected exactly one MemoryPolicy document, found {found}", path.display())]
+    NotOnePolicy { path: PathBuf, found: usize },
+
+    /// A backtest's policy is not sound; the problem names the fields.
+    #[error("{}: {problem}", path.display())]
+    Unsound { path: PathBuf, problem: Box<Error> },
+
+    /// `--start` or `--end` is not a time.
+    #[error(
+        "`{0}` is not a time: use now, an offset such as -1h, -2d or 30m ago, \
+         or an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"
+    )]
+    Time(String),
+
+    /// A backtest window that cannot be replayed.
+    #[error("{0}")]
+    Window(String),
+
+    /// Neither `--prometheus` nor the policy names a server.
+    #[error("no Prometheus to read history from: pass --prometheus or set spec.prometheus.url")]
+    NoPrometheus,
+
+    /// A custom query reports bytes, and history has no pod specs to read limits from.
+    #[error(
+        "a Custom metric reports bytes only, and history holds no pod specs to read the \
+         memory limit from: set spec.limits.limit to replay it"
+    )]
+    NoLimit,
+
     /// A string is not a duration such as `15s`.
     #[error(
         "`{0}` is not a duration: use whole numbers with units ms, s, m or h, like 15s, 1m30s or 500ms"

@@ -16,6 +16,7 @@ use prometheus_http_query::{Client, response::Data};
 use tracing::debug;
 
 use crate::{
+    Error, Result,
     crd::{MemoryPolicySpec, MetricSource},
     decide::Sample,
 };
@@ -30,17 +31,6 @@ const CONTAINER_SERIES: (&str, &str) = (
     "container_memory_working_set_bytes",
     "container_spec_memory_limit_bytes",
 );
-
-/// Why no samples could be read.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("Prometheus at {url} did not answer within {timeout:?}")]
-    Timeout { url: String, timeout: Duration },
-    #[error("Prometheus at {url} failed: {message}")]
-    Failed { url: String, message: String },
-    #[error("the custom query needs `spec.metric.query`")]
-    NoQuery,
-}
 
 /// A PromQL query and how to read its answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +51,7 @@ enum Reading {
 }
 
 /// Builds the one query of an evaluation.
-pub fn build_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery, MetricsError> {
+pub fn build_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery> {
     let window = prometheus_duration(spec.thresholds.stale_after.into());
     let namespace = escape(namespace);
     let (series, extra) = match spec.metric.source {
@@ -74,7 +64,7 @@ pub fn build_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQu
             (CONTAINER_SERIES, container)
         }
         MetricSource::Custom => {
-            let query = spec.metric.query.as_deref().ok_or(MetricsError::NoQuery)?;
+            let query = spec.metric.query.as_deref().ok_or(Error::NoQuery)?;
             return Ok(MetricsQuery {
                 promql: query.to_owned(),
                 reading: Reading::Custom,
@@ -193,10 +183,10 @@ impl Prometheus {
         &self,
         spec: &MemoryPolicySpec,
         query: &MetricsQuery,
-    ) -> Result<(Data, Duration), MetricsError> {
+    ) -> Result<(Data, Duration)> {
         let url = self.url_for(spec).to_owned();
         let timeout: Duration = spec.prometheus.timeout.into();
-        let failed = |message: String| MetricsError::Failed {
+        let failed = |message: String| Error::PrometheusFailed {
             url: url.clone(),
             message,
         };
@@ -209,7 +199,7 @@ impl Prometheus {
             .get();
         let answer = tokio::time::timeout(timeout, request)
             .await
-            .map_err(|_| MetricsError::Timeout {
+            .map_err(|_| Error::PrometheusTimeout {
                 url: url.clone(),
                 timeout,
             })?

@@ -15,11 +15,12 @@ use jiff::Timestamp;
 use prometheus_http_query::{Client, response::Data};
 use tracing::debug;
 
-use super::{BacktestError, Window};
+use super::Window;
 use crate::{
+    Error, Result,
     crd::{MemoryPolicySpec, MetricSource, quantity_bytes},
     decide::Sample,
-    prometheus::{MetricsError, build_query},
+    prometheus::build_query,
 };
 
 /// A range query reads far more than the live one; a minute covers days of
@@ -46,7 +47,7 @@ enum Limit {
 }
 
 /// The range query for `spec`'s metric source in `namespace`.
-pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuery, BacktestError> {
+pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuery> {
     let live = build_query(spec, namespace)?;
     if spec.metric.source == MetricSource::Custom {
         // Live, the operator reads each pod's limit from its spec; history has no pod specs.
@@ -54,8 +55,8 @@ pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuer
             .limits
             .as_ref()
             .and_then(|l| l.limit.as_ref())
-            .ok_or(BacktestError::NoLimit)?;
-        let bytes = quantity_bytes(limit).ok_or(BacktestError::NoLimit)?;
+            .ok_or(Error::NoLimit)?;
+        let bytes = quantity_bytes(limit).ok_or(Error::NoLimit)?;
         return Ok(RangeQuery {
             promql: live.promql,
             limit: Limit::Fixed(bytes),
@@ -72,8 +73,8 @@ pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuer
 }
 
 /// Runs `query` over `window` against the Prometheus at `url`.
-pub async fn fetch(url: &str, query: &RangeQuery, window: &Window) -> Result<Data, BacktestError> {
-    let failed = |message: String| MetricsError::Failed {
+pub async fn fetch(url: &str, query: &RangeQuery, window: &Window) -> Result<Data> {
+    let failed = |message: String| Error::PrometheusFailed {
         url: url.to_owned(),
         message,
     };
@@ -91,7 +92,7 @@ pub async fn fetch(url: &str, query: &RangeQuery, window: &Window) -> Result<Dat
         .get();
     let answer = tokio::time::timeout(QUERY_TIMEOUT, request)
         .await
-        .map_err(|_| MetricsError::Timeout {
+        .map_err(|_| Error::PrometheusTimeout {
             url: url.to_owned(),
             timeout: QUERY_TIMEOUT,
         })?

@@ -4,7 +4,7 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use jiff::{SignedDuration, Span, SpanRelativeTo, Timestamp};
 
-use super::BacktestError;
+use crate::{Error, Result};
 
 /// Prometheus refuses range queries of more points than this per series.
 pub const MAX_POINTS: u64 = 11_000;
@@ -23,21 +23,21 @@ pub enum When {
 
 impl When {
     /// The instant this names, given the moment the backtest starts.
-    pub fn resolve(self, now: Timestamp) -> Result<Timestamp, BacktestError> {
+    pub fn resolve(self, now: Timestamp) -> Result<Timestamp> {
         match self {
             When::Now => Ok(now),
             When::Offset(offset) => now
                 .checked_add(offset)
-                .map_err(|_| BacktestError::Time(format!("{now} {offset:+}"))),
+                .map_err(|_| Error::Time(format!("{now} {offset:+}"))),
             When::At(at) => Ok(at),
         }
     }
 }
 
 impl FromStr for When {
-    type Err = BacktestError;
+    type Err = Error;
 
-    fn from_str(text: &str) -> Result<Self, BacktestError> {
+    fn from_str(text: &str) -> Result<Self> {
         let text = text.trim();
         if text.eq_ignore_ascii_case("now") {
             return Ok(When::Now);
@@ -50,7 +50,7 @@ impl FromStr for When {
             .ok()
             .and_then(|span| span.to_duration(SpanRelativeTo::days_are_24_hours()).ok())
             .map(When::Offset)
-            .ok_or_else(|| BacktestError::Time(text.to_owned()))
+            .ok_or_else(|| Error::Time(text.to_owned()))
     }
 }
 
@@ -67,10 +67,10 @@ pub struct Window {
 
 impl Window {
     /// A window of at most [`MAX_POINTS`] evaluations, its ends rounded down to the second.
-    pub fn new(start: Timestamp, end: Timestamp, step: Duration) -> Result<Self, BacktestError> {
+    pub fn new(start: Timestamp, end: Timestamp, step: Duration) -> Result<Self> {
         let second = |at: Timestamp| Timestamp::from_second(at.as_second()).unwrap_or(at);
         let (start, end) = (second(start), second(end));
-        let invalid = |why: String| Err(BacktestError::Window(why));
+        let invalid = |why: String| Err(Error::Window(why));
         if step.is_zero() {
             return invalid("--step must be positive".to_owned());
         }
