@@ -300,3 +300,25 @@ async fn declared_limits_are_enforced_on_the_container() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn start_up_fails_fast_when_the_crd_is_not_installed() {
+    let api = testkit::FakeApiServer::start().await.unwrap();
+    api.fail_next("GET", "/memorypolicies", 404, 1);
+    let config = kube::Config::new(api.url().parse().unwrap());
+    let reporter = kube::runtime::events::Reporter {
+        controller: "memory-operator".into(),
+        instance: None,
+    };
+    let metrics = std::sync::Arc::new(memory_operator::metrics::Metrics::default());
+    let prometheus = memory_operator::prometheus::Prometheus::new("http://127.0.0.1:9");
+    let ctx =
+        memory_operator::controller::Context::new(config, prometheus, metrics, reporter).unwrap();
+    let error = memory_operator::controller::run(ctx, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("is the CRD installed?"),
+        "{error}"
+    );
+}
