@@ -114,31 +114,14 @@ pub fn samples_from(
                     _ => {}
                 }
             }
-            let mut best: BTreeMap<String, Sample> = BTreeMap::new();
-            for ((pod, _), (used, limit)) in readings {
-                let (Some((bytes, used_at)), Some((limit, limit_at))) = (used, limit) else {
-                    continue;
-                };
-                // A zero limit means unlimited: no ratio can be computed.
-                if limit <= 0.0 {
-                    continue;
-                }
-                let sample = Sample {
-                    pod: pod.clone(),
-                    usage_ratio: bytes / limit,
-                    bytes: bytes as u64,
-                    limit_bytes: limit as u64,
-                    at: timestamp(used_at.min(limit_at)),
-                };
-                // Several containers in one pod: the most pressed one speaks for it.
-                if best
-                    .get(&pod)
-                    .is_none_or(|b| sample.usage_ratio > b.usage_ratio)
-                {
-                    best.insert(pod, sample);
-                }
-            }
-            best.into_values().collect()
+            most_pressed(
+                readings
+                    .into_iter()
+                    .filter_map(|((pod, _), (used, limit))| {
+                        let ((bytes, used_at), (limit, limit_at)) = (used?, limit?);
+                        Some((pod, bytes, limit, timestamp(used_at.min(limit_at))))
+                    }),
+            )
         }
         (Reading::Custom, Data::Vector(series)) => series
             .iter()
@@ -157,6 +140,34 @@ pub fn samples_from(
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// One sample per pod from (pod, bytes, limit, time) readings, one per
+/// container: the most pressed container speaks for its pod, and a zero limit
+/// (unlimited) gives no ratio, so no sample.
+pub fn most_pressed(
+    readings: impl IntoIterator<Item = (String, f64, f64, Timestamp)>,
+) -> Vec<Sample> {
+    let mut best: BTreeMap<String, Sample> = BTreeMap::new();
+    for (pod, bytes, limit, at) in readings {
+        if limit <= 0.0 {
+            continue;
+        }
+        let sample = Sample {
+            pod: pod.clone(),
+            usage_ratio: bytes / limit,
+            bytes: bytes as u64,
+            limit_bytes: limit as u64,
+            at,
+        };
+        if best
+            .get(&pod)
+            .is_none_or(|b| sample.usage_ratio > b.usage_ratio)
+        {
+            best.insert(pod, sample);
+        }
+    }
+    best.into_values().collect()
 }
 
 /// Runs queries against Prometheus servers.

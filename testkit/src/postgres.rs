@@ -6,13 +6,12 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::OnceLock,
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
     Error, Result,
-    watchdog::{Watchdog, free_port, server_log},
+    watchdog::{Watchdog, discard, free_port},
 };
 
 /// Where Debian's postgresql-15 package installs the server binaries.
@@ -107,38 +106,17 @@ impl PgServer {
     }
 
     fn wait_until_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
         let url = self.admin_url();
-        loop {
-            if let Some(watchdog) = &mut self.watchdog
-                && let Some(status) = watchdog.exited()?
-            {
-                return Err(self.not_started(format!("postgres exited with {status}")));
-            }
-            if run(Command::new(bin("pg_isready")).args(["-d", &url, "-t", "1"])).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let why = format!("no connections accepted within {READY_TIMEOUT:?}");
-                return Err(self.not_started(why));
-            }
-            tracing::debug!(port = self.port, "waiting for PostgreSQL to start");
-            thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    fn not_started(&self, why: String) -> Error {
-        Error::NotStarted(self.port, why, server_log(&self.dir))
+        let watchdog = self.watchdog.as_mut().expect("launched");
+        watchdog.wait_until_ready((self.port, &self.dir), READY_TIMEOUT, POLL_INTERVAL, || {
+            run(Command::new(bin("pg_isready")).args(["-d", &url, "-t", "1"])).is_ok()
+        })
     }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Some(watchdog) = self.watchdog.take() {
-            watchdog.stop_and_delete();
-        }
-        // A stopped server has no watchdog left to delete its dir.
-        let _ = fs::remove_dir_all(&self.dir);
+        discard(self.watchdog.take(), &self.dir);
     }
 }
 

@@ -14,7 +14,7 @@ use std::{
 
 use crate::{
     Error, Result,
-    watchdog::{Watchdog, free_port, server_log},
+    watchdog::{Watchdog, discard, free_port},
 };
 
 /// Debian's `prometheus` package puts the server here.
@@ -155,36 +155,17 @@ impl PromServer {
             &self.dir,
             &command,
         )?);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(watchdog) = &mut self.watchdog
-                && let Some(status) = watchdog.exited()?
-            {
-                return Err(self.not_started(format!("prometheus exited with {status}")));
-            }
-            if matches!(http(self.port, "GET", "/-/ready"), Ok((200, _))) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let why = format!("not ready within {READY_TIMEOUT:?}");
-                return Err(self.not_started(why));
-            }
-            tracing::debug!(port = self.port, "waiting for Prometheus to start");
-            thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    fn not_started(&self, why: String) -> Error {
-        Error::NotStarted(self.port, why, server_log(&self.dir))
+        let port = self.port;
+        let watchdog = self.watchdog.as_mut().expect("launched");
+        watchdog.wait_until_ready((port, &self.dir), READY_TIMEOUT, POLL_INTERVAL, || {
+            matches!(http(port, "GET", "/-/ready"), Ok((200, _)))
+        })
     }
 }
 
 impl Drop for PromServer {
     fn drop(&mut self) {
-        if let Some(watchdog) = self.watchdog.take() {
-            watchdog.stop_and_delete();
-        }
-        let _ = fs::remove_dir_all(&self.dir);
+        discard(self.watchdog.take(), &self.dir);
     }
 }
 

@@ -8,6 +8,8 @@ use std::{
     os::unix::process::CommandExt,
     path::Path,
     process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    thread,
+    time::{Duration, Instant},
 };
 
 use crate::{Error, Result};
@@ -66,6 +68,33 @@ impl Watchdog {
         self.shell.try_wait().map_err(Error::Watchdog)
     }
 
+    /// Polls `ready` every `poll` until it holds; fails with the server's
+    /// port and log when the server exits first or `timeout` passes.
+    pub(crate) fn wait_until_ready(
+        &mut self,
+        (port, dir): (u16, &Path),
+        timeout: Duration,
+        poll: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited()? {
+                let why = format!("the server exited with {status}");
+                return Err(Error::NotStarted(port, why, server_log(dir)));
+            }
+            if ready() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let why = format!("not ready within {timeout:?}");
+                return Err(Error::NotStarted(port, why, server_log(dir)));
+            }
+            tracing::debug!(port, "waiting for a test server to start");
+            thread::sleep(poll);
+        }
+    }
+
     /// Stops the server and waits, keeping its dir for a restart.
     pub(crate) fn stop_keeping_dir(mut self) -> Result<()> {
         // A failed write means the watchdog has already finished; waiting below is still right.
@@ -83,8 +112,17 @@ impl Watchdog {
     }
 }
 
+/// Stops a server (if running) and removes its dir, for `Drop`: a stopped
+/// server has no watchdog left to delete the dir.
+pub(crate) fn discard(watchdog: Option<Watchdog>, dir: &Path) {
+    if let Some(watchdog) = watchdog {
+        watchdog.stop_and_delete();
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
 /// The server's output so far, for error messages.
-pub(crate) fn server_log(dir: &Path) -> String {
+fn server_log(dir: &Path) -> String {
     let path = dir.join("server.log");
     fs::read_to_string(&path)
         .unwrap_or_else(|e| format!("(could not read {}: {e})", path.display()))

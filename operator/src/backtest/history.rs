@@ -20,7 +20,7 @@ use crate::{
     Error, Result,
     crd::{MemoryPolicySpec, MetricSource, quantity_bytes},
     decide::Sample,
-    prometheus::build_query,
+    prometheus::{build_query, most_pressed},
 };
 
 /// A range query reads far more than the live one; a minute covers days of
@@ -147,31 +147,17 @@ pub fn timeline(
 
 /// One sample per pod: the most pressed of its containers, as live.
 fn samples(limit: Limit, pairs: Readings, at: Timestamp) -> Vec<Sample> {
-    let mut best: BTreeMap<&str, Sample> = BTreeMap::new();
-    for ((pod, _), (usage, series_limit)) in pairs {
-        let limit = match limit {
-            Limit::Series => series_limit,
-            Limit::Fixed(bytes) => Some(bytes as f64),
-        };
-        // A zero limit means unlimited: no ratio can be computed.
-        let (Some(bytes), Some(limit)) = (usage, limit.filter(|l| *l > 0.0)) else {
-            continue;
-        };
-        let sample = Sample {
-            pod: pod.to_owned(),
-            usage_ratio: bytes / limit,
-            bytes: bytes as u64,
-            limit_bytes: limit as u64,
-            at,
-        };
-        if best
-            .get(pod)
-            .is_none_or(|b| sample.usage_ratio > b.usage_ratio)
-        {
-            best.insert(pod, sample);
-        }
-    }
-    best.into_values().collect()
+    most_pressed(
+        pairs
+            .into_iter()
+            .filter_map(|((pod, _), (usage, series_limit))| {
+                let limit = match limit {
+                    Limit::Series => series_limit,
+                    Limit::Fixed(bytes) => Some(bytes as f64),
+                };
+                Some((pod.to_owned(), usage?, limit?, at))
+            }),
+    )
 }
 
 #[cfg(test)]
