@@ -18,7 +18,7 @@ use kube::{
     runtime::{
         Controller,
         controller::Action as Requeue,
-        events::{Event, EventType, Recorder, Reporter},
+        events::{EventType, Recorder, Reporter},
         reflector::ObjectRef,
         watcher,
     },
@@ -28,13 +28,13 @@ use tracing::{Instrument, debug, info_span, instrument, warn};
 
 use crate::{
     Error, Result,
-    actions::{self, Outcome},
+    actions::Outcome,
     adapt,
     crd::{MemoryPolicy, MemoryPolicyStatus},
-    decide::{self, Action, Decision, Memory},
+    decide::{self, Memory},
     metrics::Metrics,
     prometheus::{Prometheus, build_query, samples_from},
-    status::{self, MAX_HISTORY},
+    respond, status,
     validate::validate,
 };
 
@@ -48,7 +48,7 @@ pub struct Context {
     /// Like `client` but without the retry on 429: a PodDisruptionBudget's
     /// refusal is an answer to report now and retry next interval, not a blip
     /// to retry inside one reconcile for minutes.
-    evictions: Client,
+    pub(crate) evictions: Client,
     pub prometheus: Prometheus,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -157,7 +157,7 @@ async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Reque
             now,
         );
         status.state = Some("Invalid".into());
-        publish(
+        respond::publish(
             &ctx,
             &policy,
             EventType::Warning,
@@ -216,11 +216,11 @@ async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Reque
     if let Some(error) = &metrics_error {
         decision.metrics_message = error.clone();
     }
-    ctx.metrics.decided(decision_kind(&decision));
+    ctx.metrics.decided(respond::decision_kind(&decision));
 
-    let outcome = act(&ctx, &policy, &namespace, &deployment, &decision, now).await;
+    let outcome = respond::act(&ctx, &policy, &namespace, &deployment, &decision, now).await;
     if outcome.is_none() && !workload.rollout_in_progress && !policy.spec.suspend {
-        enforce_limits(&ctx, &policy, &namespace, &deployment).await;
+        respond::enforce_limits(&ctx, &policy, &namespace, &deployment).await;
     }
     if matches!(outcome, Some(Outcome::Refused(_))) {
         // Nothing happened, so nothing may count against cooldown or budget.
@@ -228,7 +228,7 @@ async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Reque
     }
     ctx.remember(&key, decision.memory.clone(), seen);
 
-    report(
+    status::fill(
         &mut status,
         &decision,
         outcome.as_ref(),
@@ -344,302 +344,6 @@ async fn read_samples(
     }
 }
 
-/// Carries out (or, under dry run, only reports) the decision; publishes an
-/// Event for every action taken and every action held back.
-async fn act(
-    ctx: &Context,
-    policy: &MemoryPolicy,
-    namespace: &str,
-    deployment: &Deployment,
-    decision: &Decision,
-    now: Timestamp,
-) -> Option<Outcome> {
-    if let Some(held) = &decision.held_back {
-        ctx.metrics.action(action_kind(&held.action), "held_back");
-        let note = format!("held back {}: {}", held.action, held.reason);
-        publish(
-            ctx,
-            policy,
-            EventType::Warning,
-            "ActionHeldBack",
-            action_verb(&held.action),
-            &note,
-        )
-        .await;
-    }
-    let action = decision.action.as_ref()?;
-    let reasons = decision.reasons.join("; ");
-    if decision.dry_run {
-        ctx.metrics.action(action_kind(action), "dry_run");
-        let note = format!("dry run: would {action}: {reasons}");
-        publish(
-            ctx,
-            policy,
-            EventType::Normal,
-            "DryRun",
-            action_verb(action),
-            &note,
-        )
-        .await;
-        return Some(Outcome::Reported);
-    }
-    let outcome = actions::apply(
-        &ctx.client,
-        &ctx.evictions,
-        namespace,
-        deployment,
-        action,
-        now,
-    )
-    .await;
-    let (kind, outcome_label) = (
-        action_kind(action),
-        match &outcome {
-            Outcome::Done => "applied",
-            Outcome::Reported => "reported",
-            Outcome::Refused(_) => "failed",
-        },
-    );
-    ctx.metrics.action(kind, outcome_label);
-    match &outcome {
-        Outcome::Refused(why) => {
-            publish(
-                ctx,
-                policy,
-                EventType::Warning,
-                "ActionFailed",
-                action_verb(action),
-                why,
-            )
-            .await;
-        }
-        _ => {
-            let note = format!("{action}: {reasons}");
-            let reason = event_reason(action);
-            let kind = if matches!(action, Action::Alert { .. }) {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            publish(ctx, policy, kind, reason, action_verb(action), &note).await;
-            if action.is_disruptive() {
-                publish_on(
-                    ctx,
-                    &deployment.object_ref(&()),
-                    kind,
-                    reason,
-                    action_verb(action),
-                    &note,
-                )
-                .await;
-            }
-        }
-    }
-    Some(outcome)
-}
-
-/// Brings the target container's memory request and limit to `spec.limits`
-/// (a rollout), unless another action ran this round or a rollout is under way.
-async fn enforce_limits(
-    ctx: &Context,
-    policy: &MemoryPolicy,
-    namespace: &str,
-    deployment: &Deployment,
-) {
-    let Some(limits) = &policy.spec.limits else {
-        return;
-    };
-    let Some(patch) = actions::limits_patch(deployment, limits) else {
-        return;
-    };
-    let wanted = format!(
-        "memory request {} and limit {}",
-        limits
-            .request
-            .as_ref()
-            .map_or("unchanged", |q| q.0.as_str()),
-        limits.limit.as_ref().map_or("unchanged", |q| q.0.as_str())
-    );
-    if policy.spec.dry_run {
-        ctx.metrics.action("limits", "dry_run");
-        publish(
-            ctx,
-            policy,
-            EventType::Normal,
-            "DryRun",
-            "EnforceLimits",
-            &format!("dry run: would set {wanted}"),
-        )
-        .await;
-        return;
-    }
-    match actions::enforce_limits(&ctx.client, namespace, &deployment.name_any(), patch).await {
-        Outcome::Refused(why) => {
-            ctx.metrics.action("limits", "failed");
-            publish(
-                ctx,
-                policy,
-                EventType::Warning,
-                "ActionFailed",
-                "EnforceLimits",
-                &why,
-            )
-            .await;
-        }
-        _ => {
-            ctx.metrics.action("limits", "applied");
-            let note = format!("set {wanted} on {}", deployment.name_any());
-            publish(
-                ctx,
-                policy,
-                EventType::Normal,
-                "LimitsEnforced",
-                "EnforceLimits",
-                &note,
-            )
-            .await;
-            publish_on(
-                ctx,
-                &deployment.object_ref(&()),
-                EventType::Normal,
-                "LimitsEnforced",
-                "EnforceLimits",
-                &note,
-            )
-            .await;
-        }
-    }
-}
-
-/// Fills the status from one evaluation.
-#[allow(clippy::too_many_arguments)]
-fn report(
-    status: &mut MemoryPolicyStatus,
-    decision: &Decision,
-    outcome: Option<&Outcome>,
-    samples: &[decide::Sample],
-    workload: &decide::Workload,
-    engine: &decide::Policy,
-    generation: Option<i64>,
-    now: Timestamp,
-    policy: &MemoryPolicy,
-) {
-    use status::set_condition as set;
-    let c = &mut status.conditions;
-    set(
-        c,
-        status::READY,
-        true,
-        "Evaluated",
-        "the policy is sound and its target exists",
-        generation,
-        now,
-    );
-    let (metrics_reason, metrics_message) = if decision.metrics_available {
-        ("SamplesFresh", decision.metrics_message.as_str())
-    } else {
-        ("NoUsableSamples", decision.metrics_message.as_str())
-    };
-    set(
-        c,
-        status::METRICS_AVAILABLE,
-        decision.metrics_available,
-        metrics_reason,
-        metrics_message,
-        generation,
-        now,
-    );
-    let high_message = if decision.high {
-        "the fleet is above the high water mark"
-    } else {
-        "the fleet is under the high water mark"
-    };
-    set(
-        c,
-        status::HIGH_MEMORY,
-        decision.high,
-        if decision.high {
-            "AboveHighWaterMark"
-        } else {
-            "BelowHighWaterMark"
-        },
-        high_message,
-        generation,
-        now,
-    );
-    let critical_message = if decision.critical {
-        format!(
-            "over critical for the sustain period: {}",
-            decision.critical_pods.join(", ")
-        )
-    } else {
-        "no pod is over the critical mark".to_owned()
-    };
-    set(
-        c,
-        status::CRITICAL,
-        decision.critical,
-        if decision.critical {
-            "PodsCritical"
-        } else {
-            "NoPodCritical"
-        },
-        &critical_message,
-        generation,
-        now,
-    );
-    let (throttled, throttle_message) = match &decision.throttled {
-        Some(why) => (true, why.as_str()),
-        None => (false, "no action is being held back by cooldown or budget"),
-    };
-    set(
-        c,
-        status::THROTTLED,
-        throttled,
-        if throttled {
-            "Throttled"
-        } else {
-            "NotThrottled"
-        },
-        throttle_message,
-        generation,
-        now,
-    );
-    let dry = policy.spec.dry_run;
-    set(
-        c,
-        status::DRY_RUN,
-        dry,
-        if dry { "DryRun" } else { "Live" },
-        if dry {
-            "actions are only reported"
-        } else {
-            "actions are carried out"
-        },
-        generation,
-        now,
-    );
-
-    status.observed_generation = generation;
-    status.pods = status::pods(samples, workload, engine);
-    status.max_usage = status::max_usage(samples, workload);
-    status.replicas = i32::try_from(workload.replicas).ok();
-    status.desired_replicas = match &decision.action {
-        Some(Action::ScaleTo { to, .. }) if !decision.dry_run => i32::try_from(*to).ok(),
-        _ => status.replicas,
-    };
-    status.state = Some(status::state(decision, policy.spec.suspend).to_owned());
-    if let (Some(_), Some(last)) = (decision.action.as_ref(), decision.memory.history.last())
-        && !matches!(outcome, Some(Outcome::Refused(_)))
-    {
-        let record = adapt::record(last, &decision.reasons.join("; "));
-        status.last_action = Some(record.clone());
-        status.history.push(record);
-        let excess = status.history.len().saturating_sub(MAX_HISTORY);
-        status.history.drain(..excess);
-    }
-}
-
 async fn write_status(
     ctx: &Context,
     policy: &MemoryPolicy,
@@ -661,70 +365,4 @@ async fn write_status(
         policy.name_any()
     )))?;
     Ok(())
-}
-
-async fn publish(
-    ctx: &Context,
-    policy: &MemoryPolicy,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    publish_on(ctx, &policy.object_ref(&()), type_, reason, action, note).await;
-}
-
-async fn publish_on(
-    ctx: &Context,
-    object: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        // Events cap notes at 1 kB.
-        note: Some(note.chars().take(1000).collect()),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, object).await {
-        warn!(%error, reason, "could not publish an Event");
-    }
-}
-
-fn decision_kind(decision: &Decision) -> &'static str {
-    decision.action.as_ref().map_or("none", action_kind)
-}
-
-fn action_kind(action: &Action) -> &'static str {
-    match action {
-        Action::ScaleTo { from, to } if to > from => "scale_out",
-        Action::ScaleTo { .. } => "scale_in",
-        Action::Evict { .. } => "evict",
-        Action::RollingRestart => "rolling_restart",
-        Action::Alert { .. } => "alert",
-    }
-}
-
-fn action_verb(action: &Action) -> &'static str {
-    match action {
-        Action::ScaleTo { from, to } if to > from => "ScaleOut",
-        Action::ScaleTo { .. } => "ScaleIn",
-        Action::Evict { .. } => "RestartPod",
-        Action::RollingRestart => "RollingRestart",
-        Action::Alert { .. } => "Alert",
-    }
-}
-
-fn event_reason(action: &Action) -> &'static str {
-    match action {
-        Action::ScaleTo { from, to } if to > from => "ScaledOut",
-        Action::ScaleTo { .. } => "ScaledIn",
-        Action::Evict { .. } => "PodEvicted",
-        Action::RollingRestart => "RollingRestartStarted",
-        Action::Alert { .. } => "MemoryAlert",
-    }
 }

@@ -17,6 +17,7 @@ pub mod leader;
 pub mod metrics;
 pub mod prometheus;
 pub mod rbac;
+pub mod respond;
 pub mod server;
 pub mod status;
 pub mod validate;

@@ -5,8 +5,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{
-    crd::PodMemory,
-    decide::{Decision, Policy, Sample, Workload},
+    actions::Outcome,
+    adapt,
+    crd::{MemoryPolicy, MemoryPolicyStatus, PodMemory},
+    decide::{Action, Decision, Policy, Sample, Workload},
 };
 
 /// `status.pods` lists at most this many pods, the most pressed first, so the
@@ -114,6 +116,134 @@ pub fn state(decision: &Decision, suspended: bool) -> &'static str {
         "High"
     } else {
         "Normal"
+    }
+}
+
+/// Fills the status from one evaluation.
+#[allow(clippy::too_many_arguments)]
+pub fn fill(
+    status: &mut MemoryPolicyStatus,
+    decision: &Decision,
+    outcome: Option<&Outcome>,
+    samples: &[Sample],
+    workload: &Workload,
+    engine: &Policy,
+    generation: Option<i64>,
+    now: Timestamp,
+    policy: &MemoryPolicy,
+) {
+    let c = &mut status.conditions;
+    set_condition(
+        c,
+        READY,
+        true,
+        "Evaluated",
+        "the policy is sound and its target exists",
+        generation,
+        now,
+    );
+    let (metrics_reason, metrics_message) = if decision.metrics_available {
+        ("SamplesFresh", decision.metrics_message.as_str())
+    } else {
+        ("NoUsableSamples", decision.metrics_message.as_str())
+    };
+    set_condition(
+        c,
+        METRICS_AVAILABLE,
+        decision.metrics_available,
+        metrics_reason,
+        metrics_message,
+        generation,
+        now,
+    );
+    let high_message = if decision.high {
+        "the fleet is above the high water mark"
+    } else {
+        "the fleet is under the high water mark"
+    };
+    set_condition(
+        c,
+        HIGH_MEMORY,
+        decision.high,
+        if decision.high {
+            "AboveHighWaterMark"
+        } else {
+            "BelowHighWaterMark"
+        },
+        high_message,
+        generation,
+        now,
+    );
+    let critical_message = if decision.critical {
+        format!(
+            "over critical for the sustain period: {}",
+            decision.critical_pods.join(", ")
+        )
+    } else {
+        "no pod is over the critical mark".to_owned()
+    };
+    set_condition(
+        c,
+        CRITICAL,
+        decision.critical,
+        if decision.critical {
+            "PodsCritical"
+        } else {
+            "NoPodCritical"
+        },
+        &critical_message,
+        generation,
+        now,
+    );
+    let (throttled, throttle_message) = match &decision.throttled {
+        Some(why) => (true, why.as_str()),
+        None => (false, "no action is being held back by cooldown or budget"),
+    };
+    set_condition(
+        c,
+        THROTTLED,
+        throttled,
+        if throttled {
+            "Throttled"
+        } else {
+            "NotThrottled"
+        },
+        throttle_message,
+        generation,
+        now,
+    );
+    let dry = policy.spec.dry_run;
+    set_condition(
+        c,
+        DRY_RUN,
+        dry,
+        if dry { "DryRun" } else { "Live" },
+        if dry {
+            "actions are only reported"
+        } else {
+            "actions are carried out"
+        },
+        generation,
+        now,
+    );
+
+    status.observed_generation = generation;
+    status.pods = pods(samples, workload, engine);
+    status.max_usage = max_usage(samples, workload);
+    status.replicas = i32::try_from(workload.replicas).ok();
+    status.desired_replicas = match &decision.action {
+        Some(Action::ScaleTo { to, .. }) if !decision.dry_run => i32::try_from(*to).ok(),
+        _ => status.replicas,
+    };
+    status.state = Some(state(decision, policy.spec.suspend).to_owned());
+    if let (Some(_), Some(last)) = (decision.action.as_ref(), decision.memory.history.last())
+        && !matches!(outcome, Some(Outcome::Refused(_)))
+    {
+        let record = adapt::record(last, &decision.reasons.join("; "));
+        status.last_action = Some(record.clone());
+        status.history.push(record);
+        let excess = status.history.len().saturating_sub(MAX_HISTORY);
+        status.history.drain(..excess);
     }
 }
 

@@ -1,0 +1,252 @@
+//! Carries out a decision (or, under dry run, only reports it) and tells
+//! humans: an Event for every action taken and every action held back, on the
+//! policy, and on the Deployment for actions that change it.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::{
+    Resource, ResourceExt,
+    runtime::events::{Event, EventType},
+};
+
+use tracing::warn;
+
+use crate::{
+    actions::{self, Outcome},
+    controller::Context,
+    crd::MemoryPolicy,
+    decide::{Action, Decision},
+};
+
+/// Carries out (or, under dry run, only reports) the decision; publishes an
+/// Event for every action taken and every action held back.
+pub async fn act(
+    ctx: &Context,
+    policy: &MemoryPolicy,
+    namespace: &str,
+    deployment: &Deployment,
+    decision: &Decision,
+    now: Timestamp,
+) -> Option<Outcome> {
+    if let Some(held) = &decision.held_back {
+        ctx.metrics.action(action_kind(&held.action), "held_back");
+        let note = format!("held back {}: {}", held.action, held.reason);
+        publish(
+            ctx,
+            policy,
+            EventType::Warning,
+            "ActionHeldBack",
+            action_verb(&held.action),
+            &note,
+        )
+        .await;
+    }
+    let action = decision.action.as_ref()?;
+    let reasons = decision.reasons.join("; ");
+    if decision.dry_run {
+        ctx.metrics.action(action_kind(action), "dry_run");
+        let note = format!("dry run: would {action}: {reasons}");
+        publish(
+            ctx,
+            policy,
+            EventType::Normal,
+            "DryRun",
+            action_verb(action),
+            &note,
+        )
+        .await;
+        return Some(Outcome::Reported);
+    }
+    let outcome = actions::apply(
+        &ctx.client,
+        &ctx.evictions,
+        namespace,
+        deployment,
+        action,
+        now,
+    )
+    .await;
+    let (kind, outcome_label) = (
+        action_kind(action),
+        match &outcome {
+            Outcome::Done => "applied",
+            Outcome::Reported => "reported",
+            Outcome::Refused(_) => "failed",
+        },
+    );
+    ctx.metrics.action(kind, outcome_label);
+    match &outcome {
+        Outcome::Refused(why) => {
+            publish(
+                ctx,
+                policy,
+                EventType::Warning,
+                "ActionFailed",
+                action_verb(action),
+                why,
+            )
+            .await;
+        }
+        _ => {
+            let note = format!("{action}: {reasons}");
+            let reason = event_reason(action);
+            let kind = if matches!(action, Action::Alert { .. }) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            publish(ctx, policy, kind, reason, action_verb(action), &note).await;
+            if action.is_disruptive() {
+                publish_on(
+                    ctx,
+                    &deployment.object_ref(&()),
+                    kind,
+                    reason,
+                    action_verb(action),
+                    &note,
+                )
+                .await;
+            }
+        }
+    }
+    Some(outcome)
+}
+
+/// Brings the target container's memory request and limit to `spec.limits`
+/// (a rollout), unless another action ran this round or a rollout is under way.
+pub async fn enforce_limits(
+    ctx: &Context,
+    policy: &MemoryPolicy,
+    namespace: &str,
+    deployment: &Deployment,
+) {
+    let Some(limits) = &policy.spec.limits else {
+        return;
+    };
+    let Some(patch) = actions::limits_patch(deployment, limits) else {
+        return;
+    };
+    let wanted = format!(
+        "memory request {} and limit {}",
+        limits
+            .request
+            .as_ref()
+            .map_or("unchanged", |q| q.0.as_str()),
+        limits.limit.as_ref().map_or("unchanged", |q| q.0.as_str())
+    );
+    if policy.spec.dry_run {
+        ctx.metrics.action("limits", "dry_run");
+        publish(
+            ctx,
+            policy,
+            EventType::Normal,
+            "DryRun",
+            "EnforceLimits",
+            &format!("dry run: would set {wanted}"),
+        )
+        .await;
+        return;
+    }
+    match actions::enforce_limits(&ctx.client, namespace, &deployment.name_any(), patch).await {
+        Outcome::Refused(why) => {
+            ctx.metrics.action("limits", "failed");
+            publish(
+                ctx,
+                policy,
+                EventType::Warning,
+                "ActionFailed",
+                "EnforceLimits",
+                &why,
+            )
+            .await;
+        }
+        _ => {
+            ctx.metrics.action("limits", "applied");
+            let note = format!("set {wanted} on {}", deployment.name_any());
+            publish(
+                ctx,
+                policy,
+                EventType::Normal,
+                "LimitsEnforced",
+                "EnforceLimits",
+                &note,
+            )
+            .await;
+            publish_on(
+                ctx,
+                &deployment.object_ref(&()),
+                EventType::Normal,
+                "LimitsEnforced",
+                "EnforceLimits",
+                &note,
+            )
+            .await;
+        }
+    }
+}
+
+pub async fn publish(
+    ctx: &Context,
+    policy: &MemoryPolicy,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    publish_on(ctx, &policy.object_ref(&()), type_, reason, action, note).await;
+}
+
+async fn publish_on(
+    ctx: &Context,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        // Events cap notes at 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, object).await {
+        warn!(%error, reason, "could not publish an Event");
+    }
+}
+
+pub fn decision_kind(decision: &Decision) -> &'static str {
+    decision.action.as_ref().map_or("none", action_kind)
+}
+
+fn action_kind(action: &Action) -> &'static str {
+    match action {
+        Action::ScaleTo { from, to } if to > from => "scale_out",
+        Action::ScaleTo { .. } => "scale_in",
+        Action::Evict { .. } => "evict",
+        Action::RollingRestart => "rolling_restart",
+        Action::Alert { .. } => "alert",
+    }
+}
+
+fn action_verb(action: &Action) -> &'static str {
+    match action {
+        Action::ScaleTo { from, to } if to > from => "ScaleOut",
+        Action::ScaleTo { .. } => "ScaleIn",
+        Action::Evict { .. } => "RestartPod",
+        Action::RollingRestart => "RollingRestart",
+        Action::Alert { .. } => "Alert",
+    }
+}
+
+fn event_reason(action: &Action) -> &'static str {
+    match action {
+        Action::ScaleTo { from, to } if to > from => "ScaledOut",
+        Action::ScaleTo { .. } => "ScaledIn",
+        Action::Evict { .. } => "PodEvicted",
+        Action::RollingRestart => "RollingRestartStarted",
+        Action::Alert { .. } => "MemoryAlert",
+    }
+}
