@@ -48,6 +48,8 @@ enum Command {
     },
     /// Replay Prometheus history through a policy and print what it would have done.
     Backtest(memory_operator::backtest::Options),
+    /// Print every permission the operator uses as JSON RBAC rules (what the Helm chart grants).
+    Rbac,
 }
 
 /// Flags of `run`.
@@ -92,6 +94,7 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Check { file } => check(file),
         Command::Backtest(options) => backtest(options),
+        Command::Rbac => rbac(),
     }
 }
 
@@ -139,8 +142,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics,
         reporter,
     )?;
-    // Ready once leading (or at once without election) and the CRD answered.
-    let ready = health.ready.clone();
+    // Ready once the API server answers for MemoryPolicies: a standby replica
+    // serves its endpoints and stands ready to lead, so it counts as ready too.
+    kube::Api::<MemoryPolicy>::all(client.clone())
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map_err(Error::CrdMissing)?;
+    health.ready.store(true, Ordering::Relaxed);
+    // Futures are lazy: the controller starts only when awaited, which under
+    // leader election happens only once this replica holds the Lease.
     let controller = controller::run(shared, shutdown.clone().cancelled_owned());
     if args.leader_election {
         let elector = Elector::new(
@@ -150,21 +160,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             &args.identity,
             Duration::from_secs(15),
         );
-        let lost = CancellationToken::new();
-        let leading = {
-            let lost = lost.clone();
-            async move {
-                elector.lead(|| ready.store(true, Ordering::Relaxed)).await;
-                lost.cancel();
+        let (elected, leading) = tokio::sync::oneshot::channel();
+        let act_when_elected = async move {
+            match leading.await {
+                Ok(()) => controller.await,
+                Err(_) => Ok(()),
             }
         };
-        tokio::spawn(leading);
         tokio::select! {
-            result = controller => result.context("the controller failed")?,
-            _ = lost.cancelled() => anyhow::bail!("lost leadership; exiting so that a fresh replica stands by"),
+            _ = elector.lead(move || { let _ = elected.send(()); }) => {
+                anyhow::bail!("lost leadership; exiting so that a fresh replica stands by")
+            }
+            result = act_when_elected => result.context("the controller failed")?,
         }
     } else {
-        ready.store(true, Ordering::Relaxed);
         controller.await.context("the controller failed")?;
     }
     info!("stopped");
@@ -220,5 +229,21 @@ fn backtest(options: memory_operator::backtest::Options) -> anyhow::Result<ExitC
             .with_context(|| format!("writing the chart to {}", path.display()))?;
         println!("chart     {}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rbac() -> anyhow::Result<ExitCode> {
+    let rules: Vec<_> = memory_operator::rbac::PERMISSIONS
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "apiGroups": [p.group],
+                "resources": [p.resource],
+                "verbs": p.verbs,
+            })
+        })
+        .collect();
+    let json = serde_json::to_string_pretty(&rules).context("serializing the permissions")?;
+    println!("{json}");
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct Health {
     pub metrics: Arc<Metrics>,
-    /// Set once the controller runs (the CRD is installed and this replica leads or needs not).
+    /// Set once the API server answers for MemoryPolicies; standby replicas are ready too.
     pub ready: Arc<AtomicBool>,
 }
 

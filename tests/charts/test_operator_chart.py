@@ -1,0 +1,165 @@
+"""The memory-operator chart: the CRD it ships, the permissions it grants, and
+the Deployment that runs two replicas under leader election."""
+
+from __future__ import annotations
+
+import helm_python as helm
+import pytest
+import yaml
+
+from conftest import CRD_FILE, OPERATOR_CHART, env_of, render, validate_core
+
+
+def operator_container(rendered):
+    return rendered.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_chart_ships_the_crd_byte_for_byte():
+    shipped = OPERATOR_CHART / "crds" / CRD_FILE.name
+    assert shipped.read_bytes() == CRD_FILE.read_bytes(), \
+        "charts/memory-operator/crds/ drifted: cp crds/memorypolicy.yaml charts/memory-operator/crds/"
+    with helm.Chart.load(OPERATOR_CHART) as chart:
+        crds = chart.crds
+    assert [c["filename"] for c in crds] == [f"memory-operator/crds/{CRD_FILE.name}"]
+    assert crds[0]["data"].encode() == CRD_FILE.read_bytes()
+
+
+def test_the_crd_is_a_valid_kubernetes_object_with_the_mempol_short_name():
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    validate_core(crd)
+    assert "mempol" in crd["spec"]["names"]["shortNames"]
+
+
+def test_the_granted_rules_are_exactly_the_operators_permissions(operator_permissions):
+    rendered = render(OPERATOR_CHART)
+    cluster_rules = rendered.one("ClusterRole")["rules"]
+    namespaced_rules = rendered.one("Role")["rules"]
+    granted = cluster_rules + namespaced_rules
+    key = lambda rule: (rule["apiGroups"], rule["resources"], rule["verbs"])  # noqa: E731
+    assert sorted(map(key, granted)) == sorted(map(key, operator_permissions))
+    assert len(granted) == len(operator_permissions), "a rule is granted twice"
+
+
+def test_nothing_is_granted_with_a_wildcard():
+    rendered = render(OPERATOR_CHART)
+    for rule in rendered.one("ClusterRole")["rules"] + rendered.one("Role")["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert not any("*" in item for item in rule[field]), rule
+
+
+def test_only_the_lease_is_namespaced_to_the_operators_own_namespace():
+    rendered = render(OPERATOR_CHART, namespace="ops")
+    role = rendered.one("Role")
+    assert role["metadata"]["namespace"] == "ops"
+    assert [r["resources"] for r in role["rules"]] == [["leases"]]
+    assert not any("leases" in r["resources"] for r in rendered.one("ClusterRole")["rules"])
+
+
+def test_the_bindings_give_the_roles_to_the_pods_service_account():
+    rendered = render(OPERATOR_CHART, namespace="ops")
+    account = rendered.one("ServiceAccount")["metadata"]["name"]
+    assert rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == account
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        binding = rendered.one(kind)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind,
+                                      "name": rendered.one(role_kind)["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ops"}]
+
+
+def test_an_existing_service_account_is_used_as_is():
+    rendered = render(OPERATOR_CHART, {"serviceAccount": {"create": False, "name": "ops"}})
+    rendered.none("ServiceAccount")
+    assert rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+    assert rendered.one("ClusterRoleBinding")["subjects"][0]["name"] == "ops"
+
+
+def test_two_replicas_run_with_leader_election_and_know_who_they_are():
+    rendered = render(OPERATOR_CHART, name="memory-operator", namespace="ops")
+    assert rendered.one("Deployment")["spec"]["replicas"] == 2
+    container = operator_container(rendered)
+    assert container["args"] == ["run"]
+    env = env_of(container)
+    assert env["LEADER_ELECTION"]["value"] == "true"
+    assert env["LEASE_NAME"]["value"] == "memory-operator"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["PROMETHEUS_URL"]["value"] == "http://prometheus.monitoring:9090"
+
+
+def test_the_listen_address_serves_the_probed_and_scraped_port():
+    rendered = render(OPERATOR_CHART, {"port": 9443})
+    container = operator_container(rendered)
+    assert env_of(container)["OPERATOR_LISTEN"]["value"] == "0.0.0.0:9443"
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9443, "protocol": "TCP"}]
+    service = rendered.one("Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_readiness_probes_readyz_which_standby_replicas_also_pass():
+    # The operator's /readyz is ready once the API server answers for
+    # MemoryPolicies, leading or standing by, so rollouts and drains proceed.
+    elected = operator_container(render(OPERATOR_CHART))
+    assert elected["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    single = operator_container(render(OPERATOR_CHART, {"replicaCount": 1, "leaderElection": {"enabled": False}}))
+    assert single["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert env_of(single)["LEADER_ELECTION"]["value"] == "false"
+    chosen = operator_container(render(OPERATOR_CHART, {"probes": {"readinessPath": "/healthz"}}))
+    assert chosen["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_several_replicas_without_leader_election_are_refused():
+    with pytest.raises(helm.HelmError, match="leaderElection"):
+        render(OPERATOR_CHART, {"replicaCount": 2, "leaderElection": {"enabled": False}})
+
+
+def test_replica_count_image_and_resources_come_from_values():
+    resources = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    rendered = render(OPERATOR_CHART, {"replicaCount": 3, "resources": resources,
+                                       "image": {"repository": "registry.example/memory-operator", "tag": "1.2.3"}})
+    assert rendered.one("Deployment")["spec"]["replicas"] == 3
+    container = operator_container(rendered)
+    assert container["image"] == "registry.example/memory-operator:1.2.3"
+    assert container["resources"] == resources
+
+
+def test_the_image_tag_defaults_to_the_app_version():
+    with helm.Chart.load(OPERATOR_CHART) as chart:
+        app_version = chart.metadata["appVersion"]
+    assert operator_container(render(OPERATOR_CHART))["image"] == f"memory-operator:{app_version}"
+
+
+def test_the_disruption_budget_covers_the_operators_pods():
+    rendered = render(OPERATOR_CHART)
+    pdb = rendered.one("PodDisruptionBudget")
+    pod_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    render(OPERATOR_CHART, {"podDisruptionBudget": {"enabled": False}}).none("PodDisruptionBudget")
+
+
+def test_the_service_monitor_scrapes_the_metrics_service_and_only_when_asked():
+    render(OPERATOR_CHART).none("ServiceMonitor")
+    rendered = render(OPERATOR_CHART, {"serviceMonitor": {"enabled": True, "interval": "15s",
+                                                          "labels": {"release": "prometheus"}}},
+                      namespace="ops")
+    monitor = rendered.one("ServiceMonitor")
+    service = rendered.one("Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s",
+                                             "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_prometheus_rule_is_accepted_and_changes_nothing():
+    assert render(OPERATOR_CHART, {"prometheusRule": {"enabled": True}}).docs == render(OPERATOR_CHART).docs
+
+
+def test_the_notes_say_what_to_do_next():
+    notes = render(OPERATOR_CHART, namespace="ops").notes
+    for step in ("kubectl apply -f crds/", "memory-operator check", "memory-operator backtest",
+                 "kubectl apply -f my-policy.yaml", "kubectl get mempol", "kubectl describe mempol",
+                 "get lease memory-operator"):
+        assert step in notes, step
