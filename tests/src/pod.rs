@@ -1,0 +1,208 @@
+//! One real `shortener` process standing for one pod. It runs under a small watchdog shell
+//! that kills it as soon as its handle is dropped or the test process dies, however it dies.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader, Write},
+    net::{Ipv4Addr, TcpListener},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Starts the server in the background and prints its pid; then waits on stdin, which only
+/// the test process holds. `term` on stdin asks for a graceful stop (what the kubelet sends
+/// on eviction); end of file (a dropped handle, a dead test process) kills at once.
+/// Arguments: $1 the log file, then the command.
+const WATCHDOG: &str = r#"
+log=$1
+shift
+"$@" </dev/null >>"$log" 2>&1 &
+server=$!
+echo "$server"
+how=
+read -r how || :
+if [ "$how" = term ]; then kill -TERM "$server" 2>/dev/null; else kill -KILL "$server" 2>/dev/null; fi
+wait "$server"
+"#;
+
+/// How long a fresh debug-build shortener may take to answer `/healthz` on a busy machine.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running shortener process, killed when dropped.
+#[derive(Debug)]
+pub struct PodProcess {
+    name: String,
+    port: u16,
+    pid: u32,
+    shell: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+    /// The pod template's `restartedAt` annotation the pod was started from.
+    template: String,
+}
+
+impl PodProcess {
+    /// Starts `binary` as pod `name` on a free port with `env` (and nothing else from the
+    /// test's environment but `PATH`); its output goes to `<log_dir>/<name>.log`.
+    pub fn spawn(
+        binary: &Path,
+        name: &str,
+        template: &str,
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> std::io::Result<PodProcess> {
+        let port = free_port()?;
+        let log = log_dir.join(format!("{name}.log"));
+        let mut command = Command::new("/bin/sh");
+        command
+            .args(["-c", WATCHDOG, "pod-watchdog"])
+            .arg(&log)
+            .arg(binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("SHORTENER_LISTEN", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Out of the terminal's process group: Ctrl-C stops the test process, and the
+            // watchdog, seeing its stdin close, then stops the server.
+            .process_group(0);
+        let mut shell = command.spawn()?;
+        let stdin = shell.stdin.take();
+        let stdout = shell.stdout.take().expect("the watchdog's stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let pid = line.trim().parse().map_err(|_| {
+            std::io::Error::other(format!("the watchdog printed no pid but {line:?}"))
+        })?;
+        Ok(PodProcess {
+            name: name.to_owned(),
+            port,
+            pid,
+            shell,
+            stdin,
+            log,
+            template: template.to_owned(),
+        })
+    }
+
+    /// The pod's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The template (`restartedAt` annotation) the pod was started from.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// `127.0.0.1:<port>`, as a scrape target.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address())
+    }
+
+    /// Whether the server process is still running (not exited, not a zombie).
+    pub fn is_running(&self) -> bool {
+        fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+                Some(state != 'Z' && state != 'X')
+            })
+            .unwrap_or(false)
+    }
+
+    /// The server's resident set size, from `/proc`.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Waits until `/healthz` answers 200; fails with the pod's log if the process exits or
+    /// the start takes too long.
+    pub async fn wait_until_healthy(&self, client: &reqwest::Client) -> Result<(), String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = format!("{}/healthz", self.base_url());
+        loop {
+            if let Ok(reply) = client.get(&url).send().await
+                && reply.status().is_success()
+            {
+                return Ok(());
+            }
+            if !self.is_running() {
+                return Err(format!(
+                    "{} exited during start-up:\n{}",
+                    self.name,
+                    self.log()
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} not healthy within {START_TIMEOUT:?}:\n{}",
+                    self.name,
+                    self.log()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the pod as the kubelet does: SIGTERM, then SIGKILL after `grace`.
+    pub async fn terminate(mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"term\n");
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.shell.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        self.shell.wait().ok()
+    }
+
+    /// The pod's output so far (the last 4 kB), for failure messages.
+    pub fn log(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(4096);
+        let start = (start..text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        text[start..].to_owned()
+    }
+}
+
+impl Drop for PodProcess {
+    fn drop(&mut self) {
+        // End of file on its stdin makes the watchdog SIGKILL the server.
+        drop(self.stdin.take());
+        let _ = self.shell.wait();
+    }
+}
+
+/// A free loopback port; released just before the server binds it.
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,144 @@
+//! Scenario 7: bad policies beside a sound one. Thresholds out of order and a missing target
+//! are `Ready=False` with a message naming the fault, while the sound policy keeps being
+//! served. A policy the operator cannot even read (`onCritical: Explode`) is what a cluster
+//! never stores, since the CRD's schema refuses it at admission; the fake API has no
+//! admission, so this test pins down what the operator does if one gets in anyway (say, a
+//! CRD downgraded under stored objects).
+
+use std::time::{Duration, Instant};
+
+use e2e::{Cluster, NS, Options, eventually};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_policies_are_not_ready_and_say_why_while_a_sound_one_keeps_working() {
+    let began = Instant::now();
+    let mut cluster = Cluster::start(Options {
+        pods: 1,
+        ..Options::default()
+    })
+    .await;
+    cluster.apply_policy("sound", json!({}));
+    cluster.apply_policy(
+        "inverted",
+        json!({"thresholds": {"lowWaterMark": 80, "highWaterMark": 60}}),
+    );
+    cluster.apply_policy("ghost", json!({"targetRef": {"name": "nowhere"}}));
+    eventually("every policy evaluated", Duration::from_secs(30), || {
+        ["sound", "inverted", "ghost"]
+            .iter()
+            .all(|name| cluster.condition(name, "Ready").is_some())
+            && cluster.condition_is("sound", "MetricsAvailable", "True")
+    })
+    .await;
+
+    let sound = cluster.condition("sound", "Ready").unwrap();
+    assert_eq!(
+        (sound.status.as_str(), sound.reason.as_str()),
+        ("True", "Evaluated")
+    );
+    let inverted = cluster.condition("inverted", "Ready").unwrap();
+    assert_eq!(
+        (inverted.status.as_str(), inverted.reason.as_str()),
+        ("False", "InvalidPolicy")
+    );
+    assert!(
+        inverted
+            .message
+            .contains("spec.thresholds.lowWaterMark (80) must be below highWaterMark (60)"),
+        "{inverted:?}"
+    );
+    assert_eq!(cluster.policy("inverted")["status"]["state"], "Invalid");
+    let invalid = cluster.events("MemoryPolicy", "InvalidPolicy");
+    assert!(
+        !invalid.is_empty() && invalid.iter().all(|e| e["regarding"]["name"] == "inverted"),
+        "{invalid:?}"
+    );
+    let ghost = cluster.condition("ghost", "Ready").unwrap();
+    assert_eq!(
+        (
+            ghost.status.as_str(),
+            ghost.reason.as_str(),
+            ghost.message.as_str()
+        ),
+        (
+            "False",
+            "TargetNotFound",
+            "Deployment shop/nowhere not found"
+        )
+    );
+    assert_eq!(cluster.policy("ghost")["status"]["state"], "TargetMissing");
+
+    // An unreadable policy while the operator runs: its watch event cannot be decoded, so it
+    // gets no status at all (a user sees no conditions, only the operator's log says why);
+    // every other policy keeps being evaluated.
+    cluster.api.apply(explode());
+    let before = evaluated_at(&cluster, "sound");
+    eventually(
+        "the sound policy evaluated again",
+        Duration::from_secs(15),
+        || evaluated_at(&cluster, "sound") > before,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(cluster.policy("explode")["status"].is_null());
+    assert!(cluster.condition_is("sound", "Ready", "True"));
+    assert!(cluster.condition_is("inverted", "Ready", "False"));
+
+    // An operator (re)started while it exists cannot list the policies, so it stops at once,
+    // serving none of them; the error names the bad value, after a misleading hint about the
+    // CRD.
+    let stopped = cluster.stop_operator().await;
+    assert!(matches!(stopped, Some(Ok(()))), "{stopped:?}");
+    cluster.start_operator();
+    let mut ended = None;
+    eventually(
+        "the restarted operator gives up",
+        Duration::from_secs(15),
+        || {
+            ended = cluster.operator_finished();
+            ended.is_some()
+        },
+    )
+    .await;
+    let error = match ended {
+        Some(Err(error)) => error,
+        other => panic!("the operator started despite an unreadable policy: {other:?}"),
+    };
+    assert!(error.contains("is the CRD installed?"), "{error}");
+    assert!(error.contains("unknown variant `Explode`"), "{error}");
+
+    // Once it is gone, a restart serves the others again.
+    cluster
+        .api
+        .delete("shortener.dev/v1alpha1", "MemoryPolicy", NS, "explode");
+    let before = evaluated_at(&cluster, "sound");
+    cluster.start_operator();
+    eventually(
+        "the sound policy served again",
+        Duration::from_secs(15),
+        || evaluated_at(&cluster, "sound") > before,
+    )
+    .await;
+    assert!(cluster.condition_is("sound", "Ready", "True"));
+    assert!(cluster.eviction_requests().is_empty());
+    eprintln!("scenario 7 took {:.1} s", began.elapsed().as_secs_f64());
+}
+
+/// A policy whose `onCritical` is no action the operator knows.
+fn explode() -> Value {
+    json!({
+        "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
+        "metadata": {"name": "explode", "namespace": NS},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "onCritical": "Explode"}
+    })
+}
+
+/// The policy's `status.lastEvaluationTime` (RFC 3339, so it sorts as text).
+fn evaluated_at(cluster: &Cluster, name: &str) -> String {
+    cluster.policy(name)["status"]["lastEvaluationTime"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
