@@ -2,19 +2,16 @@
 //! evaluates each policy every `interval`, acts, and reports through status
 //! conditions and Events. `reconcile` is thin: gather, decide, act, report.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
-};
+mod recall;
+
+use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Client, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
     runtime::{
         Controller,
         controller::Action as Requeue,
@@ -26,12 +23,13 @@ use kube::{
 use serde_json::json;
 use tracing::{Instrument, debug, info_span, instrument, warn};
 
+use self::recall::{Recall, Seen};
 use crate::{
     Error, Result,
     actions::Outcome,
     adapt,
     crd::{MemoryPolicy, MemoryPolicyStatus},
-    decide::{self, Memory},
+    decide,
     metrics::Metrics,
     prometheus::{Prometheus, build_query, samples_from},
     respond, status,
@@ -50,20 +48,12 @@ pub struct Context {
     /// to retry inside one reconcile for minutes.
     pub(crate) evictions: Client,
     pub prometheus: Prometheus,
+    /// Folds repeated notices (held back, invalid) into Event series.
     pub recorder: Recorder,
+    /// The source named on Events; each action taken gets an Event of its own.
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
-    /// The engine's memory per policy; seeded from `status.history` after a restart.
-    memories: Mutex<HashMap<ObjectRef<MemoryPolicy>, Memory>>,
-    /// When each policy was last evaluated, and on what, so that the reconcile
-    /// our own status write triggers does not evaluate again.
-    evaluated: Mutex<HashMap<ObjectRef<MemoryPolicy>, Seen>>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Seen {
-    at: Instant,
-    generation: Option<i64>,
-    target_version: Option<String>,
+    recall: Recall,
 }
 
 impl Context {
@@ -81,28 +71,33 @@ impl Context {
         let client =
             Client::try_from(config).map_err(Error::kube("creating the Kubernetes client"))?;
         Ok(Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             evictions,
             prometheus,
             metrics,
-            memories: Mutex::default(),
-            evaluated: Mutex::default(),
+            recall: Recall::default(),
         }))
     }
 }
 
 /// Runs the controller until `shutdown` resolves; fails fast when the CRD is missing.
+///
+/// Policies are watched untyped and read one by one, so that one the operator cannot read
+/// (stored under an older schema, say) is reported on its own status instead of failing
+/// every list and watch, and with them every other policy.
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let policies: Api<MemoryPolicy> = Api::all(ctx.client.clone());
+    let resource = ApiResource::erase::<MemoryPolicy>(&());
+    let policies: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
     policies
-        .list(&ListParams::default().limit(1))
+        .list_metadata(&ListParams::default().limit(1))
         .await
         .map_err(Error::CrdMissing)?;
-    let controller = Controller::new(policies, watcher::Config::default());
+    let controller = Controller::new_with(policies, watcher::Config::default(), resource.clone());
     let store = controller.store();
     controller
         .watches(
@@ -113,8 +108,11 @@ pub async fn run(
                 store
                     .state()
                     .into_iter()
-                    .filter(|p| p.namespace() == namespace && p.spec.target_ref.name == name)
-                    .map(|p| ObjectRef::from_obj(&*p))
+                    .filter(|p| {
+                        p.namespace() == namespace
+                            && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
+                    })
+                    .map(|p| ObjectRef::from_obj_with(&*p, resource.clone()))
                     .collect::<Vec<_>>()
             },
         )
@@ -131,14 +129,68 @@ pub async fn run(
     Ok(())
 }
 
-#[instrument(skip_all, fields(policy = %policy.name_any(), namespace = policy.namespace().unwrap_or_default()))]
-async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Requeue> {
+#[instrument(skip_all, fields(policy = %object.name_any(), namespace = object.namespace().unwrap_or_default()))]
+async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requeue> {
     let _timer = ctx.metrics.reconcile();
+    match read_policy(&object) {
+        Ok(policy) => evaluate(&policy, &ctx).await,
+        Err(problem) => {
+            report_unreadable(&object, &problem, &ctx).await?;
+            // Nothing to evaluate until the object changes, which wakes us anyway.
+            Ok(Requeue::await_change())
+        }
+    }
+}
+
+/// The typed policy, or what makes it unreadable, with the path of the field at fault.
+fn read_policy(object: &DynamicObject) -> Result<MemoryPolicy, String> {
+    let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        format!("{path}: {}", error.into_inner())
+    })
+}
+
+/// `Ready=False` for a policy that cannot be read, naming the field; the rest of its status
+/// (its history above all) stays as it was.
+async fn report_unreadable(object: &DynamicObject, problem: &str, ctx: &Context) -> Result<()> {
+    let now = Timestamp::now();
+    let key = ObjectRef::new(&object.name_any()).within(&object.namespace().unwrap_or_default());
+    let uid = object.metadata.uid.as_deref();
+    let cached = serde_json::from_value::<MemoryPolicyStatus>(object.data["status"].clone()).ok();
+    let mut status = ctx.recall.status(&key, uid, cached.as_ref());
+    let message = format!("the operator cannot read this policy: {problem}");
+    status::set_condition(
+        &mut status.conditions,
+        status::READY,
+        false,
+        "Unreadable",
+        &message,
+        object.metadata.generation,
+        now,
+    );
+    status.state = Some("Invalid".into());
+    let reference = object.object_ref(&ApiResource::erase::<MemoryPolicy>(&()));
+    respond::notify(
+        ctx,
+        &reference,
+        EventType::Warning,
+        "InvalidPolicy",
+        "Read",
+        &message,
+    )
+    .await;
+    write_status(ctx, &key, uid, cached.as_ref(), status, now).await
+}
+
+async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
     let namespace = policy.namespace().unwrap_or_default();
     let interval: Duration = policy.spec.interval.into();
-    let key = ObjectRef::from_obj(&*policy);
+    let key = ObjectRef::from_obj(policy);
+    let uid = policy.metadata.uid.as_deref();
     let now = Timestamp::now();
-    let mut status = policy.status.clone().unwrap_or_default();
+    let cached = policy.status.as_ref();
+    let mut status = ctx.recall.status(&key, uid, cached);
     let generation = policy.meta().generation;
 
     if let Err(errors) = validate(&policy.spec) {
@@ -158,15 +210,15 @@ async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Reque
         );
         status.state = Some("Invalid".into());
         respond::publish(
-            &ctx,
-            &policy,
+            ctx,
+            policy,
             EventType::Warning,
             "InvalidPolicy",
             "Validate",
             &message,
         )
         .await;
-        write_status(&ctx, &policy, &status, now).await?;
+        write_status(ctx, &key, uid, cached, status, now).await?;
         return Ok(Requeue::requeue(interval));
     }
 
@@ -190,16 +242,16 @@ async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Reque
             now,
         );
         status.state = Some("TargetMissing".into());
-        write_status(&ctx, &policy, &status, now).await?;
+        write_status(ctx, &key, uid, cached, status, now).await?;
         return Ok(Requeue::requeue(interval));
     };
 
     let seen = Seen {
-        at: Instant::now(),
+        at: std::time::Instant::now(),
         generation,
         target_version: deployment.metadata.resource_version.clone(),
     };
-    if let Some(wait) = ctx.too_soon(&key, &seen, interval) {
+    if let Some(wait) = ctx.recall.too_soon(&key, uid, &seen, interval) {
         debug!(
             ?wait,
             "evaluated recently with nothing new; waiting for the next interval"
@@ -209,24 +261,25 @@ async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Reque
 
     let pods = list_pods(&ctx.client, &namespace, &deployment).await?;
     let workload = adapt::workload(&deployment, &pods);
-    let (samples, metrics_error) = read_samples(&ctx, &policy, &namespace, &pods, &workload).await;
+    let (samples, metrics_error) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
     let engine = adapt::engine_policy(&policy.spec);
-    let memory = ctx.memory(&key, &status);
+    let memory = ctx.recall.memory(&key, uid, &status);
     let mut decision = decide::decide(&engine, &samples, &workload, &memory, now);
     if let Some(error) = &metrics_error {
         decision.metrics_message = error.clone();
     }
     ctx.metrics.decided(respond::decision_kind(&decision));
 
-    let outcome = respond::act(&ctx, &policy, &namespace, &deployment, &decision, now).await;
+    let outcome = respond::act(ctx, policy, &namespace, &deployment, &decision, now).await;
     if outcome.is_none() && !workload.rollout_in_progress && !policy.spec.suspend {
-        respond::enforce_limits(&ctx, &policy, &namespace, &deployment).await;
+        respond::enforce_limits(ctx, policy, &namespace, &deployment).await;
     }
     if matches!(outcome, Some(Outcome::Refused(_))) {
         // Nothing happened, so nothing may count against cooldown or budget.
         decision.memory.history.pop();
     }
-    ctx.remember(&key, decision.memory.clone(), seen);
+    ctx.recall
+        .evaluated(&key, uid, decision.memory.clone(), seen);
 
     status::fill(
         &mut status,
@@ -237,59 +290,16 @@ async fn reconcile(policy: Arc<MemoryPolicy>, ctx: Arc<Context>) -> Result<Reque
         &engine,
         generation,
         now,
-        &policy,
+        policy,
     );
-    write_status(&ctx, &policy, &status, now).await?;
+    write_status(ctx, &key, uid, cached, status, now).await?;
     Ok(Requeue::requeue(interval))
 }
 
-fn error_policy(policy: Arc<MemoryPolicy>, error: &Error, ctx: Arc<Context>) -> Requeue {
-    warn!(policy = %policy.name_any(), %error, "reconcile failed; retrying");
+fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(policy = %object.name_any(), %error, "reconcile failed; retrying");
     ctx.metrics.reconcile_failed(error.metric_label());
     Requeue::requeue(RETRY_AFTER_ERROR)
-}
-
-impl Context {
-    fn too_soon(
-        &self,
-        key: &ObjectRef<MemoryPolicy>,
-        seen: &Seen,
-        interval: Duration,
-    ) -> Option<Duration> {
-        let evaluated = self
-            .evaluated
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let last = evaluated.get(key)?;
-        let unchanged =
-            last.generation == seen.generation && last.target_version == seen.target_version;
-        let elapsed = seen.at.saturating_duration_since(last.at);
-        // A little slack so a requeue that fires a hair early still evaluates.
-        (unchanged && elapsed + Duration::from_millis(50) < interval).then(|| interval - elapsed)
-    }
-
-    fn memory(&self, key: &ObjectRef<MemoryPolicy>, status: &MemoryPolicyStatus) -> Memory {
-        let memories = self.memories.lock().unwrap_or_else(PoisonError::into_inner);
-        memories.get(key).cloned().unwrap_or_else(|| Memory {
-            history: status
-                .history
-                .iter()
-                .filter_map(adapt::past_action)
-                .collect(),
-            ..Memory::default()
-        })
-    }
-
-    fn remember(&self, key: &ObjectRef<MemoryPolicy>, memory: Memory, seen: Seen) {
-        self.memories
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), memory);
-        self.evaluated
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), seen);
-    }
 }
 
 /// The Deployment's pods, by its label selector.
@@ -344,25 +354,83 @@ async fn read_samples(
     }
 }
 
+/// Writes `status` as a merge patch against the status the server holds (as far as this
+/// process knows), so that fields the new status no longer has are deleted.
 async fn write_status(
     ctx: &Context,
-    policy: &MemoryPolicy,
-    status: &MemoryPolicyStatus,
+    key: &ObjectRef<MemoryPolicy>,
+    uid: Option<&str>,
+    cached: Option<&MemoryPolicyStatus>,
+    mut status: MemoryPolicyStatus,
     now: Timestamp,
 ) -> Result<()> {
-    let mut status = status.clone();
     status.last_evaluation_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
-    let api: Api<MemoryPolicy> =
-        Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let before = ctx.recall.status(key, uid, cached);
+    let patch = status::merge_patch(&json!(before), &json!(status));
+    let namespace = key.namespace.as_deref().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        namespace,
+        &ApiResource::erase::<MemoryPolicy>(&()),
+    );
     api.patch_status(
-        &policy.name_any(),
+        &key.name,
         &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
+        &Patch::Merge(json!({ "status": patch })),
     )
     .await
-    .map_err(Error::kube(format!(
-        "writing the status of {}",
-        policy.name_any()
-    )))?;
+    .map_err(Error::kube(format!("writing the status of {}", key.name)))?;
+    ctx.recall.written(key, uid, status);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn object(spec: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "shortener.dev/v1alpha1",
+            "kind": "MemoryPolicy",
+            "metadata": {"name": "guard", "namespace": "shop", "uid": "u1"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_readable_policy_is_read_whole() {
+        let policy = read_policy(&object(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "thresholds": {"critical": 97},
+        })))
+        .unwrap();
+        assert_eq!(policy.spec.target_ref.name, "web");
+        assert_eq!(policy.spec.thresholds.critical, 97);
+        assert_eq!(policy.metadata.uid.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn an_unreadable_policy_is_reported_by_the_path_of_the_field_at_fault() {
+        let problem = read_policy(&object(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "onCritical": "Explode",
+        })))
+        .unwrap_err();
+        assert!(
+            problem.starts_with("spec.onCritical: unknown variant `Explode`, expected one of"),
+            "{problem}"
+        );
+        let problem = read_policy(&object(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "thresholds": {"critical": "very"},
+        })))
+        .unwrap_err();
+        assert!(
+            problem.starts_with("spec.thresholds.critical: invalid type"),
+            "{problem}"
+        );
+    }
 }

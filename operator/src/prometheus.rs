@@ -214,9 +214,25 @@ impl Prometheus {
                 url: url.clone(),
                 timeout,
             })?
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(with_causes(&e)))?;
         Ok((answer.data().clone(), started.elapsed()))
     }
+}
+
+/// The error and its causes, outermost first: "error sending request" alone does not say
+/// whether the connection was refused, timed out or failed TLS.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let more = error.to_string();
+        // Some errors already print their cause; do not say it twice.
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = error.source();
+    }
+    text
 }
 
 /// A Prometheus duration such as `45s` or `1500ms`.
@@ -248,6 +264,29 @@ mod tests {
         let yaml =
             format!("targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n{extra}");
         serde_yaml::from_str(&yaml).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_prometheus_is_reported_with_the_underlying_cause() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let spec = spec("");
+        let query = build_query(&spec, "shop").unwrap();
+        let error = Prometheus::new(url.clone())
+            .query(&spec, &query)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!("Prometheus at {url} failed: ")),
+            "{error}"
+        );
+        assert!(error.contains("Connection refused"), "{error}");
     }
 
     fn pods(names: &[&str]) -> Vec<String> {

@@ -4,9 +4,10 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Resource, ResourceExt,
-    runtime::events::{Event, EventType},
+    runtime::events::{Event, EventType, Recorder},
 };
 
 use tracing::warn;
@@ -95,17 +96,10 @@ pub async fn act(
             } else {
                 EventType::Normal
             };
-            publish(ctx, policy, kind, reason, action_verb(action), &note).await;
+            let verb = action_verb(action);
+            record_action(ctx, &policy.object_ref(&()), kind, reason, verb, &note).await;
             if action.is_disruptive() {
-                publish_on(
-                    ctx,
-                    &deployment.object_ref(&()),
-                    kind,
-                    reason,
-                    action_verb(action),
-                    &note,
-                )
-                .await;
+                record_action(ctx, &deployment.object_ref(&()), kind, reason, verb, &note).await;
             }
         }
     }
@@ -163,28 +157,22 @@ pub async fn enforce_limits(
         _ => {
             ctx.metrics.action("limits", "applied");
             let note = format!("set {wanted} on {}", deployment.name_any());
-            publish(
-                ctx,
-                policy,
-                EventType::Normal,
-                "LimitsEnforced",
-                "EnforceLimits",
-                &note,
-            )
-            .await;
-            publish_on(
-                ctx,
-                &deployment.object_ref(&()),
-                EventType::Normal,
-                "LimitsEnforced",
-                "EnforceLimits",
-                &note,
-            )
-            .await;
+            for object in [policy.object_ref(&()), deployment.object_ref(&())] {
+                record_action(
+                    ctx,
+                    &object,
+                    EventType::Normal,
+                    "LimitsEnforced",
+                    "EnforceLimits",
+                    &note,
+                )
+                .await;
+            }
         }
     }
 }
 
+/// A notice about the policy; repeats fold into one Event series.
 pub async fn publish(
     ctx: &Context,
     policy: &MemoryPolicy,
@@ -193,27 +181,51 @@ pub async fn publish(
     action: &str,
     note: &str,
 ) {
-    publish_on(ctx, &policy.object_ref(&()), type_, reason, action, note).await;
+    notify(ctx, &policy.object_ref(&()), type_, reason, action, note).await;
 }
 
-async fn publish_on(
+/// A notice about `object`: it repeats every interval while its cause lasts, so repeats
+/// fold into one Event series with a count, as `kubectl events` shows them.
+pub async fn notify(
     ctx: &Context,
-    object: &k8s_openapi::api::core::v1::ObjectReference,
+    object: &ObjectReference,
     type_: EventType,
     reason: &str,
     action: &str,
     note: &str,
 ) {
-    let event = Event {
+    send(&ctx.recorder, object, event(type_, reason, action, note)).await;
+}
+
+/// An action taken, as an Event of its own: the shared recorder would fold it into an
+/// earlier one with the same reason and keep that one's note, so that a second eviction
+/// would read as the first pod's.
+async fn record_action(
+    ctx: &Context,
+    object: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    send(&recorder, object, event(type_, reason, action, note)).await;
+}
+
+fn event(type_: EventType, reason: &str, action: &str, note: &str) -> Event {
+    Event {
         type_,
         reason: reason.to_owned(),
         // Events cap notes at 1 kB.
         note: Some(note.chars().take(1000).collect()),
         action: action.to_owned(),
         secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, object).await {
-        warn!(%error, reason, "could not publish an Event");
+    }
+}
+
+async fn send(recorder: &Recorder, object: &ObjectReference, event: Event) {
+    if let Err(error) = recorder.publish(&event, object).await {
+        warn!(%error, reason = event.reason, "could not publish an Event");
     }
 }
 

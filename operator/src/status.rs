@@ -3,6 +3,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::{Map, Value};
 
 use crate::{
     actions::Outcome,
@@ -247,9 +248,63 @@ pub fn fill(
     }
 }
 
+/// A JSON merge patch that turns `old` into `new`: what is new or changed is
+/// sent, and what `new` no longer has is sent as `null`, which deletes it (a
+/// plain merge patch of `new` would leave, say, `maxUsage` from before the
+/// metrics went away, or the `pods` of an earlier `lastAction`).
+pub fn merge_patch(old: &Value, new: &Value) -> Value {
+    let (Value::Object(old), Value::Object(new)) = (old, new) else {
+        return new.clone();
+    };
+    let mut patch = Map::new();
+    for (key, value) in new {
+        match old.get(key) {
+            Some(before) if before == value => {}
+            Some(before) => {
+                patch.insert(key.clone(), merge_patch(before, value));
+            }
+            None => {
+                patch.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    for key in old.keys().filter(|key| !new.contains_key(*key)) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    Value::Object(patch)
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    #[test]
+    fn a_merge_patch_deletes_what_is_gone_and_sends_only_what_changed() {
+        let old = json!({
+            "maxUsage": 97.0,
+            "state": "Critical",
+            "lastAction": {"type": "RestartPod", "pods": ["web-0"], "reason": "r"},
+            "history": [1, 2],
+        });
+        let new = json!({
+            "state": "NoData",
+            "lastAction": {"type": "ScaleOut", "reason": "r"},
+            "history": [1, 2, 3],
+        });
+        let patch = merge_patch(&old, &new);
+        assert_eq!(
+            patch,
+            json!({
+                "maxUsage": null,
+                "state": "NoData",
+                "lastAction": {"type": "ScaleOut", "pods": null},
+                "history": [1, 2, 3],
+            })
+        );
+        assert_eq!(merge_patch(&new, &new), json!({}));
+    }
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).unwrap()

@@ -216,6 +216,30 @@ async fn an_invalid_policy_says_which_field_is_wrong() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_policy_says_which_field_and_the_others_keep_working() {
+    let cluster = Cluster::start(&["web-a"], 1).await;
+    cluster.policy("explode", "web", json!({"onCritical": "Explode"}));
+    cluster.policy("sound", "web", json!({}));
+    eventually("explode Ready=False and sound Ready=True", || {
+        is(cluster.condition("explode", "Ready"), "False")
+            && is(cluster.condition("sound", "Ready"), "True")
+    })
+    .await;
+    let (_, reason, message) = cluster.condition("explode", "Ready").unwrap();
+    assert_eq!(reason, "Unreadable");
+    assert!(
+        message.starts_with(
+            "the operator cannot read this policy: spec.onCritical: unknown variant `Explode`"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        cluster.policy_object("explode")["status"]["state"],
+        "Invalid"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_metrics_never_act_and_say_why() {
     let cluster = Cluster::start(&["web-a", "web-b"], 1).await;
     cluster.policy("blind", "web", json!({}));

@@ -69,7 +69,12 @@ async fn a_dry_run_policy_reports_the_eviction_it_would_make_and_evicts_nothing(
     // Cooldown paces reports as it would paces actions, and says so.
     let throttled = cluster.condition("rehearse", "Throttled").unwrap();
     assert_eq!(throttled.status, "True", "{throttled:?}");
-    assert!(throttled.message.starts_with("cooldown: "), "{throttled:?}");
+    assert!(
+        throttled.message.starts_with(
+            "cooldown: the last disruptive action (eviction, only reported under dry run) was "
+        ),
+        "{throttled:?}"
+    );
     for reason in cluster.event_reasons("MemoryPolicy") {
         assert!(
             ["DryRun", "ActionHeldBack"].contains(&reason.as_str()),

@@ -39,7 +39,19 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
     assert_eq!(blind.reason, "NoUsableSamples");
     let prometheus = format!("Prometheus at {} failed: ", cluster.prometheus_url());
     assert!(blind.message.starts_with(&prometheus), "{blind:?}");
-    assert_eq!(cluster.policy("watch")["status"]["state"], "NoData");
+    assert!(blind.message.contains("Connection refused"), "{blind:?}");
+    let status = cluster.policy("watch")["status"].clone();
+    assert_eq!(status["state"], "NoData");
+    // Nothing measured, so no usage shown from before the outage.
+    assert!(status["maxUsage"].is_null(), "{status:#}");
+    assert!(
+        status["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|p| p["state"] == "NoData"),
+        "{status:#}"
+    );
 
     // While blind, the marks drop under the idle pods (45 %): with data, this policy would
     // evict within seconds. Without, it must not.

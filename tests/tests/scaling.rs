@@ -75,10 +75,7 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(replica_steps(&cluster), [2, 3, 4, 3, 2], "no flapping");
 
-    // Every step in the status history, each with its reason. Known operator issue: a
-    // reconcile that the action's own change triggers can start from the cached policy, from
-    // before the action's status write, and write that older history back; so a record may
-    // go missing here (they all show in the replica steps and the Events above and below).
+    // Every step in the status history, in order, each with its reason.
     let history = cluster.policy("grow")["status"]["history"].clone();
     let steps: Vec<String> = history
         .as_array()
@@ -90,23 +87,16 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
             format!("{} {action}", r["type"].as_str().unwrap_or_default())
         })
         .collect();
-    let expected = [
-        "ScaleOut scale from 2 to 3 replicas",
-        "ScaleOut scale from 3 to 4 replicas",
-        "ScaleIn scale from 4 to 3 replicas",
-        "ScaleIn scale from 3 to 2 replicas",
-    ];
-    let mut rest = expected.iter();
-    assert!(
-        steps.iter().all(|step| rest.any(|e| e == step)),
-        "history out of order or unexpected: {steps:#?}"
+    assert_eq!(
+        steps,
+        [
+            "ScaleOut scale from 2 to 3 replicas",
+            "ScaleOut scale from 3 to 4 replicas",
+            "ScaleIn scale from 4 to 3 replicas",
+            "ScaleIn scale from 3 to 2 replicas",
+        ],
+        "{history:#}"
     );
-    if steps.len() < expected.len() {
-        eprintln!(
-            "scaling: status.history lost {} of 4 records (stale status rewrite): {steps:?}",
-            expected.len() - steps.len()
-        );
-    }
     for record in history.as_array().unwrap() {
         let reason = record["reason"].as_str().unwrap_or_default();
         if record["type"] == "ScaleIn" {
@@ -134,10 +124,15 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
         }),
         "{held:?}"
     );
-    // Two of each, though the Events show it as one Event with a count of two: the event
-    // recorder folds Events with the same reason into a series and keeps the first note.
-    assert_eq!(occurrences(&cluster, "ScaledOut"), 2);
-    assert_eq!(occurrences(&cluster, "ScaledIn"), 2);
+    // One Event per step, each saying which step it was.
+    assert_eq!(
+        notes(&cluster, "ScaledOut"),
+        ["scale from 2 to 3 replicas", "scale from 3 to 4 replicas"]
+    );
+    assert_eq!(
+        notes(&cluster, "ScaledIn"),
+        ["scale from 4 to 3 replicas", "scale from 3 to 2 replicas"]
+    );
     assert_eq!(
         cluster.requests_to("PATCH", "/deployments/web/scale").len(),
         4
@@ -167,11 +162,17 @@ fn replica_steps(cluster: &Cluster) -> Vec<u64> {
         })
 }
 
-/// How many times an Event with `reason` happened about the policy, series counted.
-fn occurrences(cluster: &Cluster, reason: &str) -> u64 {
-    cluster
-        .events("MemoryPolicy", reason)
+/// The notes of the Events with `reason` about the policy, up to their first colon, oldest
+/// first; each must stand for one occurrence.
+fn notes(cluster: &Cluster, reason: &str) -> Vec<String> {
+    let mut events = cluster.events("MemoryPolicy", reason);
+    events.sort_by_key(|e| e["eventTime"].as_str().unwrap_or_default().to_owned());
+    events
         .iter()
-        .map(|e| e["series"]["count"].as_u64().unwrap_or(1))
-        .sum()
+        .map(|e| {
+            assert!(e["series"].is_null(), "one Event per occurrence: {e}");
+            let note = e["note"].as_str().unwrap_or_default();
+            note.split(':').next().unwrap_or_default().to_owned()
+        })
+        .collect()
 }

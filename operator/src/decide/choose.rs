@@ -182,8 +182,13 @@ fn rolling_restart(f: &Facts, pods: Vec<String>) -> Wanted {
 }
 
 fn budget_exhausted(used: u32, p: &Policy) -> Hold {
+    let restarts = if p.dry_run {
+        "restarts reported under dry run"
+    } else {
+        "restarts"
+    };
     Hold::throttled(format!(
-        "restart budget exhausted: {used} restarts in the last hour (maxRestartsPerHour {})",
+        "restart budget exhausted: {used} {restarts} in the last hour (maxRestartsPerHour {})",
         p.max_restarts_per_hour
     ))
 }

@@ -235,8 +235,13 @@ fn gate(facts: &Facts, wanted: &Wanted) -> Option<Hold> {
         && elapsed(last.at, *now) < policy.cooldown
     {
         return Some(Hold::throttled(format!(
-            "cooldown: the last disruptive action ({}) was {} ago (cooldown {})",
+            "cooldown: the last disruptive action ({}{}) was {} ago (cooldown {})",
             last.kind,
+            if last.dry_run {
+                ", only reported under dry run"
+            } else {
+                ""
+            },
             human(elapsed(last.at, *now)),
             human(policy.cooldown)
         )));

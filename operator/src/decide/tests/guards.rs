@@ -51,6 +51,41 @@ fn cooldown_holds_back_a_second_disruptive_action() {
     );
 }
 
+#[test]
+fn under_dry_run_cooldown_and_budget_say_the_actions_were_only_reported() {
+    let policy = Policy::test().with_sustain(Duration::ZERO).dry_run();
+    let mut run = Run::new(policy, Workload::test(&["a", "b"]));
+    let reported = run.at(0, &[("a", 99.0), ("b", HEALTHY)]);
+    assert!(reported.dry_run && reported.action.is_some());
+
+    let throttled = run.at(60, &[("a", 99.0), ("b", HEALTHY)]);
+    assert_eq!(
+        throttled.throttled.as_deref(),
+        Some(
+            "cooldown: the last disruptive action (eviction, only reported under dry run) \
+             was 1m ago (cooldown 5m)"
+        )
+    );
+
+    let policy = Policy::test()
+        .with_sustain(Duration::ZERO)
+        .with_cooldown(Duration::ZERO)
+        .dry_run();
+    let mut run = Run::new(policy, Workload::test(&["a", "b"]));
+    for minute in 0..3 {
+        assert!(run.at(60 * minute, &[("a", 99.0), ("b", HEALTHY)]).dry_run);
+    }
+    assert_eq!(
+        run.at(180, &[("a", 99.0), ("b", HEALTHY)])
+            .throttled
+            .as_deref(),
+        Some(
+            "restart budget exhausted: 3 restarts reported under dry run in the last hour \
+             (maxRestartsPerHour 3)"
+        )
+    );
+}
+
 /// Evicts a fresh critical pod every minute until the budget stops it.
 fn exhaust_budget() -> Run {
     let policy = Policy::test()

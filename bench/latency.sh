@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Detection-to-action latency of the leak scenario (tests/tests/leak.rs): from the first
+# scrape of the run over critical that the operator acted on to the eviction, over RUNS runs
+# (default 5) of the real scenario. Prints min/median/max and appends them, with every run,
+# to docs/benchmarks.md.
+#   bash bench/latency.sh            # RUNS=10 bash bench/latency.sh for more
+set -euo pipefail
+cd "$(dirname "$0")/.."
+results="${BENCH_RESULTS:-docs/benchmarks.md}"
+runs="${RUNS:-5}"
+cargo test -p e2e --test leak --no-run --quiet
+latencies=()
+for run in $(seq 1 "$runs"); do
+  log=$(cargo test -p e2e --test leak --quiet -- --nocapture 2>&1) || {
+    echo "$log" | tail -40
+    echo "run $run failed" >&2
+    exit 1
+  }
+  latency=$(echo "$log" | sed -n 's/.*detection-to-eviction latency \([0-9.]*\) s.*/\1/p')
+  echo "run $run: $latency s"
+  latencies+=("$latency")
+done
+summary=$(printf '%s\n' "${latencies[@]}" | sort -n | awk '
+  { v[NR] = $1 }
+  END {
+    median = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "| %d | %.2f s | %.2f s | %.2f s |", NR, v[1], median, v[NR]
+  }')
+table="| runs | min | median | max |
+|---|---|---|---|
+$summary"
+echo "$table"
+{
+  echo
+  echo "## Detection-to-action latency, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo
+  echo "- machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  echo "- command: \`bash bench/latency.sh\` (scenario 1 of the e2e suite, debug build as the suite runs: real shortener pods, PostgreSQL and Prometheus scraping every 1 s; policy interval 1 s, \`for\` 2 s, so the bound is \`for\` + 2 intervals = 4 s)"
+  echo "- runs: ${latencies[*]} (seconds)"
+  echo
+  echo "$table"
+} >> "$results"
+echo "==> appended to $results"

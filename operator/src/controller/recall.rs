@@ -1,0 +1,218 @@
+//! What the controller remembers of each policy between reconciles: the
+//! engine's memory, when it last evaluated and on what, and the status it
+//! last wrote. Entries belong to one object: a policy deleted and created
+//! again under the same name (a new uid) starts afresh.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use kube::runtime::reflector::ObjectRef;
+
+use crate::{
+    adapt,
+    crd::{MemoryPolicy, MemoryPolicyStatus},
+    decide::Memory,
+};
+
+/// When a policy was evaluated, and on which spec and Deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    pub at: Instant,
+    pub generation: Option<i64>,
+    pub target_version: Option<String>,
+}
+
+#[derive(Default)]
+struct Entry {
+    uid: Option<String>,
+    memory: Option<Memory>,
+    seen: Option<Seen>,
+    written: Option<MemoryPolicyStatus>,
+}
+
+/// Per-policy recollection, keyed by namespace and name, checked by uid.
+#[derive(Default)]
+pub struct Recall {
+    entries: Mutex<HashMap<ObjectRef<MemoryPolicy>, Entry>>,
+}
+
+impl Recall {
+    /// Runs `f` on the entry of the object `key` and `uid` name, emptied first if it was
+    /// another object's.
+    fn with<T>(
+        &self,
+        key: &ObjectRef<MemoryPolicy>,
+        uid: Option<&str>,
+        f: impl FnOnce(&mut Entry) -> T,
+    ) -> T {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.entry(key.clone()).or_default();
+        if entry.uid.as_deref() != uid {
+            *entry = Entry {
+                uid: uid.map(str::to_owned),
+                ..Entry::default()
+            };
+        }
+        f(entry)
+    }
+
+    /// How long to wait when the policy was evaluated less than `interval` ago on the same
+    /// spec and Deployment: the reconcile our own status write triggers has nothing new.
+    pub fn too_soon(
+        &self,
+        key: &ObjectRef<MemoryPolicy>,
+        uid: Option<&str>,
+        seen: &Seen,
+        interval: Duration,
+    ) -> Option<Duration> {
+        self.with(key, uid, |entry| {
+            let last = entry.seen.as_ref()?;
+            let unchanged =
+                last.generation == seen.generation && last.target_version == seen.target_version;
+            let elapsed = seen.at.saturating_duration_since(last.at);
+            // A little slack so a requeue that fires a hair early still evaluates.
+            (unchanged && elapsed + Duration::from_millis(50) < interval)
+                .then(|| interval - elapsed)
+        })
+    }
+
+    /// The status to build on: the one this process last wrote, else the cached one. While
+    /// this replica leads it is the only writer, and the watch cache may not yet hold its
+    /// last write: building on the cache would write older history back.
+    pub fn status(
+        &self,
+        key: &ObjectRef<MemoryPolicy>,
+        uid: Option<&str>,
+        cached: Option<&MemoryPolicyStatus>,
+    ) -> MemoryPolicyStatus {
+        self.with(key, uid, |entry| {
+            entry
+                .written
+                .clone()
+                .or_else(|| cached.cloned())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The engine's memory; on the first evaluation, seeded from the status history, so
+    /// cooldown and the restart budget survive a restart or a change of leader.
+    pub fn memory(
+        &self,
+        key: &ObjectRef<MemoryPolicy>,
+        uid: Option<&str>,
+        status: &MemoryPolicyStatus,
+    ) -> Memory {
+        self.with(key, uid, |entry| {
+            entry.memory.clone().unwrap_or_else(|| Memory {
+                history: status
+                    .history
+                    .iter()
+                    .filter_map(adapt::past_action)
+                    .collect(),
+                ..Memory::default()
+            })
+        })
+    }
+
+    /// Keeps an evaluation's outcome for the next one.
+    pub fn evaluated(
+        &self,
+        key: &ObjectRef<MemoryPolicy>,
+        uid: Option<&str>,
+        memory: Memory,
+        seen: Seen,
+    ) {
+        self.with(key, uid, |entry| {
+            entry.memory = Some(memory);
+            entry.seen = Some(seen);
+        });
+    }
+
+    /// Keeps a status that the API server accepted.
+    pub fn written(
+        &self,
+        key: &ObjectRef<MemoryPolicy>,
+        uid: Option<&str>,
+        status: MemoryPolicyStatus,
+    ) {
+        self.with(key, uid, |entry| entry.written = Some(status));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ObjectRef<MemoryPolicy> {
+        ObjectRef::new("guard").within("shop")
+    }
+
+    fn status(state: &str) -> MemoryPolicyStatus {
+        MemoryPolicyStatus {
+            state: Some(state.into()),
+            ..MemoryPolicyStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_status_last_written_wins_over_an_older_cached_one() {
+        let recall = Recall::default();
+        assert_eq!(
+            recall.status(&key(), Some("a"), Some(&status("cached"))),
+            status("cached")
+        );
+        recall.written(&key(), Some("a"), status("written"));
+        assert_eq!(
+            recall.status(&key(), Some("a"), Some(&status("stale"))),
+            status("written")
+        );
+    }
+
+    #[test]
+    fn a_policy_created_again_under_the_same_name_starts_afresh() {
+        let recall = Recall::default();
+        recall.written(&key(), Some("a"), status("old object"));
+        let seen = Seen {
+            at: Instant::now(),
+            generation: Some(1),
+            target_version: Some("7".into()),
+        };
+        recall.evaluated(&key(), Some("a"), Memory::default(), seen.clone());
+        assert!(
+            recall
+                .too_soon(&key(), Some("a"), &seen, Duration::from_secs(10))
+                .is_some()
+        );
+
+        assert_eq!(
+            recall.status(&key(), Some("b"), None),
+            MemoryPolicyStatus::default()
+        );
+        assert_eq!(
+            recall.too_soon(&key(), Some("b"), &seen, Duration::from_secs(10)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_evaluation_is_too_soon_only_when_nothing_changed_within_the_interval() {
+        let recall = Recall::default();
+        let at = Instant::now();
+        let seen = |after: u64, generation: i64| Seen {
+            at: at + Duration::from_secs(after),
+            generation: Some(generation),
+            target_version: Some("7".into()),
+        };
+        let interval = Duration::from_secs(10);
+        recall.evaluated(&key(), None, Memory::default(), seen(0, 1));
+        assert_eq!(
+            recall.too_soon(&key(), None, &seen(4, 1), interval),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(recall.too_soon(&key(), None, &seen(4, 2), interval), None);
+        assert_eq!(recall.too_soon(&key(), None, &seen(10, 1), interval), None);
+    }
+}
