@@ -171,15 +171,8 @@ async fn report_unreadable(object: &DynamicObject, problem: &str, ctx: &Context)
     );
     status.state = Some("Invalid".into());
     let reference = object.object_ref(&ApiResource::erase::<MemoryPolicy>(&()));
-    respond::notify(
-        ctx,
-        &reference,
-        EventType::Warning,
-        "InvalidPolicy",
-        "Read",
-        &message,
-    )
-    .await;
+    let event = respond::event(EventType::Warning, "InvalidPolicy", "Read", &message);
+    respond::publish(ctx, &reference, event).await;
     write_status(ctx, &key, uid, cached.as_ref(), status, now).await
 }
 
@@ -209,15 +202,8 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
             now,
         );
         status.state = Some("Invalid".into());
-        respond::publish(
-            ctx,
-            policy,
-            EventType::Warning,
-            "InvalidPolicy",
-            "Validate",
-            &message,
-        )
-        .await;
+        let event = respond::event(EventType::Warning, "InvalidPolicy", "Validate", &message);
+        respond::publish(ctx, &policy.object_ref(&()), event).await;
         write_status(ctx, &key, uid, cached, status, now).await?;
         return Ok(Requeue::requeue(interval));
     }

@@ -34,11 +34,13 @@ pub async fn act(
         let note = format!("held back {}: {}", held.action, held.reason);
         publish(
             ctx,
-            policy,
-            EventType::Warning,
-            "ActionHeldBack",
-            action_verb(&held.action),
-            &note,
+            &policy.object_ref(&()),
+            event(
+                EventType::Warning,
+                "ActionHeldBack",
+                action_verb(&held.action),
+                &note,
+            ),
         )
         .await;
     }
@@ -49,11 +51,8 @@ pub async fn act(
         let note = format!("dry run: would {action}: {reasons}");
         publish(
             ctx,
-            policy,
-            EventType::Normal,
-            "DryRun",
-            action_verb(action),
-            &note,
+            &policy.object_ref(&()),
+            event(EventType::Normal, "DryRun", action_verb(action), &note),
         )
         .await;
         return Some(Outcome::Reported);
@@ -80,11 +79,8 @@ pub async fn act(
         Outcome::Refused(why) => {
             publish(
                 ctx,
-                policy,
-                EventType::Warning,
-                "ActionFailed",
-                action_verb(action),
-                why,
+                &policy.object_ref(&()),
+                event(EventType::Warning, "ActionFailed", action_verb(action), why),
             )
             .await;
         }
@@ -97,9 +93,19 @@ pub async fn act(
                 EventType::Normal
             };
             let verb = action_verb(action);
-            record_action(ctx, &policy.object_ref(&()), kind, reason, verb, &note).await;
+            record_action(
+                ctx,
+                &policy.object_ref(&()),
+                event(kind, reason, verb, &note),
+            )
+            .await;
             if action.is_disruptive() {
-                record_action(ctx, &deployment.object_ref(&()), kind, reason, verb, &note).await;
+                record_action(
+                    ctx,
+                    &deployment.object_ref(&()),
+                    event(kind, reason, verb, &note),
+                )
+                .await;
             }
         }
     }
@@ -132,11 +138,13 @@ pub async fn enforce_limits(
         ctx.metrics.action("limits", "dry_run");
         publish(
             ctx,
-            policy,
-            EventType::Normal,
-            "DryRun",
-            "EnforceLimits",
-            &format!("dry run: would set {wanted}"),
+            &policy.object_ref(&()),
+            event(
+                EventType::Normal,
+                "DryRun",
+                "EnforceLimits",
+                &format!("dry run: would set {wanted}"),
+            ),
         )
         .await;
         return;
@@ -146,11 +154,8 @@ pub async fn enforce_limits(
             ctx.metrics.action("limits", "failed");
             publish(
                 ctx,
-                policy,
-                EventType::Warning,
-                "ActionFailed",
-                "EnforceLimits",
-                &why,
+                &policy.object_ref(&()),
+                event(EventType::Warning, "ActionFailed", "EnforceLimits", &why),
             )
             .await;
         }
@@ -158,65 +163,32 @@ pub async fn enforce_limits(
             ctx.metrics.action("limits", "applied");
             let note = format!("set {wanted} on {}", deployment.name_any());
             for object in [policy.object_ref(&()), deployment.object_ref(&())] {
-                record_action(
-                    ctx,
-                    &object,
-                    EventType::Normal,
-                    "LimitsEnforced",
-                    "EnforceLimits",
-                    &note,
-                )
-                .await;
+                let note = event(EventType::Normal, "LimitsEnforced", "EnforceLimits", &note);
+                record_action(ctx, &object, note).await;
             }
         }
     }
 }
 
-/// A notice about the policy; repeats fold into one Event series.
-pub async fn publish(
-    ctx: &Context,
-    policy: &MemoryPolicy,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    notify(ctx, &policy.object_ref(&()), type_, reason, action, note).await;
-}
-
 /// A notice about `object`: it repeats every interval while its cause lasts, so repeats
 /// fold into one Event series with a count, as `kubectl events` shows them.
-pub async fn notify(
-    ctx: &Context,
-    object: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    send(&ctx.recorder, object, event(type_, reason, action, note)).await;
+pub async fn publish(ctx: &Context, object: &ObjectReference, event: Event) {
+    send(&ctx.recorder, object, event).await;
 }
 
 /// An action taken, as an Event of its own: the shared recorder would fold it into an
 /// earlier one with the same reason and keep that one's note, so that a second eviction
 /// would read as the first pod's.
-async fn record_action(
-    ctx: &Context,
-    object: &ObjectReference,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
+async fn record_action(ctx: &Context, object: &ObjectReference, event: Event) {
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-    send(&recorder, object, event(type_, reason, action, note)).await;
+    send(&recorder, object, event).await;
 }
 
-fn event(type_: EventType, reason: &str, action: &str, note: &str) -> Event {
+/// An Event with its note cut to the 1 kB that Events allow.
+pub fn event(type_: EventType, reason: &str, action: &str, note: &str) -> Event {
     Event {
         type_,
         reason: reason.to_owned(),
-        // Events cap notes at 1 kB.
         note: Some(note.chars().take(1000).collect()),
         action: action.to_owned(),
         secondary: None,

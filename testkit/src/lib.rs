@@ -20,7 +20,7 @@ mod watchdog;
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
-pub use kube_api::{Change, ChangeType, FakeApiServer};
+pub use kube_api::{Change, ChangeType, FakeApiServer, merge_patch};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{PromServer, Target};
 pub use scripted_prometheus::ScriptedPrometheus;

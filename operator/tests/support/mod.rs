@@ -139,7 +139,7 @@ impl Cluster {
             "scaling": {"minReplicas": 1, "maxReplicas": 4, "step": 1, "scaleInStabilization": "10m"},
             "safety": {"cooldown": "5m", "maxRestartsPerHour": 3, "maxUnavailable": 1}
         });
-        merge(&mut spec, extra);
+        testkit::merge_patch(&mut spec, &extra);
         self.api.apply(json!({
             "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
             "metadata": {"name": name, "namespace": NS},
@@ -164,32 +164,12 @@ impl Cluster {
 
     /// Requests whose method is `method` and whose path contains `part`.
     pub fn requests_to(&self, method: &str, part: &str) -> Vec<String> {
-        self.api
-            .requests()
-            .into_iter()
-            .filter(|(m, p)| m == method && p.contains(part))
-            .map(|(_, p)| p)
-            .collect()
+        self.api.requests_to(method, part)
     }
 
     /// Event reasons about objects of `kind`.
     pub fn event_reasons(&self, kind: &str) -> Vec<String> {
-        self.api
-            .events_of(kind)
-            .iter()
-            .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
-            .collect()
-    }
-}
-
-fn merge(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(target), Value::Object(patch)) => {
-            for (key, value) in patch {
-                merge(target.entry(key).or_insert(Value::Null), value);
-            }
-        }
-        (target, patch) => *target = patch,
+        self.api.event_reasons(kind)
     }
 }
 

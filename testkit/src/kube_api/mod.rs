@@ -38,6 +38,8 @@ mod subresource;
 mod verbs;
 mod watch;
 
+pub use object::merge_patch;
+
 use std::{
     net::Ipv4Addr,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -251,6 +253,15 @@ impl FakeApiServer {
         lock(&self.shared.requests).clone()
     }
 
+    /// The paths of the requests so far with `method` whose path contains `part`, oldest first.
+    pub fn requests_to(&self, method: &str, part: &str) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|(m, p)| m == method && p.contains(part))
+            .map(|(_, p)| p)
+            .collect()
+    }
+
     /// Makes the next `times` requests with this method (`"*"` for any) whose path and query
     /// contain `path_contains` fail with `status` and a matching `Status` body.
     pub fn fail_next(&self, method: &str, path_contains: &str, status: u16, times: usize) {
@@ -288,6 +299,14 @@ impl FakeApiServer {
             |e: &Value| object::meta(e, "resourceVersion").and_then(|rv| rv.parse::<u64>().ok());
         events.sort_by_key(rv);
         events
+    }
+
+    /// The reasons of the Events about objects of `kind`, in the order they were last written.
+    pub fn event_reasons(&self, kind: &str) -> Vec<String> {
+        self.events_of(kind)
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Forgets the event log, as etcd compaction does: watches resuming from an older

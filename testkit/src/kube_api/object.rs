@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 /// Applies an RFC 7386 JSON merge patch: objects merge key by key, `null` deletes a key, and
 /// anything else (lists included) replaces the target.
-pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
+pub fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return;

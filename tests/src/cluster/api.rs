@@ -32,7 +32,7 @@ impl Cluster {
             "scaling": {"minReplicas": 1, "maxReplicas": 5, "step": 1, "scaleInStabilization": "10m"},
             "safety": {"cooldown": "10m", "maxRestartsPerHour": 3, "maxUnavailable": 1}
         });
-        merge(&mut spec, overrides);
+        testkit::merge_patch(&mut spec, &overrides);
         self.api.apply(json!({
             "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
             "metadata": {"name": name, "namespace": NS},
@@ -98,11 +98,7 @@ impl Cluster {
 
     /// The reasons of every Event about objects of `kind`, oldest first.
     pub fn event_reasons(&self, kind: &str) -> Vec<String> {
-        self.api
-            .events_of(kind)
-            .iter()
-            .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
-            .collect()
+        self.api.event_reasons(kind)
     }
 
     /// The pods named in eviction requests so far, in order.
@@ -116,12 +112,7 @@ impl Cluster {
 
     /// Paths of requests with `method` whose path contains `part`.
     pub fn requests_to(&self, method: &str, part: &str) -> Vec<String> {
-        self.api
-            .requests()
-            .into_iter()
-            .filter(|(m, p)| m == method && p.contains(part))
-            .map(|(_, p)| p)
-            .collect()
+        self.api.requests_to(method, part)
     }
 
     /// The Deployment's `spec.replicas`.
@@ -144,15 +135,4 @@ fn condition_of(policy: &Value, type_: &str) -> Option<Condition> {
         reason: text("reason"),
         message: text("message"),
     })
-}
-
-fn merge(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(target), Value::Object(patch)) => {
-            for (key, value) in patch {
-                merge(target.entry(key).or_insert(Value::Null), value);
-            }
-        }
-        (target, patch) => *target = patch,
-    }
 }

@@ -4,6 +4,7 @@
 use std::{sync::PoisonError, time::Duration};
 
 use serde_json::Value;
+use testkit::PgServer;
 
 use super::{Cluster, blocking, lock_prometheus};
 use crate::{
@@ -125,34 +126,27 @@ impl Cluster {
 
     /// Stops the test's own PostgreSQL server (see [`Options::own_database`]), keeping its data.
     pub async fn stop_database(&self) {
-        let database = self
-            .database
-            .clone()
-            .expect("a cluster with its own database");
-        blocking(move || {
-            database
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .stop()
-        })
-        .await
-        .expect("PostgreSQL stops");
+        self.on_database(PgServer::stop)
+            .await
+            .expect("PostgreSQL stops");
     }
 
     /// Starts the test's own PostgreSQL server again, on the same port and data.
     pub async fn restart_database(&self) {
+        self.on_database(PgServer::restart)
+            .await
+            .expect("PostgreSQL starts again");
+    }
+
+    async fn on_database(
+        &self,
+        work: fn(&mut PgServer) -> testkit::Result<()>,
+    ) -> testkit::Result<()> {
         let database = self
             .database
             .clone()
             .expect("a cluster with its own database");
-        blocking(move || {
-            database
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .restart()
-        })
-        .await
-        .expect("PostgreSQL starts again");
+        blocking(move || work(&mut database.lock().unwrap_or_else(PoisonError::into_inner))).await
     }
 
     /// Stops Prometheus, keeping its data.
