@@ -16,7 +16,7 @@ use kube::{
         Controller,
         controller::Action as Requeue,
         events::{EventType, Recorder, Reporter},
-        reflector::ObjectRef,
+        reflector::{ObjectRef, Store},
         watcher,
     },
 };
@@ -39,6 +39,10 @@ use crate::{
 /// After a failed reconcile, try again this soon: long enough not to hammer
 /// the API server, short enough that a 409 or a blip heals quickly.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+/// How often to forget deleted policies: their leftovers are a few kB each, so only a
+/// cluster that creates and deletes policies all day would notice, and then only slowly.
+const FORGET_EVERY: Duration = Duration::from_secs(600);
 
 /// What the controller shares between reconciles.
 pub struct Context {
@@ -99,7 +103,8 @@ pub async fn run(
         .map_err(Error::CrdMissing)?;
     let controller = Controller::new_with(policies, watcher::Config::default(), resource.clone());
     let store = controller.store();
-    controller
+    let forget_deleted = forget_deleted(store.clone(), ctx.clone());
+    let controller = controller
         .watches(
             Api::<Deployment>::all(ctx.client.clone()),
             watcher::Config::default(),
@@ -124,9 +129,26 @@ pub async fn run(
                 Err(error) => warn!(%error, "reconcile failed"),
             }
         })
-        .instrument(info_span!("controller"))
-        .await;
+        .instrument(info_span!("controller"));
+    tokio::select! {
+        () = controller => {}
+        () = forget_deleted => {}
+    }
     Ok(())
+}
+
+/// Every [`FORGET_EVERY`], drops what the context keeps of policies that no longer exist.
+async fn forget_deleted(store: Store<DynamicObject>, ctx: Arc<Context>) {
+    let mut ticks = tokio::time::interval(FORGET_EVERY);
+    loop {
+        ticks.tick().await;
+        let live = store
+            .state()
+            .iter()
+            .map(|p| ObjectRef::new(&p.name_any()).within(&p.namespace().unwrap_or_default()))
+            .collect();
+        ctx.recall.retain(&live);
+    }
 }
 
 #[instrument(skip_all, fields(policy = %object.name_any(), namespace = object.namespace().unwrap_or_default()))]

@@ -4,7 +4,7 @@
 //! again under the same name (a new uid) starts afresh.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
@@ -131,6 +131,15 @@ impl Recall {
         });
     }
 
+    /// Forgets every policy but those `live` names: a deleted policy is never reconciled
+    /// again, so nothing else would drop what was kept of it.
+    pub fn retain(&self, live: &HashSet<ObjectRef<MemoryPolicy>>) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|key, _| live.contains(key));
+    }
+
     /// Keeps a status that the API server accepted.
     pub fn written(
         &self,
@@ -194,6 +203,20 @@ mod tests {
         assert_eq!(
             recall.too_soon(&key(), Some("b"), &seen, Duration::from_secs(10)),
             None
+        );
+    }
+
+    #[test]
+    fn deleted_policies_are_forgotten() {
+        let recall = Recall::default();
+        let other = ObjectRef::new("other").within("shop");
+        recall.written(&key(), None, status("kept"));
+        recall.written(&other, None, status("dropped"));
+        recall.retain(&HashSet::from([key()]));
+        assert_eq!(recall.status(&key(), None, None), status("kept"));
+        assert_eq!(
+            recall.status(&other, None, None),
+            MemoryPolicyStatus::default()
         );
     }
 
