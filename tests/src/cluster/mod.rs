@@ -45,6 +45,9 @@ pub struct Options {
     /// A PostgreSQL server of the test's own, which it can stop and restart; otherwise a
     /// fresh database on the test binary's shared server.
     pub own_database: bool,
+    /// The most the scenario may take, start-up included; past it the test process stops
+    /// at once, and the watchdogs of its pods, PostgreSQL and Prometheus stop them.
+    pub time_limit: Duration,
 }
 
 impl Default for Options {
@@ -56,6 +59,8 @@ impl Default for Options {
             links: 0,
             env: Vec::new(),
             own_database: false,
+            // The slowest scenario takes about a minute on two loaded cores.
+            time_limit: Duration::from_secs(240),
         }
     }
 }
@@ -84,12 +89,15 @@ pub struct Cluster {
     operator: Option<(JoinHandle<()>, Outcome)>,
     /// The pods' logs; deleted with the cluster.
     _logs: tempfile::TempDir,
+    /// Dropped with the cluster, which calls off the time limit.
+    _deadline: std::sync::mpsc::Sender<()>,
 }
 
 impl Cluster {
     /// Starts everything and waits until every pod is ready and scraped; the operator runs,
     /// but no policy exists yet.
     pub async fn start(options: Options) -> Cluster {
+        let deadline = time_limit(options.time_limit);
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -194,6 +202,7 @@ impl Cluster {
             operator_stop: CancellationToken::new(),
             operator: None,
             _logs: logs,
+            _deadline: deadline,
         };
         let pods = options.pods;
         eventually("every pod ready", Duration::from_secs(60), || {
@@ -327,6 +336,19 @@ fn deployment(replicas: usize, limit_bytes: u64) -> Value {
             }
         }
     })
+}
+
+/// Ends the test process if the returned sender is not dropped within `limit`: a scenario
+/// stuck in an await that no `eventually` guards would otherwise hang the suite.
+fn time_limit(limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let (sender, receiver) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = receiver.recv_timeout(limit) {
+            eprintln!("the scenario did not finish within {limit:?}; stopping the test process");
+            std::process::exit(101);
+        }
+    });
+    sender
 }
 
 fn lock_prometheus(prometheus: &Mutex<PromServer>) -> std::sync::MutexGuard<'_, PromServer> {
