@@ -6,6 +6,8 @@
 //! strict parsing (unknown fields are errors) followed by [`validate`].
 
 mod documents;
+#[cfg(test)]
+mod fuzz;
 
 use std::fmt;
 
@@ -17,6 +19,10 @@ use crate::{
     Result,
     crd::{Duration, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, quantity_bytes},
 };
+
+/// The longest duration the apiserver's CEL `duration()` reads (Go's, in nanoseconds
+/// within an i64); the schema rules on longer ones fail, so such a policy is never admitted.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_nanos(i64::MAX as u64);
 
 /// One rule a policy breaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +50,14 @@ impl Problems {
         self.0.push(FieldError { path, message });
     }
 
-    fn positive(&mut self, field: &str, value: Duration) {
+    fn duration(&mut self, field: &str, value: Duration) {
         if value.is_zero() {
             self.add(field, format_args!("({value}) must be a positive duration"));
+        } else if value.as_std() > MAX_DURATION {
+            self.add(
+                field,
+                format_args!("({value}) is longer than Kubernetes durations go (2562047h47m16s)"),
+            );
         }
     }
 
@@ -111,7 +122,7 @@ pub fn validate(spec: &MemoryPolicySpec) -> Result<(), Vec<FieldError>> {
             format_args!("({url}) must start with http:// or https://"),
         );
     }
-    p.positive("prometheus.timeout", spec.prometheus.timeout);
+    p.duration("prometheus.timeout", spec.prometheus.timeout);
 
     let metric = &spec.metric;
     match (metric.source, metric.query.as_deref()) {
@@ -125,7 +136,7 @@ pub fn validate(spec: &MemoryPolicySpec) -> Result<(), Vec<FieldError>> {
         _ => {}
     }
 
-    p.positive("interval", spec.interval);
+    p.duration("interval", spec.interval);
 
     let t = &spec.thresholds;
     p.percent("thresholds.lowWaterMark", t.low_water_mark);
@@ -149,8 +160,8 @@ pub fn validate(spec: &MemoryPolicySpec) -> Result<(), Vec<FieldError>> {
             ),
         );
     }
-    p.positive("thresholds.for", t.r#for);
-    p.positive("thresholds.staleAfter", t.stale_after);
+    p.duration("thresholds.for", t.r#for);
+    p.duration("thresholds.staleAfter", t.stale_after);
 
     if let Some(limits) = &spec.limits {
         let request = p.quantity("limits.request", limits.request.as_ref());
@@ -178,9 +189,9 @@ pub fn validate(spec: &MemoryPolicySpec) -> Result<(), Vec<FieldError>> {
         );
     }
     p.at_least_one("scaling.step", s.step);
-    p.positive("scaling.scaleInStabilization", s.scale_in_stabilization);
+    p.duration("scaling.scaleInStabilization", s.scale_in_stabilization);
 
-    p.positive("safety.cooldown", spec.safety.cooldown);
+    p.duration("safety.cooldown", spec.safety.cooldown);
     p.at_least_one("safety.maxUnavailable", spec.safety.max_unavailable);
 
     if p.0.is_empty() { Ok(()) } else { Err(p.0) }
@@ -269,6 +280,20 @@ mod tests {
         assert_eq!(
             messages(&s),
             ["spec.scaling.minReplicas (0) must be at least 1"]
+        );
+    }
+
+    #[test]
+    fn durations_longer_than_kubernetes_reads_are_refused() {
+        let mut s = spec();
+        s.safety.cooldown = "2562047h47m16s".parse().unwrap();
+        assert!(validate(&s).is_ok());
+        s.safety.cooldown = "2562047h47m17s".parse().unwrap();
+        assert_eq!(
+            messages(&s),
+            [
+                "spec.safety.cooldown (2562047h47m17s) is longer than Kubernetes durations go (2562047h47m16s)"
+            ]
         );
     }
 

@@ -25,6 +25,21 @@ pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{PromServer, Target};
 pub use scripted_prometheus::ScriptedPrometheus;
 
+/// Cases per fuzzing property: `FUZZ_CASES` when set, so CI or a developer can fuzz longer
+/// than a routine `cargo test`, else `default`.
+///
+/// # Panics
+/// When `FUZZ_CASES` is set but is not a whole number: silently fuzzing the default would
+/// pass off a short run as a long one.
+pub fn fuzz_cases(default: u32) -> u32 {
+    match std::env::var("FUZZ_CASES") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("FUZZ_CASES={text:?} is not a whole number of cases")),
+        Err(_) => default,
+    }
+}
+
 /// Everything that can go wrong while providing a test database.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -48,13 +48,36 @@ pub fn quantity_bytes(quantity: &Quantity) -> Option<u64> {
             10u128.pow(u32::try_from(fraction.len()).ok()?),
         )
     };
-    let bytes = whole.checked_mul(*scale)? + (numerator * scale).div_ceil(denominator);
+    let bytes = whole
+        .checked_mul(*scale)?
+        .checked_add((numerator * scale).div_ceil(denominator))?;
     u64::try_from(bytes).ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_amount_is_read_without_panicking_and_never_below_its_whole_part(
+            whole in "[0-9]{0,45}",
+            fraction in proptest::option::of("[0-9]{0,20}"),
+            suffix in proptest::sample::select(SUFFIXES.map(|(s, _)| s).to_vec()),
+        ) {
+            let text = match &fraction {
+                Some(fraction) => format!("{whole}.{fraction}{suffix}"),
+                None => format!("{whole}{suffix}"),
+            };
+            if let Some(bytes) = bytes(&text) {
+                let scale = SUFFIXES.iter().find(|(s, _)| *s == suffix).unwrap().1;
+                let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().unwrap() };
+                prop_assert!(u128::from(bytes) >= whole * scale, "{text} read as {bytes}");
+            }
+        }
+    }
 
     fn bytes(s: &str) -> Option<u64> {
         quantity_bytes(&Quantity(s.into()))
@@ -93,6 +116,9 @@ mod tests {
             ".",
             "64 Mi",
             "99999999999Ei",
+            // Near u128's end: the whole part fits, adding the fraction does not.
+            "340282366920938463463374607431768211455.5",
+            "340282366920938463463.5E",
         ] {
             assert_eq!(bytes(bad), None, "{bad}");
         }

@@ -1,0 +1,235 @@
+//! Fuzzing `memory-operator check` for a bounded time: any text never
+//! panics and gets numbered, readable errors; generated policies get the
+//! verdict an independent oracle predicts, which the CRD schema shares; and
+//! every accepted policy drives the engine. `FUZZ_CASES` sets the cases per
+//! property, so CI can run longer than `cargo test` does by default.
+
+mod draft;
+mod oracle;
+mod schema;
+mod text;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+use super::{check_documents, validate};
+use crate::{
+    Error, Result,
+    adapt::engine_policy,
+    crd::MemoryPolicy,
+    decide::{Memory, Sample, Workload, decide},
+};
+use oracle::Verdict;
+
+/// Cases per property by default: the four properties then take about 13 s
+/// together in a debug build on two cores, within the 10 to 30 s a routine
+/// `cargo test` may spend on fuzzing one crate.
+const CASES: u32 = 2_000;
+
+fn config() -> Config {
+    Config::with_cases(testkit::fuzz_cases(CASES))
+}
+
+/// The number an error message starts with: `document 3: ...`.
+fn document_number(message: &str) -> Option<usize> {
+    let rest = message.strip_prefix("document ")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..digits].parse().ok()
+}
+
+/// The verdict `check` gave, in the oracle's terms.
+fn verdict_of(result: &Result<MemoryPolicy>) -> Verdict {
+    match result {
+        Ok(_) => Verdict::Accepted,
+        Err(Error::Yaml { error, .. }) => {
+            let message = error.to_string();
+            let path = message.split_once(": ").map_or("", |(path, _)| path);
+            Verdict::Unreadable(path.to_owned())
+        }
+        Err(Error::UnknownFields { fields, .. }) => Verdict::Unknown(fields.clone()),
+        Err(Error::Invalid { errors, .. }) => {
+            let mut paths: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+            paths.sort();
+            Verdict::Unsound(paths)
+        }
+        Err(other) => Verdict::Unreadable(other.to_string()),
+    }
+}
+
+/// Pods the generated workloads can have; samples may name a few more, as
+/// foreign pods.
+const MAX_PODS: usize = 5;
+
+/// Every sampled pod's memory limit: the engine reads ratios, so any size does.
+const LIMIT_BYTES: u64 = 1 << 30;
+
+/// One evaluation: how long after the previous one, and the samples it reads.
+#[derive(Clone, Debug)]
+struct Tick {
+    after: Duration,
+    /// Pod (by index, past the workload's pods for a foreign one), usage
+    /// ratio, and age of the sample in seconds (negative: clock skew).
+    samples: Vec<(usize, f64, i64)>,
+}
+
+fn workload() -> impl Strategy<Value = Workload> {
+    (
+        0..=MAX_PODS,
+        prop_oneof![0..=8u32, 0..=i32::MAX as u32],
+        any::<bool>(),
+        any::<bool>(),
+        0.0..=1.0f64,
+    )
+        .prop_map(
+            |(pods, replicas, rollout_in_progress, paused, available)| Workload {
+                replicas,
+                available_replicas: (f64::from(replicas) * available) as u32,
+                rollout_in_progress,
+                paused,
+                pods: (0..pods).map(|i| format!("pod-{i}")).collect(),
+            },
+        )
+}
+
+fn ticks() -> impl Strategy<Value = Vec<Tick>> {
+    let ratio = prop_oneof![
+        8 => 0.0..1.2f64,
+        1 => Just(0.0),
+        1 => Just(1.0),
+        1 => any::<f64>(),
+    ];
+    let sample = (
+        0..MAX_PODS + 2,
+        ratio,
+        prop_oneof![9 => 0..=600i64, 1 => -60..=7_200i64],
+    );
+    let tick =
+        (0..=3_600u64, prop::collection::vec(sample, 0..8)).prop_map(|(after, samples)| Tick {
+            after: Duration::from_secs(after),
+            samples,
+        });
+    prop::collection::vec(tick, 1..8)
+}
+
+/// Every test starts at the same instant, so none reads the clock.
+fn start() -> Timestamp {
+    Timestamp::from_second(1_750_000_000).expect("a valid timestamp")
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn any_text_gets_readable_errors_that_name_their_document(text in text::anything()) {
+        let results = check_documents(&text);
+        // A document starts at a marker, and a syntax error after the last
+        // document counts as one more.
+        let most = 2 + text.matches("---").count() + text.matches("...").count();
+        let mut last = 0;
+        for result in &results {
+            match result {
+                Ok(policy) => {
+                    prop_assert!(validate(&policy.spec).is_ok());
+                    prop_assert!(policy.metadata.name.as_deref().is_some_and(|n| !n.is_empty()));
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    let number = document_number(&message);
+                    prop_assert!(
+                        number.is_some_and(|n| n > last && n <= most),
+                        "after document {last} of at most {most}: {message}"
+                    );
+                    last = number.unwrap_or_default();
+                    let detail = message.split_once(':').map_or("", |(_, detail)| detail.trim());
+                    prop_assert!(!detail.is_empty(), "{message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn generated_policies_get_the_verdict_the_rules_predict(draft in draft::draft()) {
+        let yaml = draft.to_yaml();
+        let mut results = check_documents(&yaml);
+        prop_assert_eq!(results.len(), 1, "{}", yaml);
+        let result = results.remove(0);
+        let verdict = verdict_of(&result);
+        prop_assert_eq!(&verdict, &oracle::verdict(&draft), "{}", yaml);
+        if let Err(error) = result {
+            let message = error.to_string();
+            prop_assert_eq!(document_number(&message), Some(1));
+            if let Error::Invalid { errors, .. } = &error {
+                for e in errors {
+                    prop_assert!(e.message.starts_with(&e.path), "{}", e.message);
+                }
+            }
+            if let Verdict::Unknown(paths) | Verdict::Unsound(paths) = verdict {
+                for path in paths {
+                    prop_assert!(message.contains(&path), "{path} not in {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_crd_schema_agrees_with_validate_on_generated_policies(draft in draft::draft()) {
+        let Ok(policy) = serde_yaml::from_str::<MemoryPolicy>(&draft.to_yaml()) else {
+            return Ok(());
+        };
+        let mut spec = policy.spec;
+        // The schema cannot compare two quantities, and the url's rule is a
+        // pattern, which these bounds do not check: both are offline only.
+        spec.limits = None;
+        spec.prometheus.url = None;
+        // The apiserver's CEL refuses durations past Go's range, but kube-cel reads them:
+        // that rule is checked offline only.
+        let offline: Vec<_> = validate(&spec)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| !e.message.contains("is longer than Kubernetes durations go"))
+            .collect();
+        let apiserver = schema::verdict(&spec);
+        prop_assert_eq!(offline.is_empty(), apiserver.is_empty(), "validate {:?}, apiserver {:?}", offline, apiserver);
+        for error in &offline {
+            let field = error.path.trim_start_matches("spec.");
+            prop_assert!(apiserver.iter().any(|m| m.contains(field)), "no apiserver message names {field}: {apiserver:?}");
+        }
+    }
+
+    #[test]
+    fn every_accepted_policy_drives_the_engine(
+        draft in draft::sound_draft(),
+        workload in workload(),
+        ticks in ticks(),
+    ) {
+        let yaml = draft.to_yaml();
+        prop_assert_eq!(oracle::verdict(&draft), Verdict::Accepted, "{}", yaml);
+        let policy = match check_documents(&yaml).remove(0) {
+            Ok(policy) => policy,
+            Err(error) => return Err(TestCaseError::fail(format!("{error}\n{yaml}"))),
+        };
+        let policy = engine_policy(&policy.spec);
+        let (mut memory, mut now) = (Memory::default(), start());
+        for tick in ticks {
+            now += tick.after;
+            let samples: Vec<Sample> = tick
+                .samples
+                .iter()
+                .map(|(pod, ratio, age)| Sample {
+                    pod: format!("pod-{pod}"),
+                    usage_ratio: *ratio,
+                    bytes: (ratio * LIMIT_BYTES as f64) as u64,
+                    limit_bytes: LIMIT_BYTES,
+                    at: now - jiff::SignedDuration::from_secs(*age),
+                })
+                .collect();
+            let decision = decide(&policy, &samples, &workload, &memory, now);
+            prop_assert!(!decision.reasons.is_empty());
+            memory = decision.memory;
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! What `check` should say about a draft, worked out from the rules as the
+//! CRD documents them rather than from the code that enforces them.
+
+use super::draft::{Draft, Leaf, Raw};
+
+/// What a field holds, which decides what it can be written as.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    U32,
+    I32,
+    Duration,
+    Quantity,
+    Choice(&'static [&'static str]),
+    Flag,
+}
+
+/// Go's longest duration, i64::MAX nanoseconds, in whole milliseconds.
+pub const MAX_DURATION_MILLIS: u64 = 9_223_372_036_854;
+
+/// Every field a policy has, as the schema names it.
+const FIELDS: [(&str, Kind); 32] = [
+    ("apiVersion", Kind::Text),
+    ("kind", Kind::Text),
+    ("metadata.name", Kind::Text),
+    ("spec.targetRef.apiVersion", Kind::Text),
+    ("spec.targetRef.kind", Kind::Text),
+    ("spec.targetRef.name", Kind::Text),
+    ("spec.prometheus.url", Kind::Text),
+    ("spec.prometheus.timeout", Kind::Duration),
+    (
+        "spec.metric.source",
+        Kind::Choice(&["Service", "Container", "Custom"]),
+    ),
+    ("spec.metric.query", Kind::Text),
+    ("spec.interval", Kind::Duration),
+    ("spec.thresholds.lowWaterMark", Kind::U32),
+    ("spec.thresholds.highWaterMark", Kind::U32),
+    ("spec.thresholds.critical", Kind::U32),
+    ("spec.thresholds.for", Kind::Duration),
+    ("spec.thresholds.staleAfter", Kind::Duration),
+    ("spec.limits.container", Kind::Text),
+    ("spec.limits.request", Kind::Quantity),
+    ("spec.limits.limit", Kind::Quantity),
+    ("spec.onHigh", Kind::Choice(&["ScaleOut", "AlertOnly"])),
+    (
+        "spec.onCritical",
+        Kind::Choice(&["RestartPod", "RollingRestart", "AlertOnly"]),
+    ),
+    ("spec.scaling.minReplicas", Kind::I32),
+    ("spec.scaling.maxReplicas", Kind::I32),
+    ("spec.scaling.step", Kind::I32),
+    ("spec.scaling.scaleInStabilization", Kind::Duration),
+    ("spec.safety.cooldown", Kind::Duration),
+    ("spec.safety.maxRestartsPerHour", Kind::U32),
+    ("spec.safety.maxUnavailable", Kind::I32),
+    ("spec.dryRun", Kind::Flag),
+    ("spec.suspend", Kind::Flag),
+    // Known, never written by a draft.
+    ("status.state", Kind::Text),
+    ("metadata.namespace", Kind::Text),
+];
+
+/// The sections a draft may add an unknown field to (`""` is the top level).
+pub const SECTIONS: [&str; 9] = [
+    "",
+    "spec",
+    "spec.targetRef",
+    "spec.prometheus",
+    "spec.metric",
+    "spec.thresholds",
+    "spec.limits",
+    "spec.scaling",
+    "spec.safety",
+];
+
+/// The verdict on one document.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    /// The first field, in document order, whose value its type cannot hold.
+    Unreadable(String),
+    /// Every field the policy does not have.
+    Unknown(Vec<String>),
+    /// The path of every rule broken, sorted.
+    Unsound(Vec<String>),
+}
+
+/// Whether `path` is a field, or a section of fields, of a policy.
+pub fn is_known(path: &str) -> bool {
+    FIELDS
+        .iter()
+        .any(|(field, _)| field == &path || field.starts_with(&format!("{path}.")))
+}
+
+fn kind(path: &str) -> Option<Kind> {
+    FIELDS
+        .iter()
+        .find(|(field, _)| *field == path)
+        .map(|(_, kind)| *kind)
+}
+
+/// The verdict `check` should give `draft`.
+pub fn verdict(draft: &Draft) -> Verdict {
+    if let Some(leaf) = draft.leaves.iter().find(|leaf| !readable(leaf)) {
+        return Verdict::Unreadable(leaf.path.clone());
+    }
+    let unknown: Vec<String> = draft
+        .leaves
+        .iter()
+        .filter(|leaf| kind(&leaf.path).is_none())
+        .map(|leaf| leaf.path.clone())
+        .collect();
+    if !unknown.is_empty() {
+        return Verdict::Unknown(unknown);
+    }
+    let mut broken = broken_rules(draft);
+    broken.sort();
+    if broken.is_empty() {
+        Verdict::Accepted
+    } else {
+        Verdict::Unsound(broken)
+    }
+}
+
+/// YAML reads a plain number as text where text is expected.
+fn as_text(raw: &Raw) -> Option<String> {
+    match raw {
+        Raw::Text(text) => Some(text.clone()),
+        Raw::Int(n) => Some(n.to_string()),
+        Raw::Flag(_) => None,
+    }
+}
+
+fn readable(leaf: &Leaf) -> bool {
+    let Some(kind) = kind(&leaf.path) else {
+        return true;
+    };
+    match (kind, &leaf.raw) {
+        (Kind::Text | Kind::Quantity, raw) => as_text(raw).is_some(),
+        (Kind::U32, Raw::Int(n)) => u32::try_from(*n).is_ok(),
+        (Kind::I32, Raw::Int(n)) => i32::try_from(*n).is_ok(),
+        (Kind::Duration, raw) => as_text(raw).is_some_and(|text| millis(&text).is_some()),
+        (Kind::Choice(options), Raw::Text(text)) => options.contains(&text.as_str()),
+        (Kind::Flag, Raw::Flag(_)) => true,
+        _ => false,
+    }
+}
+
+/// Go-style duration text in milliseconds: one or more runs of digits each
+/// followed by a unit (`ms`, `s`, `m`, `h`), the total within `u64`.
+pub fn millis(text: &str) -> Option<u64> {
+    let mut rest = text;
+    let mut total: u128 = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let unit_start = rest.find(|c: char| !c.is_ascii_digit())?;
+        let (digits, after) = rest.split_at(unit_start);
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_end);
+        let scale = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        if digits.is_empty() {
+            return None;
+        }
+        let value: u128 = digits.parse().unwrap_or(u128::MAX);
+        total = total.saturating_add(value.saturating_mul(scale));
+        rest = next;
+    }
+    u64::try_from(total).ok()
+}
+
+/// Kubernetes' binary and decimal suffixes; kilo is `k`.
+const SCALES: [(&str, u128); 13] = [
+    ("Ki", 1 << 10),
+    ("Mi", 1 << 20),
+    ("Gi", 1 << 30),
+    ("Ti", 1 << 40),
+    ("Pi", 1 << 50),
+    ("Ei", 1 << 60),
+    ("k", 1_000),
+    ("M", 1_000_000),
+    ("G", 1_000_000_000),
+    ("T", 1_000_000_000_000),
+    ("P", 1_000_000_000_000_000),
+    ("E", 1_000_000_000_000_000_000),
+    ("", 1),
+];
+
+/// Memory quantity text in bytes, rounded up: a decimal number (at most 18
+/// decimals) and a suffix, the total within `u64`; `None` for anything else.
+pub fn bytes(text: &str) -> Option<u64> {
+    SCALES.iter().find_map(|(suffix, scale)| {
+        let number = text.strip_suffix(suffix)?;
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let decimal = |digits: &str| digits.bytes().all(|b| b.is_ascii_digit());
+        if !decimal(whole) || !decimal(fraction) || whole.len() + fraction.len() == 0 {
+            return None;
+        }
+        if fraction.len() > 18 {
+            return None;
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        if whole > u128::from(u64::MAX) {
+            return None;
+        }
+        let (numerator, denominator) = match fraction {
+            "" => (0, 1),
+            digits => (
+                digits.parse::<u128>().ok()?,
+                10u128.pow(digits.len() as u32),
+            ),
+        };
+        u64::try_from(whole * scale + (numerator * scale).div_ceil(denominator)).ok()
+    })
+}
+
+/// The path of every rule `draft` breaks, once for each time it breaks it.
+fn broken_rules(draft: &Draft) -> Vec<String> {
+    let text = |path: &str| draft.get(path).and_then(as_text);
+    let int = |path: &str, default: i128| match draft.get(path) {
+        Some(Raw::Int(n)) => *n,
+        _ => default,
+    };
+    let mut broken = Vec::new();
+    let mut check = |path: &str, sound: bool| {
+        if !sound {
+            broken.push(path.to_owned());
+        }
+    };
+
+    check(
+        "metadata.name",
+        text("metadata.name").is_some_and(|n| !n.is_empty()),
+    );
+    check(
+        "spec.targetRef.apiVersion",
+        text("spec.targetRef.apiVersion").as_deref() == Some("apps/v1"),
+    );
+    check(
+        "spec.targetRef.kind",
+        text("spec.targetRef.kind").as_deref() == Some("Deployment"),
+    );
+    check(
+        "spec.targetRef.name",
+        text("spec.targetRef.name").is_some_and(|n| !n.is_empty()),
+    );
+    check(
+        "spec.prometheus.url",
+        text("spec.prometheus.url")
+            .is_none_or(|url| url.starts_with("http://") || url.starts_with("https://")),
+    );
+
+    let custom = text("spec.metric.source").as_deref() == Some("Custom");
+    let query = text("spec.metric.query");
+    check(
+        "spec.metric.query",
+        if custom {
+            query.is_some_and(|q| !q.is_empty())
+        } else {
+            query.is_none()
+        },
+    );
+
+    for (path, kind) in FIELDS {
+        if let (Kind::Duration, Some(duration)) = (kind, text(path)) {
+            // Positive, and no longer than Go's durations (i64 nanoseconds) reach.
+            check(
+                path,
+                millis(&duration).is_none_or(|ms| ms > 0 && ms <= MAX_DURATION_MILLIS),
+            );
+        }
+    }
+
+    let [low, high, critical] = [
+        ("spec.thresholds.lowWaterMark", 60),
+        ("spec.thresholds.highWaterMark", 80),
+        ("spec.thresholds.critical", 95),
+    ]
+    .map(|(path, default)| (path, int(path, default)));
+    for (path, percent) in [low, high, critical] {
+        check(path, (1..=100).contains(&percent));
+    }
+    check(low.0, low.1 < high.1);
+    check(high.0, high.1 < critical.1);
+
+    let request = text("spec.limits.request").map(|q| bytes(&q));
+    let limit = text("spec.limits.limit").map(|q| bytes(&q));
+    check("spec.limits.request", request != Some(None));
+    check("spec.limits.limit", limit != Some(None));
+    if let (Some(Some(request)), Some(Some(limit))) = (request, limit) {
+        check("spec.limits.request", request <= limit);
+    }
+
+    let min = int("spec.scaling.minReplicas", 1);
+    let max = int("spec.scaling.maxReplicas", 10);
+    check("spec.scaling.minReplicas", min >= 1);
+    check("spec.scaling.maxReplicas", max >= 1);
+    check("spec.scaling.minReplicas", min <= max);
+    check("spec.scaling.step", int("spec.scaling.step", 1) >= 1);
+    check(
+        "spec.safety.maxUnavailable",
+        int("spec.safety.maxUnavailable", 1) >= 1,
+    );
+    broken
+}
