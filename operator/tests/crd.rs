@@ -13,7 +13,6 @@ use memory_operator::{
     crd::{Duration, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource},
     validate::validate,
 };
-use serde_json::Value;
 
 /// A duration the schema's pattern accepts but its CEL rules refuse.
 const ZERO: Duration = Duration::from_secs(0);
@@ -148,8 +147,7 @@ fn an_unreadable_file_is_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/policy.yaml"));
 }
 
-/// What an apiserver would say about `spec`: the schema's numeric and
-/// length bounds, then its CEL rules.
+/// What an apiserver would say about `spec`.
 fn apiserver_verdict(spec: &MemoryPolicySpec) -> Vec<String> {
     let crd = MemoryPolicy::crd();
     let schema = crd.spec.versions[0]
@@ -157,41 +155,8 @@ fn apiserver_verdict(spec: &MemoryPolicySpec) -> Vec<String> {
         .as_ref()
         .and_then(|s| s.open_api_v3_schema.as_ref())
         .unwrap();
-    let schema = serde_json::to_value(schema).unwrap();
-    let object = serde_json::to_value(MemoryPolicy::new("p", spec.clone())).unwrap();
-    let mut problems = Vec::new();
-    bounds(&schema, &object, "", &mut problems);
-    if let Err(errors) = kube_cel::Validator::new().validate(&schema, &object, None) {
-        problems.extend(errors.iter().map(ToString::to_string));
-    }
-    problems
-}
-
-fn bounds(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
-    let limit = |key| schema.get(key).and_then(Value::as_f64);
-    if let Some(n) = value.as_f64()
-        && (limit("minimum").is_some_and(|min| n < min)
-            || limit("maximum").is_some_and(|max| n > max))
-    {
-        problems.push(format!("{path}: {n} is out of bounds"));
-    }
-    if let (Some(s), Some(min)) = (value.as_str(), limit("minLength"))
-        && (s.chars().count() as f64) < min
-    {
-        problems.push(format!("{path}: shorter than {min}"));
-    }
-    if let (Some(fields), Some(properties)) = (value.as_object(), schema.get("properties")) {
-        for (name, field) in fields {
-            if let Some(sub) = properties.get(name) {
-                let path = if path.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{path}.{name}")
-                };
-                bounds(sub, field, &path, problems);
-            }
-        }
-    }
+    let check = testkit::SchemaCheck::new(serde_json::to_value(schema).unwrap());
+    check.problems(&serde_json::to_value(MemoryPolicy::new("p", spec.clone())).unwrap())
 }
 
 /// A named change to a sound policy.

@@ -6,7 +6,8 @@
 //! goes away, however it goes away. [`fresh_database_url`] is the one call most tests need.
 //!
 //! [`PromServer`] is a throwaway Prometheus scraping given targets; [`ScriptedPrometheus`] answers
-//! queries with series a test sets. [`FakeApiServer`] is an
+//! queries with series a test sets. [`SchemaCheck`] says what an apiserver would about an object
+//! under a CRD's schema. [`FakeApiServer`] is an
 //! in-process fake of the Kubernetes API server, served inside the test's tokio runtime, for
 //! running the real kube-rs client and controller runtime without a cluster.
 
@@ -15,6 +16,7 @@
 mod kube_api;
 mod postgres;
 mod prometheus;
+mod schema_check;
 mod scripted_prometheus;
 mod watchdog;
 
@@ -23,6 +25,7 @@ use std::{io, path::PathBuf, process::ExitStatus};
 pub use kube_api::{Change, ChangeType, FakeApiServer, merge_patch};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{PromServer, Target};
+pub use schema_check::SchemaCheck;
 pub use scripted_prometheus::ScriptedPrometheus;
 
 /// Cases per fuzzing property: `FUZZ_CASES` when set, so CI or a developer can fuzz longer

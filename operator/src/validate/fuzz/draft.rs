@@ -196,11 +196,7 @@ fn either<T: Clone + std::fmt::Debug + 'static>(
     good: BoxedStrategy<T>,
     bad: BoxedStrategy<T>,
 ) -> BoxedStrategy<T> {
-    if sound {
-        good
-    } else {
-        prop_oneof![SOUND_WEIGHT => good, 1 => bad].boxed()
-    }
+    weighted(sound, SOUND_WEIGHT, good, bad)
 }
 
 /// Like [`either`], but half the time `bad`: for fields written together,
@@ -210,10 +206,19 @@ fn either_half<T: Clone + std::fmt::Debug + 'static>(
     good: BoxedStrategy<T>,
     bad: BoxedStrategy<T>,
 ) -> BoxedStrategy<T> {
+    weighted(sound, 1, good, bad)
+}
+
+fn weighted<T: Clone + std::fmt::Debug + 'static>(
+    sound: bool,
+    good_weight: u32,
+    good: BoxedStrategy<T>,
+    bad: BoxedStrategy<T>,
+) -> BoxedStrategy<T> {
     if sound {
         good
     } else {
-        prop_oneof![good, bad].boxed()
+        prop_oneof![good_weight => good, 1 => bad].boxed()
     }
 }
 

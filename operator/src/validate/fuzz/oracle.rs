@@ -179,7 +179,8 @@ pub fn millis(text: &str) -> Option<u64> {
     u64::try_from(total).ok()
 }
 
-/// Kubernetes' binary and decimal suffixes; kilo is `k`.
+/// Kubernetes' binary and decimal suffixes; kilo is `k`. Restated rather than
+/// taken from `crd::quantity`, so that a wrong multiplier there is a disagreement.
 const SCALES: [(&str, u128); 13] = [
     ("Ki", 1 << 10),
     ("Mi", 1 << 20),
