@@ -93,6 +93,9 @@ mod tests {
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("spec.low: 0 is out of bounds"));
         assert!(problems[1].starts_with("spec.name: shorter than 1"));
-        assert!(problems[2].contains("low must be below high"), "{problems:?}");
+        assert!(
+            problems[2].contains("low must be below high"),
+            "{problems:?}"
+        );
     }
 }
