@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use e2e::{Cluster, Options, eventually, load::follow_links};
 use serde_json::json;
 
-/// As in scenario 1: enough ~2 KB links to carry a pod past critical.
-const LINKS: usize = 24_000;
+/// As in scenario 1: enough ~2 KB links to carry a pod past critical, with headroom.
+const LINKS: usize = 32_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_policy_reports_the_eviction_it_would_make_and_evicts_nothing() {
@@ -30,11 +30,15 @@ async fn a_dry_run_policy_reports_the_eviction_it_would_make_and_evicts_nothing(
         &cluster.http,
         &url,
         0..LINKS,
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         || !reported(),
     )
     .await;
-    eventually("a DryRun event", Duration::from_secs(20), reported).await;
+    let waiting_for = format!(
+        "a DryRun event after {} links followed through web-0 ({} failed)",
+        followed.redirected, followed.failed
+    );
+    eventually(&waiting_for, Duration::from_secs(20), reported).await;
 
     // Past the time a live policy would have acted again: still nothing happens.
     tokio::time::sleep(Duration::from_secs(5)).await;

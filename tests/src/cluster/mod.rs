@@ -274,6 +274,22 @@ impl Drop for Cluster {
                 eprintln!("--- log of {} ---\n{}", process.name(), process.log());
             }
             eprintln!("--- rig problems: {:?}", self.rig_problems());
+            for policy in self
+                .api
+                .list("shortener.dev/v1alpha1", "MemoryPolicy", Some(NS))
+            {
+                eprintln!(
+                    "--- status of policy {}: {:#}",
+                    policy["metadata"]["name"], policy["status"]
+                );
+            }
+            let events: Vec<String> = self
+                .api
+                .events_of("MemoryPolicy")
+                .iter()
+                .map(|e| format!("{} {}", e["reason"], e["note"]))
+                .collect();
+            eprintln!("--- Events about policies: {events:#?}");
         }
         // Dropping a process kills it.
         drop(processes);
