@@ -30,9 +30,11 @@ table="| runs | min | median | max |
 |---|---|---|---|
 $summary"
 echo "$table"
+# Read before the results file is touched, which would itself count as a change.
+commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
 {
   echo
-  echo "## Detection-to-action latency, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo "## Detection-to-action latency, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
   echo
   echo "- machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "- command: \`bash bench/latency.sh\` (scenario 1 of the e2e suite, debug build as the suite runs: real shortener pods, PostgreSQL and Prometheus scraping every 1 s; policy interval 1 s, \`for\` 2 s, so the bound is \`for\` + 2 intervals = 4 s)"

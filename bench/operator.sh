@@ -8,9 +8,11 @@ results="${BENCH_RESULTS:-docs/benchmarks.md}"
 cargo build --release -p memory-operator --bin memory-operator --example bench
 table=$(target/release/examples/bench target/release/memory-operator)
 echo "$table"
+# Read before the results file is touched, which would itself count as a change.
+commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
 {
   echo
-  echo "## Operator, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo "## Operator, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
   echo
   echo "- machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "- command: \`bash bench/operator.sh\` (fake API server and scripted Prometheus in the bench process; the operator is the real release binary, \`memory-operator run\`, pointed at them through a kubeconfig)"

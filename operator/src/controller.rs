@@ -164,11 +164,33 @@ async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
     }
 }
 
-/// The typed policy, or what makes it unreadable, with the path of the field at fault.
+/// The typed policy, or what makes its spec unreadable, with the path of the field at fault.
+/// Read in place, without copying the object. A status this operator cannot read (one an
+/// older version wrote, say) is dropped with a warning rather than keeping the policy from
+/// being evaluated: the next status write replaces it.
 fn read_policy(object: &DynamicObject) -> Result<MemoryPolicy, String> {
-    let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+    let spec = read_part(&object.data["spec"], "spec")?;
+    let status = match &object.data["status"] {
+        serde_json::Value::Null => None,
+        status => read_part(status, "status")
+            .inspect_err(|problem| warn!(%problem, "ignoring an unreadable status"))
+            .ok(),
+    };
+    let mut policy = MemoryPolicy::new(&object.name_any(), spec);
+    policy.metadata = object.metadata.clone();
+    policy.status = status;
+    Ok(policy)
+}
+
+fn read_part<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    part: &str,
+) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
+        let path = match error.path().to_string() {
+            root if root == "." => part.to_owned(),
+            path => format!("{part}.{path}"),
+        };
         format!("{path}: {}", error.into_inner())
     })
 }
@@ -440,5 +462,20 @@ mod tests {
             problem.starts_with("spec.thresholds.critical: invalid type"),
             "{problem}"
         );
+        let mut missing = object(json!({}));
+        missing.data.as_object_mut().unwrap().remove("spec");
+        let problem = read_policy(&missing).unwrap_err();
+        assert!(problem.starts_with("spec: invalid type: null"), "{problem}");
+    }
+
+    #[test]
+    fn an_unreadable_status_is_dropped_and_the_policy_still_read() {
+        let mut policy = object(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        }));
+        policy.data["status"] = json!({"history": "not a list"});
+        let policy = read_policy(&policy).unwrap();
+        assert_eq!(policy.status, None);
+        assert_eq!(policy.spec.target_ref.name, "web");
     }
 }
