@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Cluster, Options, eventually, load::follow_links};
+use e2e::{Cluster, Options, eventually};
 use serde_json::json;
 
 /// As in scenario 1: enough ~2 KB links to carry a pod past critical, with headroom.
@@ -24,21 +24,10 @@ async fn a_dry_run_policy_reports_the_eviction_it_would_make_and_evicts_nothing(
     .await;
     assert!(cluster.condition_is("rehearse", "DryRun", "True"));
 
-    let url = cluster.pod_url("web-0").expect("web-0 is ready");
     let reported = || !cluster.events("MemoryPolicy", "DryRun").is_empty();
-    let followed = follow_links(
-        &cluster.http,
-        &url,
-        0..LINKS,
-        Duration::from_secs(90),
-        || !reported(),
-    )
-    .await;
-    let waiting_for = format!(
-        "a DryRun event after {} links followed through web-0 ({} failed)",
-        followed.redirected, followed.failed
-    );
-    eventually(&waiting_for, Duration::from_secs(20), reported).await;
+    let followed = cluster
+        .leak_until("web-0", LINKS, "a DryRun event", reported)
+        .await;
 
     // Past the time a live policy would have acted again: still nothing happens.
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Cluster, Options, eventually, load::follow_links, prometheus::start_of_last_run_above};
+use e2e::{Cluster, Options, eventually, prometheus::start_of_last_run_above};
 use serde_json::json;
 
 /// Enough ~2 KB links to carry a pod from idle (45 %) past critical (90 %), even after the
@@ -36,21 +36,10 @@ async fn a_leaking_pod_is_evicted_alone_and_its_replacement_starts_small() {
     assert!(cluster.condition_is("guard", "Critical", "False"));
 
     // The leak: thousands of long links followed through web-0 only, until it is evicted.
-    let url = cluster.pod_url("web-0").expect("web-0 is ready");
     let evicted = || cluster.deletions().iter().any(|d| d.pod == "web-0");
-    let followed = follow_links(
-        &cluster.http,
-        &url,
-        0..LINKS,
-        Duration::from_secs(90),
-        || !evicted(),
-    )
-    .await;
-    let waiting_for = format!(
-        "web-0 evicted after {} links followed through it ({} failed)",
-        followed.redirected, followed.failed
-    );
-    eventually(&waiting_for, Duration::from_secs(20), evicted).await;
+    let followed = cluster
+        .leak_until("web-0", LINKS, "web-0 evicted", evicted)
+        .await;
 
     // Only web-0, once, by the operator's eviction.
     let deletions = cluster.deletions();

@@ -8,7 +8,7 @@ use testkit::PgServer;
 
 use super::{Cluster, blocking, lock_prometheus};
 use crate::{
-    ADMIN_TOKEN,
+    ADMIN_TOKEN, eventually,
     fleet::{Deletion, lock},
     load, prometheus,
 };
@@ -17,6 +17,32 @@ impl Cluster {
     /// Ready pods as (name, base URL), by name.
     pub fn ready_pods(&self) -> Vec<(String, String)> {
         lock(&self.fleet).ready()
+    }
+
+    /// The leak of scenarios 1 and 6: follows links `mem0` … through ready pod `pod` for up
+    /// to 90 s, until `done` holds, then gives `done` 20 s more to hold; a failure says
+    /// `what` was awaited and how far the leak got.
+    pub async fn leak_until(
+        &self,
+        pod: &str,
+        links: usize,
+        what: &str,
+        done: impl Fn() -> bool,
+    ) -> load::Followed {
+        let url = self
+            .pod_url(pod)
+            .unwrap_or_else(|| panic!("{pod} is ready"));
+        let followed =
+            load::follow_links(&self.http, &url, 0..links, Duration::from_secs(90), || {
+                !done()
+            })
+            .await;
+        let waiting_for = format!(
+            "{what} after {} links followed through {pod} ({} failed)",
+            followed.redirected, followed.failed
+        );
+        eventually(&waiting_for, Duration::from_secs(20), done).await;
+        followed
     }
 
     /// The base URL of a ready pod.
