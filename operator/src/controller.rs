@@ -217,7 +217,7 @@ async fn report_unreadable(object: &DynamicObject, problem: &str, ctx: &Context)
     let reference = object.object_ref(&ApiResource::erase::<MemoryPolicy>(&()));
     let event = respond::event(EventType::Warning, "InvalidPolicy", "Read", &message);
     respond::publish(ctx, &reference, event).await;
-    write_status(ctx, &key, uid, cached.as_ref(), status, now).await
+    write_status(ctx, &key, uid, cached.as_ref(), status).await
 }
 
 async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
@@ -248,7 +248,7 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
         status.state = Some("Invalid".into());
         let event = respond::event(EventType::Warning, "InvalidPolicy", "Validate", &message);
         respond::publish(ctx, &policy.object_ref(&()), event).await;
-        write_status(ctx, &key, uid, cached, status, now).await?;
+        write_status(ctx, &key, uid, cached, status).await?;
         return Ok(Requeue::requeue(interval));
     }
 
@@ -272,7 +272,7 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
             now,
         );
         status.state = Some("TargetMissing".into());
-        write_status(ctx, &key, uid, cached, status, now).await?;
+        write_status(ctx, &key, uid, cached, status).await?;
         return Ok(Requeue::requeue(interval));
     };
 
@@ -322,7 +322,8 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
         now,
         policy,
     );
-    write_status(ctx, &key, uid, cached, status, now).await?;
+    status.last_evaluation_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    write_status(ctx, &key, uid, cached, status).await?;
     Ok(Requeue::requeue(interval))
 }
 
@@ -385,18 +386,22 @@ async fn read_samples(
 }
 
 /// Writes `status` as a merge patch against the status the server holds (as far as this
-/// process knows), so that fields the new status no longer has are deleted.
+/// process knows), so that fields the new status no longer has are deleted. Writes nothing
+/// when nothing changed: each write wakes this policy's reconcile again, and a policy that is
+/// invalid, unreadable or missing its target is not evaluated, so its status stays the same.
 async fn write_status(
     ctx: &Context,
     key: &ObjectRef<MemoryPolicy>,
     uid: Option<&str>,
     cached: Option<&MemoryPolicyStatus>,
-    mut status: MemoryPolicyStatus,
-    now: Timestamp,
+    status: MemoryPolicyStatus,
 ) -> Result<()> {
-    status.last_evaluation_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
     let before = ctx.recall.status(key, uid, cached);
     let patch = status::merge_patch(&json!(before), &json!(status));
+    if patch == json!({}) {
+        debug!("status unchanged; not writing it");
+        return Ok(());
+    }
     let namespace = key.namespace.as_deref().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),

@@ -213,6 +213,16 @@ async fn an_invalid_policy_says_which_field_is_wrong() {
         message.contains("spec.thresholds.lowWaterMark (80) must be below highWaterMark (60)"),
         "{message}"
     );
+    // Re-checked every interval, but its status is written once: each write would wake the
+    // policy's reconcile again.
+    let writes = || {
+        cluster
+            .requests_to("PATCH", "/memorypolicies/bad/status")
+            .len()
+    };
+    let before = writes();
+    pause(Duration::from_secs(3)).await;
+    assert_eq!(writes(), before, "an unchanged status was written again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
