@@ -30,7 +30,7 @@ pub async fn act(
     now: Timestamp,
 ) -> Option<Outcome> {
     if let Some(held) = &decision.held_back {
-        ctx.metrics.action(action_kind(&held.action), "held_back");
+        ctx.metrics.action(names(&held.action).kind, "held_back");
         let note = format!("held back {}: {}", held.action, held.reason);
         publish(
             ctx,
@@ -38,7 +38,7 @@ pub async fn act(
             event(
                 EventType::Warning,
                 "ActionHeldBack",
-                action_verb(&held.action),
+                names(&held.action).verb,
                 &note,
             ),
         )
@@ -47,12 +47,12 @@ pub async fn act(
     let action = decision.action.as_ref()?;
     let reasons = decision.reasons.join("; ");
     if decision.dry_run {
-        ctx.metrics.action(action_kind(action), "dry_run");
+        ctx.metrics.action(names(action).kind, "dry_run");
         let note = format!("dry run: would {action}: {reasons}");
         publish(
             ctx,
             &policy.object_ref(&()),
-            event(EventType::Normal, "DryRun", action_verb(action), &note),
+            event(EventType::Normal, "DryRun", names(action).verb, &note),
         )
         .await;
         return Some(Outcome::Reported);
@@ -67,7 +67,7 @@ pub async fn act(
     )
     .await;
     let (kind, outcome_label) = (
-        action_kind(action),
+        names(action).kind,
         match &outcome {
             Outcome::Done => "applied",
             Outcome::Reported => "reported",
@@ -80,19 +80,19 @@ pub async fn act(
             publish(
                 ctx,
                 &policy.object_ref(&()),
-                event(EventType::Warning, "ActionFailed", action_verb(action), why),
+                event(EventType::Warning, "ActionFailed", names(action).verb, why),
             )
             .await;
         }
         _ => {
             let note = format!("{action}: {reasons}");
-            let reason = event_reason(action);
+            let reason = names(action).reason;
             let kind = if matches!(action, Action::Alert { .. }) {
                 EventType::Warning
             } else {
                 EventType::Normal
             };
-            let verb = action_verb(action);
+            let verb = names(action).verb;
             record_action(
                 ctx,
                 &policy.object_ref(&()),
@@ -202,35 +202,23 @@ async fn send(recorder: &Recorder, object: &ObjectReference, event: Event) {
 }
 
 pub fn decision_kind(decision: &Decision) -> &'static str {
-    decision.action.as_ref().map_or("none", action_kind)
+    decision.action.as_ref().map_or("none", |a| names(a).kind)
 }
 
-fn action_kind(action: &Action) -> &'static str {
-    match action {
-        Action::ScaleTo { from, to } if to > from => "scale_out",
-        Action::ScaleTo { .. } => "scale_in",
-        Action::Evict { .. } => "evict",
-        Action::RollingRestart => "rolling_restart",
-        Action::Alert { .. } => "alert",
-    }
+/// How an action is named: its metric label, its Event action and its Event reason.
+struct Names {
+    kind: &'static str,
+    verb: &'static str,
+    reason: &'static str,
 }
 
-fn action_verb(action: &Action) -> &'static str {
-    match action {
-        Action::ScaleTo { from, to } if to > from => "ScaleOut",
-        Action::ScaleTo { .. } => "ScaleIn",
-        Action::Evict { .. } => "RestartPod",
-        Action::RollingRestart => "RollingRestart",
-        Action::Alert { .. } => "Alert",
-    }
-}
-
-fn event_reason(action: &Action) -> &'static str {
-    match action {
-        Action::ScaleTo { from, to } if to > from => "ScaledOut",
-        Action::ScaleTo { .. } => "ScaledIn",
-        Action::Evict { .. } => "PodEvicted",
-        Action::RollingRestart => "RollingRestartStarted",
-        Action::Alert { .. } => "MemoryAlert",
-    }
+fn names(action: &Action) -> Names {
+    let (kind, verb, reason) = match action {
+        Action::ScaleTo { from, to } if to > from => ("scale_out", "ScaleOut", "ScaledOut"),
+        Action::ScaleTo { .. } => ("scale_in", "ScaleIn", "ScaledIn"),
+        Action::Evict { .. } => ("evict", "RestartPod", "PodEvicted"),
+        Action::RollingRestart => ("rolling_restart", "RollingRestart", "RollingRestartStarted"),
+        Action::Alert { .. } => ("alert", "Alert", "MemoryAlert"),
+    };
+    Names { kind, verb, reason }
 }
