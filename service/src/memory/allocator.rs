@@ -114,10 +114,11 @@ mod tests {
 
     #[test]
     fn statistics_see_a_large_allocation() {
-        let before = stats().unwrap();
         let block = vec![1u8; 8 << 20];
         let during = stats().unwrap();
-        assert!(during.allocated >= before.allocated + (8 << 20) - 4096);
+        // Other tests allocate and free at the same time, so only what this one holds is
+        // certain: the live block is part of what jemalloc reports as allocated.
+        assert!(during.allocated >= 8 << 20);
         assert!(during.resident >= during.active && during.mapped >= during.active);
         drop(block);
     }
