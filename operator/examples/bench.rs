@@ -157,7 +157,7 @@ async fn queries_per_evaluation(pods: usize) -> (u64, u64) {
     )
     .unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(controller::run(ctx, stop.clone().cancelled_owned()));
+    tokio::spawn(controller::run(ctx, None, stop.clone().cancelled_owned()));
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     stop.cancel();
     let evaluations = metrics

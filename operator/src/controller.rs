@@ -87,16 +87,25 @@ impl Context {
 }
 
 /// Runs the controller until `shutdown` resolves; fails fast when the CRD is missing.
+/// With `namespace`, only that namespace's policies and Deployments are watched.
 ///
 /// Policies are watched untyped and read one by one, so that one the operator cannot read
 /// (stored under an older schema, say) is reported on its own status instead of failing
 /// every list and watch, and with them every other policy.
 pub async fn run(
     ctx: Arc<Context>,
+    namespace: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let resource = ApiResource::erase::<MemoryPolicy>(&());
-    let policies: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
+    let client = ctx.client.clone();
+    let (policies, deployments): (Api<DynamicObject>, Api<Deployment>) = match namespace {
+        Some(namespace) => (
+            Api::namespaced_with(client.clone(), namespace, &resource),
+            Api::namespaced(client, namespace),
+        ),
+        None => (Api::all_with(client.clone(), &resource), Api::all(client)),
+    };
     policies
         .list_metadata(&ListParams::default().limit(1))
         .await
@@ -105,22 +114,18 @@ pub async fn run(
     let store = controller.store();
     let forget_deleted = forget_deleted(store.clone(), ctx.clone());
     let controller = controller
-        .watches(
-            Api::<Deployment>::all(ctx.client.clone()),
-            watcher::Config::default(),
-            move |deployment| {
-                let (namespace, name) = (deployment.namespace(), deployment.name_any());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|p| {
-                        p.namespace() == namespace
-                            && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
-                    })
-                    .map(|p| ObjectRef::from_obj_with(&*p, resource.clone()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches(deployments, watcher::Config::default(), move |deployment| {
+            let (namespace, name) = (deployment.namespace(), deployment.name_any());
+            store
+                .state()
+                .into_iter()
+                .filter(|p| {
+                    p.namespace() == namespace
+                        && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
+                })
+                .map(|p| ObjectRef::from_obj_with(&*p, resource.clone()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -385,10 +390,12 @@ async fn read_samples(
     }
 }
 
-/// Writes `status` as a merge patch against the status the server holds (as far as this
-/// process knows), so that fields the new status no longer has are deleted. Writes nothing
-/// when nothing changed: each write wakes this policy's reconcile again, and a policy that is
-/// invalid, unreadable or missing its target is not evaluated, so its status stays the same.
+/// Writes `status` as a merge patch against the status the server showed this reconcile
+/// (`cached`), so that fields the new status no longer has are deleted and whatever another
+/// writer changed is put back. Writes nothing when the server already shows it: each write
+/// wakes this policy's reconcile again, and a policy that is invalid, unreadable or missing
+/// its target is not evaluated, so its status stays the same. When the cache lags behind this
+/// process's last write, the patch repeats some of it, which is harmless.
 async fn write_status(
     ctx: &Context,
     key: &ObjectRef<MemoryPolicy>,
@@ -396,8 +403,8 @@ async fn write_status(
     cached: Option<&MemoryPolicyStatus>,
     status: MemoryPolicyStatus,
 ) -> Result<()> {
-    let before = ctx.recall.status(key, uid, cached);
-    let patch = status::merge_patch(&json!(before), &json!(status));
+    let shown = cached.map_or_else(|| json!({}), |status| json!(status));
+    let patch = status::merge_patch(&shown, &json!(status));
     if patch == json!({}) {
         debug!("status unchanged; not writing it");
         return Ok(());

@@ -77,6 +77,23 @@ struct RunArgs {
     /// This replica's identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME", default_value = "memory-operator")]
     identity: String,
+    /// How long a Lease holds without renewal; a standby takes over this long after the
+    /// leader stops renewing (`15s`, `1m`).
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = lease_duration)]
+    lease_duration: Duration,
+    /// Watch only this namespace's policies and Deployments (default: every namespace).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+}
+
+/// A lease duration in the CRD's duration syntax, at least a second.
+fn lease_duration(text: &str) -> Result<Duration, String> {
+    let duration: memory_operator::crd::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    let duration = Duration::from(duration);
+    if duration < Duration::from_secs(1) {
+        return Err(format!("{text} is shorter than 1s"));
+    }
+    Ok(duration)
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -144,21 +161,29 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     // Ready once the API server answers for MemoryPolicies: a standby replica
     // serves its endpoints and stands ready to lead, so it counts as ready too.
-    kube::Api::<MemoryPolicy>::all(client.clone())
+    let policies = match &args.namespace {
+        Some(namespace) => kube::Api::<MemoryPolicy>::namespaced(client.clone(), namespace),
+        None => kube::Api::<MemoryPolicy>::all(client.clone()),
+    };
+    policies
         .list(&kube::api::ListParams::default().limit(1))
         .await
         .map_err(Error::CrdMissing)?;
     health.ready.store(true, Ordering::Relaxed);
     // Futures are lazy: the controller starts only when awaited, which under
     // leader election happens only once this replica holds the Lease.
-    let controller = controller::run(shared, shutdown.clone().cancelled_owned());
+    let controller = controller::run(
+        shared,
+        args.namespace.as_deref(),
+        shutdown.clone().cancelled_owned(),
+    );
     if args.leader_election {
         let elector = Elector::new(
             client,
             &args.lease_namespace,
             &args.lease_name,
             &args.identity,
-            Duration::from_secs(15),
+            args.lease_duration,
         );
         let (elected, leading) = tokio::sync::oneshot::channel();
         let act_when_elected = async move {

@@ -1,26 +1,46 @@
-//! Leader election on a Lease in the fake API server.
+//! Leader election on the real Lease API, and start-up on a control plane that has no
+//! MemoryPolicy CRD (this binary never installs it).
 
 use std::time::Duration;
 
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{
+    Api, Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
 use memory_operator::leader::Elector;
-use testkit::FakeApiServer;
+use testkit::ControlPlane;
 
-fn elector(api: &FakeApiServer, identity: &str) -> Elector {
-    let client = Client::try_from(kube::Config::new(api.url().parse().unwrap())).unwrap();
-    Elector::new(
-        client,
-        "ops",
-        "memory-operator",
-        identity,
-        Duration::from_secs(2),
-    )
+async fn admin_config() -> kube::Config {
+    let plane = ControlPlane::shared().expect("the control plane starts");
+    let kubeconfig = Kubeconfig::read_from(plane.kubeconfig()).unwrap();
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A namespace of the test's own and a candidate factory for Lease `memory-operator` in it.
+async fn candidates() -> (String, impl Fn(&str) -> Elector) {
+    let plane = ControlPlane::shared().expect("the control plane starts");
+    let namespace = plane.create_namespace("lease").unwrap();
+    let client = Client::try_from(admin_config().await).unwrap();
+    let ns = namespace.clone();
+    let elector = move |identity: &str| {
+        Elector::new(
+            client.clone(),
+            &ns,
+            "memory-operator",
+            identity,
+            Duration::from_secs(2),
+        )
+    };
+    (namespace, elector)
 }
 
 #[tokio::test]
 async fn one_replica_leads_and_a_standby_takes_over_an_expired_lease() {
-    let api = FakeApiServer::start().await.unwrap();
-    let (a, b) = (elector(&api, "a"), elector(&api, "b"));
+    let (namespace, elector) = candidates().await;
+    let (a, b) = (elector("a"), elector("b"));
     assert!(
         a.try_lead().await.unwrap(),
         "the first candidate takes a free lease"
@@ -32,21 +52,52 @@ async fn one_replica_leads_and_a_standby_takes_over_an_expired_lease() {
     tokio::time::sleep(Duration::from_millis(3_100)).await;
     assert!(b.try_lead().await.unwrap());
     assert!(!a.try_lead().await.unwrap(), "the old leader sees it lost");
-    let lease = api
-        .get("coordination.k8s.io/v1", "Lease", "ops", "memory-operator")
+    let client = Client::try_from(admin_config().await).unwrap();
+    let lease = Api::<Lease>::namespaced(client, &namespace)
+        .get("memory-operator")
+        .await
         .unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "b");
-    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("b"));
+    assert_eq!(spec.lease_transitions, Some(1));
 }
 
 #[tokio::test]
-async fn losing_a_race_for_the_lease_means_standing_by() {
-    let api = FakeApiServer::start().await.unwrap();
-    let a = elector(&api, "a");
-    api.fail_next("POST", "/leases", 409, 1);
+async fn two_candidates_racing_for_a_free_lease_end_with_exactly_one_leader() {
+    for _ in 0..5 {
+        let (_, elector) = candidates().await;
+        let (a, b) = (elector("a"), elector("b"));
+        let (a_leads, b_leads) = tokio::join!(a.try_lead(), b.try_lead());
+        let (a_leads, b_leads) = (a_leads.unwrap(), b_leads.unwrap());
+        assert!(a_leads != b_leads, "a leads: {a_leads}, b leads: {b_leads}");
+        let leader = if a_leads { &a } else { &b };
+        assert!(
+            leader.try_lead().await.unwrap(),
+            "the winner keeps the lease"
+        );
+    }
+}
+
+#[tokio::test]
+async fn start_up_fails_fast_when_the_crd_is_not_installed() {
+    let reporter = kube::runtime::events::Reporter {
+        controller: "memory-operator".into(),
+        instance: None,
+    };
+    let metrics = std::sync::Arc::new(memory_operator::metrics::Metrics::default());
+    let prometheus = memory_operator::prometheus::Prometheus::new("http://127.0.0.1:9");
+    let ctx = memory_operator::controller::Context::new(
+        admin_config().await,
+        prometheus,
+        metrics,
+        reporter,
+    )
+    .unwrap();
+    let error = memory_operator::controller::run(ctx, None, std::future::pending())
+        .await
+        .unwrap_err();
     assert!(
-        !a.try_lead().await.unwrap(),
-        "a 409 on create means another replica won"
+        error.to_string().contains("is the CRD installed?"),
+        "{error}"
     );
-    assert!(a.try_lead().await.unwrap());
 }

@@ -7,13 +7,17 @@
 //!
 //! [`PromServer`] is a throwaway Prometheus scraping given targets; [`ScriptedPrometheus`] answers
 //! queries with series a test sets. [`SchemaCheck`] says what an apiserver would about an object
-//! under a CRD's schema. [`FakeApiServer`] is an
+//! under a CRD's schema. [`ControlPlane`] is a real Kubernetes control plane (etcd,
+//! kube-apiserver, kube-controller-manager, kube-scheduler) built from Go modules under
+//! `tools/k8s/`, one per test binary, each test in a namespace of its own. [`FakeApiServer`] is an
 //! in-process fake of the Kubernetes API server, served inside the test's tokio runtime, for
 //! running the real kube-rs client and controller runtime without a cluster.
 
 #![forbid(unsafe_code)]
 
+mod control_plane;
 mod kube_api;
+mod loopback;
 mod postgres;
 mod prometheus;
 mod schema_check;
@@ -22,6 +26,7 @@ mod watchdog;
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
+pub use control_plane::ControlPlane;
 pub use kube_api::{Change, ChangeType, FakeApiServer, merge_patch};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{PromServer, Target};
@@ -76,8 +81,14 @@ pub enum Error {
     /// Prometheus answered, or failed to answer, in an unexpected way.
     #[error("Prometheus: {0}")]
     Prometheus(String),
-    /// The shared server of [`fresh_database_url`] failed to start (once, for all tests).
-    #[error("the shared test PostgreSQL server could not start: {0}")]
+    /// Keys or certificates for the control plane could not be made.
+    #[error("could not make the control plane's certificates: {0}")]
+    Pki(String),
+    /// The Go-built control plane binaries could not be found or built.
+    #[error("the control plane binaries: {0}")]
+    Binaries(String),
+    /// A shared test server (PostgreSQL, the control plane) failed to start, once for all tests.
+    #[error("the shared test server could not start: {0}")]
     Shared(String),
 }
 

@@ -4,8 +4,6 @@
 use std::{
     collections::BTreeMap,
     fs,
-    io::{Read, Write},
-    net::{Ipv4Addr, TcpStream},
     path::PathBuf,
     process::Command,
     thread,
@@ -13,7 +11,7 @@ use std::{
 };
 
 use crate::{
-    Error, Result,
+    Error, Result, loopback,
     watchdog::{Watchdog, discard, free_port},
 };
 
@@ -169,36 +167,18 @@ impl Drop for PromServer {
     }
 }
 
-/// A minimal HTTP/1.1 request on loopback; returns the status and the body.
+/// [`loopback::http`] with failures as Prometheus errors.
 fn http(port: u16, method: &str, path: &str) -> Result<(u16, String)> {
-    let failed = |e: std::io::Error| Error::Prometheus(format!("{method} {path}: {e}"));
-    let address = (Ipv4Addr::LOCALHOST, port).into();
-    let mut stream =
-        TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(failed)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(failed)?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).map_err(failed)?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(failed)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    loopback::http(port, method, path)
+        .map_err(|e| Error::Prometheus(format!("{method} {path}: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::net::TcpListener;
+    use std::{
+        io::{Read, Write},
+        net::{Ipv4Addr, TcpListener},
+    };
 
     use super::*;
 

@@ -17,7 +17,8 @@ use crate::{Error, Result};
 /// Runs the server in the background and holds the read end of a pipe whose write end only the
 /// test process has. Whenever that end closes (drop, panic, SIGKILL) `read` returns and the
 /// watcher stops the server (SIGINT, which PostgreSQL and Prometheus both take as "shut down
-/// cleanly now") and deletes the whole dir, unless the test process wrote `keep` first. If the
+/// cleanly now"; a second signal after 2 s, which kube-controller-manager needs to stop; SIGKILL after 10 s)
+/// and deletes the whole dir, unless the test process wrote `keep` first. If the
 /// server exits on its own, the shell exits with its status so start-up failures show at once.
 /// Arguments: $1 the dir (the server's output goes to `server.log` there), then the command.
 const SCRIPT: &str = r#"
@@ -31,7 +32,13 @@ server=$!
   cmd=
   read -r cmd <&3 || :
   kill -INT "$server" 2>/dev/null
-  while kill -0 "$server" 2>/dev/null; do sleep 0.05; done
+  waited=0
+  while kill -0 "$server" 2>/dev/null; do
+    waited=$((waited + 1))
+    [ "$waited" -eq 40 ] && kill -TERM "$server" 2>/dev/null
+    [ "$waited" -eq 200 ] && kill -KILL "$server" 2>/dev/null
+    sleep 0.05
+  done
   [ "$cmd" = keep ] || rm -rf "$dir"
 } &
 watcher=$!

@@ -1,49 +1,187 @@
-//! A cluster for controller tests: the fake API server from testkit holding a
-//! Deployment, its pods and a PodDisruptionBudget, a scripted Prometheus
-//! answering the operator's one query, and the real controller running.
+//! Controller tests on a real control plane (testkit's [`ControlPlane`], one per test binary):
+//! the CRD applied with kubectl, the chart's ServiceAccount and RBAC rendered by the real
+//! `helm template` and applied, the operator running with a TokenRequest token of that
+//! ServiceAccount and nothing more. Each test has a namespace of its own, a Deployment whose
+//! pods the real controllers create and the real scheduler binds, a PodDisruptionBudget the
+//! real disruption controller computes, and a scripted Prometheus answering the operator's
+//! query. There is no kubelet: [`kubelet`] marks bound pods Running and Ready and finishes
+//! their deletion, as a kubelet would once their containers stopped.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod audit;
+pub mod kubelet;
+
 use std::{
-    future::Future,
-    sync::Arc,
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
-use kube::runtime::events::Reporter;
+use k8s_openapi::api::{
+    apps::v1::{Deployment, ReplicaSet},
+    core::v1::Pod,
+    events::v1::Event,
+    policy::v1::PodDisruptionBudget,
+};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::events::Reporter,
+};
 use memory_operator::{
     controller::{self, Context},
+    crd::MemoryPolicy,
     metrics::Metrics,
     prometheus::Prometheus,
 };
 use serde_json::{Value, json};
-use testkit::{FakeApiServer, ScriptedPrometheus};
+use testkit::{ControlPlane, ScriptedPrometheus};
 use tokio_util::sync::CancellationToken;
 
-pub const NS: &str = "shop";
 pub const MIB: u64 = 1 << 20;
+/// The Node every test pod is scheduled to.
+pub const NODE: &str = "testkit-node";
+/// The chart's release: its ServiceAccount is the operator's identity in every test.
+pub const RELEASE: &str = "memory-operator";
+pub const OPERATOR_NAMESPACE: &str = "memory-operator";
+/// The field manager of the tests' own writes.
+const TESTS: &str = "operator-tests";
+
+/// What every test of a binary shares: the control plane with the CRD, the Node and the
+/// chart's RBAC installed, and the operator's kubeconfig.
+pub struct Installed {
+    pub plane: &'static ControlPlane,
+    /// Authenticates as the chart's ServiceAccount.
+    pub operator_kubeconfig: PathBuf,
+}
+
+/// The workspace root, where `crds/` and `charts/` are.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+}
+
+/// The control plane of this binary, with the CRD, the Node and the chart's RBAC in place.
+pub fn installed() -> &'static Installed {
+    static INSTALLED: OnceLock<Installed> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let plane = ControlPlane::shared().expect("the control plane starts");
+        let crd = repo_root().join("crds/memorypolicy.yaml");
+        plane
+            .run_kubectl(&["apply", "-f", crd.to_str().unwrap()])
+            .expect("kubectl applies the CRD");
+        plane
+            .run_kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/memorypolicies.shortener.dev",
+            ])
+            .expect("the CRD becomes Established");
+        kubelet::register_node(plane, NODE);
+        let operator_kubeconfig = install_chart_rbac(plane);
+        Installed {
+            plane,
+            operator_kubeconfig,
+        }
+    })
+}
+
+/// The chart's ServiceAccount, ClusterRole, Role and bindings, rendered by `helm template`
+/// and applied; returns a kubeconfig holding a TokenRequest token of that ServiceAccount.
+fn install_chart_rbac(plane: &ControlPlane) -> PathBuf {
+    plane
+        .run_kubectl(&["create", "namespace", OPERATOR_NAMESPACE])
+        .expect("the operator's namespace");
+    let chart = repo_root().join("charts/memory-operator");
+    let rendered = plane
+        .helm()
+        .args(["template", RELEASE, chart.to_str().unwrap()])
+        .args(["--namespace", OPERATOR_NAMESPACE])
+        .args(["--show-only", "templates/serviceaccount.yaml"])
+        .args(["--show-only", "templates/rbac.yaml"])
+        .output()
+        .expect("helm runs");
+    assert!(
+        rendered.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let manifests =
+        std::env::temp_dir().join(format!("memory-operator-rbac-{}.yaml", std::process::id()));
+    std::fs::write(&manifests, &rendered.stdout).expect("writing the rendered RBAC");
+    plane
+        .run_kubectl(&[
+            "apply",
+            "-n",
+            OPERATOR_NAMESPACE,
+            "-f",
+            manifests.to_str().unwrap(),
+        ])
+        .expect("kubectl applies the chart's RBAC");
+    let _ = std::fs::remove_file(&manifests);
+    let token = plane
+        .service_account_token(OPERATOR_NAMESPACE, RELEASE)
+        .expect("a token for the chart's ServiceAccount");
+    plane
+        .kubeconfig_for("memory-operator", &token)
+        .expect("the operator's kubeconfig")
+}
+
+/// A client configuration from a kubeconfig file.
+pub async fn config_from(path: &Path) -> kube::Config {
+    let kubeconfig = Kubeconfig::read_from(path).expect("a readable kubeconfig");
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a usable kubeconfig")
+}
+
+/// A client with the admin's rights, for the tests' own reads and writes.
+pub async fn admin() -> Client {
+    let config = config_from(installed().plane.kubeconfig()).await;
+    Client::try_from(config).expect("an admin client")
+}
+
+/// The username the apiserver gives the chart's ServiceAccount.
+pub fn operator_user() -> String {
+    format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{RELEASE}")
+}
 
 /// Usage per pod in percent of a 64 MiB limit, through the scripted Prometheus.
 #[derive(Clone)]
-pub struct Usage(ScriptedPrometheus);
+pub struct Usage {
+    scripted: ScriptedPrometheus,
+    namespace: String,
+}
 
 impl Usage {
     pub fn set(&self, pod: &str, percent: f64) {
         let limit = (64 * MIB) as f64;
-        self.0.set(NS, pod, limit * percent / 100.0, limit);
+        self.scripted
+            .set(&self.namespace, pod, limit * percent / 100.0, limit);
     }
 
     pub fn clear(&self) {
-        self.0.clear();
+        self.scripted.clear();
     }
 
     pub fn queries(&self) -> u64 {
-        self.0.queries()
+        self.scripted.queries()
+    }
+
+    pub fn url(&self) -> String {
+        self.scripted.url()
     }
 }
 
-/// The fake cluster with the controller running until dropped.
+/// A Deployment `web` in a namespace of its own, its pods Running, a PodDisruptionBudget
+/// computed by the real disruption controller, and the operator watching that namespace
+/// until dropped.
 pub struct Cluster {
-    pub api: FakeApiServer,
+    pub namespace: String,
+    pub client: Client,
     pub prometheus: Usage,
     pub metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -56,82 +194,177 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// A Deployment `web` with `pods` (each 64Mi limit, labels app=web), a PDB
-    /// allowing `disruptions`, and the CRD served; the controller is started.
-    pub async fn start(pods: &[&str], disruptions: u32) -> Cluster {
-        let api = FakeApiServer::start().await.expect("fake API server");
+    /// `replicas` pods of `web` (64Mi limit each, labels app=web), all Running and Ready, and a
+    /// PodDisruptionBudget with `minAvailable: min_available`; the controller is started.
+    pub async fn start(replicas: i32, min_available: i32) -> Cluster {
+        let cluster = Cluster::without_operator(replicas, min_available).await;
+        cluster.start_operator().await;
+        cluster
+    }
+
+    /// As [`Cluster::start`], but no operator runs.
+    pub async fn without_operator(replicas: i32, min_available: i32) -> Cluster {
+        let installed = installed();
+        let namespace = installed
+            .plane
+            .create_namespace("op")
+            .expect("a namespace for the test");
+        let client = admin().await;
+        let stop = CancellationToken::new();
+        tokio::spawn(kubelet::run(
+            client.clone(),
+            namespace.clone(),
+            stop.clone().cancelled_owned(),
+        ));
         let scripted = ScriptedPrometheus::start()
             .await
             .expect("scripted Prometheus");
-        let prometheus_url = scripted.url();
-        let prometheus = Usage(scripted);
         let cluster = Cluster {
-            api,
-            prometheus,
+            prometheus: Usage {
+                scripted,
+                namespace: namespace.clone(),
+            },
+            namespace,
+            client,
             metrics: Arc::new(Metrics::default()),
-            stop: CancellationToken::new(),
+            stop,
         };
-        cluster.deployment("web", pods.len() as i32, false);
-        for pod in pods {
-            cluster.pod(pod);
-        }
-        cluster.api.apply(json!({
-            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": "web", "namespace": NS},
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}},
-            "status": {"disruptionsAllowed": disruptions}
-        }));
-        let config = kube::Config::new(cluster.api.url().parse().unwrap());
+        cluster.deployment("web", replicas, false).await;
+        cluster
+            .apply(
+                ApiResource::erase::<PodDisruptionBudget>(&()),
+                json!({
+                    "metadata": {"name": "web"},
+                    "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "web"}}}
+                }),
+            )
+            .await;
+        cluster.wait_until_settled(replicas).await;
+        cluster
+    }
+
+    /// Runs the controller in this process as the chart's ServiceAccount, watching only this
+    /// test's namespace.
+    pub async fn start_operator(&self) {
+        let config = config_from(&installed().operator_kubeconfig).await;
         let reporter = Reporter {
             controller: "memory-operator".into(),
             instance: Some("test".into()),
         };
         let ctx = Context::new(
             config,
-            Prometheus::new(prometheus_url),
-            cluster.metrics.clone(),
+            Prometheus::new(self.prometheus.url()),
+            self.metrics.clone(),
             reporter,
         )
         .expect("a controller context");
-        let stop = cluster.stop.clone();
+        let (stop, namespace) = (self.stop.clone(), self.namespace.clone());
         tokio::spawn(async move {
-            controller::run(ctx, stop.cancelled_owned())
+            controller::run(ctx, Some(&namespace), stop.cancelled_owned())
                 .await
                 .expect("the controller runs");
         });
-        cluster
     }
 
-    pub fn deployment(&self, name: &str, replicas: i32, paused: bool) {
-        self.api.apply(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {
-                "replicas": replicas, "paused": paused,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "shortener",
-                        "resources": {"limits": {"memory": "64Mi"}}}]}
-                }
+    /// Waits until `web` has `replicas` Running pods, every one available, and the
+    /// PodDisruptionBudget has been computed for them.
+    pub async fn wait_until_settled(&self, replicas: i32) {
+        eventually(
+            "the Deployment available and the budget computed",
+            async || {
+                let deployment = self.deployment_object().await;
+                let status = deployment.status.unwrap_or_default();
+                let pdb: Api<PodDisruptionBudget> =
+                    Api::namespaced(self.client.clone(), &self.namespace);
+                let pdb = pdb.get("web").await.unwrap();
+                let budget = pdb.status.unwrap_or_default();
+                status.available_replicas == Some(replicas)
+                    && status.updated_replicas == Some(replicas)
+                    && self.pods().await.len() == replicas as usize
+                    && budget.observed_generation == pdb.metadata.generation
+                    && budget.current_healthy == Some(replicas)
             },
-            "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
-                "availableReplicas": replicas, "readyReplicas": replicas}
-        }));
+        )
+        .await;
     }
 
-    pub fn pod(&self, name: &str) {
-        self.api.apply(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS, "labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "app", "image": "shortener",
-                "resources": {"limits": {"memory": "64Mi"}}}]},
-            "status": {"phase": "Running"}
-        }));
+    /// Server-side applies `object`, of the kind `resource` names, in the test's namespace.
+    pub async fn apply(&self, resource: ApiResource, mut object: Value) {
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        object["apiVersion"] = json!(resource.api_version);
+        object["kind"] = json!(resource.kind);
+        object["metadata"]["namespace"] = json!(self.namespace);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
+        api.patch(
+            &name,
+            &PatchParams::apply(TESTS).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", resource.kind));
+    }
+
+    pub async fn deployment(&self, name: &str, replicas: i32, paused: bool) {
+        self.apply(
+            ApiResource::erase::<Deployment>(&()),
+            json!({
+                "metadata": {"name": name},
+                "spec": {
+                    "replicas": replicas, "paused": paused,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {
+                            "terminationGracePeriodSeconds": 5,
+                            "containers": [{"name": "app", "image": "shortener:test",
+                                "resources": {"limits": {"memory": "64Mi"}}}]
+                        }
+                    }
+                }
+            }),
+        )
+        .await;
+    }
+
+    pub async fn deployment_object(&self) -> Deployment {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.get("web").await.expect("Deployment web")
+    }
+
+    /// The names of the Running pods of `web` that are not being deleted, sorted.
+    pub async fn pods(&self) -> Vec<String> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = api
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .expect("listing pods");
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| p.metadata.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub async fn pod_exists(&self, name: &str) -> bool {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.get_opt(name).await.expect("reading a pod").is_some()
+    }
+
+    pub async fn replica_sets(&self) -> Vec<ReplicaSet> {
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.list(&ListParams::default())
+            .await
+            .expect("listing ReplicaSets")
+            .items
     }
 
     /// Applies a policy `name` on `target` with fast clocks plus `extra` spec fields.
-    pub fn policy(&self, name: &str, target: &str, extra: Value) {
+    pub async fn policy(&self, name: &str, target: &str, extra: Value) {
         let mut spec = json!({
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
             "interval": "1s",
@@ -140,49 +373,89 @@ impl Cluster {
             "safety": {"cooldown": "5m", "maxRestartsPerHour": 3, "maxUnavailable": 1}
         });
         testkit::merge_patch(&mut spec, &extra);
-        self.api.apply(json!({
-            "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": spec
-        }));
+        self.apply(
+            ApiResource::erase::<MemoryPolicy>(&()),
+            json!({"metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
     }
 
-    pub fn policy_object(&self, name: &str) -> Value {
-        self.api
-            .get("shortener.dev/v1alpha1", "MemoryPolicy", NS, name)
-            .expect("the policy exists")
+    pub fn policies(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<MemoryPolicy>(&()),
+        )
+    }
+
+    pub async fn policy_object(&self, name: &str) -> Value {
+        let object = self.policies().get(name).await.expect("the policy exists");
+        serde_json::to_value(object).unwrap()
     }
 
     /// The condition `type_` of policy `name`, as (status, reason, message).
-    pub fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
-        let policy = self.policy_object(name);
+    pub async fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
+        let policy = self.policy_object(name).await;
         let conditions = policy["status"]["conditions"].as_array()?.clone();
         let c = conditions.into_iter().find(|c| c["type"] == type_)?;
         let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
         Some((text("status"), text("reason"), text("message")))
     }
 
-    /// Requests whose method is `method` and whose path contains `part`.
-    pub fn requests_to(&self, method: &str, part: &str) -> Vec<String> {
-        self.api.requests_to(method, part)
+    pub async fn condition_is(&self, name: &str, type_: &str, status: &str) -> bool {
+        self.condition(name, type_)
+            .await
+            .is_some_and(|(s, _, _)| s == status)
     }
 
-    /// Event reasons about objects of `kind`.
-    pub fn event_reasons(&self, kind: &str) -> Vec<String> {
-        self.api.event_reasons(kind)
+    /// The Events in the test's namespace about objects of `kind`.
+    pub async fn events_of(&self, kind: &str) -> Vec<Event> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.list(&ListParams::default())
+            .await
+            .expect("listing Events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some(kind))
+            .collect()
+    }
+
+    /// The reasons of the Events about objects of `kind`.
+    pub async fn event_reasons(&self, kind: &str) -> Vec<String> {
+        self.events_of(kind)
+            .await
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    /// The operator's requests in this namespace, from the apiserver's audit log.
+    pub fn operator_requests(&self) -> Vec<audit::Request> {
+        audit::requests(installed().plane, &operator_user())
+            .into_iter()
+            .filter(|r| r.namespace == self.namespace)
+            .collect()
+    }
+
+    /// The operator's requests in this namespace with `verb` on `resource` (`pods/eviction`).
+    pub fn operator_did(&self, verb: &str, resource: &str) -> Vec<audit::Request> {
+        self.operator_requests()
+            .into_iter()
+            .filter(|r| r.verb == verb && r.resource() == resource)
+            .collect()
     }
 }
 
-/// Polls `check` until it holds, failing with `what` after 15 s.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check() {
+/// Polls `check` until it holds, failing with `what` after 30 s.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Waits `duration` of controller time.
-pub fn pause(duration: Duration) -> impl Future<Output = ()> {
-    tokio::time::sleep(duration)
+pub async fn pause(duration: Duration) {
+    tokio::time::sleep(duration).await;
 }

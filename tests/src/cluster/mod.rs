@@ -233,7 +233,7 @@ impl Cluster {
         let outcome: Outcome = Arc::default();
         let slot = outcome.clone();
         let task = tokio::spawn(async move {
-            let ended = controller::run(ctx, stop.cancelled_owned()).await;
+            let ended = controller::run(ctx, None, stop.cancelled_owned()).await;
             *slot.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some(ended.map_err(|e| e.to_string()));
         });
