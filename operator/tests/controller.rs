@@ -475,3 +475,87 @@ async fn declared_limits_are_enforced_on_the_container() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_the_operators_view_of_a_policy() {
+    let plane = installed().plane;
+    let cluster = Cluster::start(2, 1).await;
+    let pods = cluster.pods().await;
+    cluster.prometheus.set(&pods[0], 97.0);
+    cluster.prometheus.set(&pods[1], 40.0);
+    cluster.policy("shown", "web", json!({})).await;
+    eventually("the eviction recorded", async || {
+        cluster.policy_object("shown").await["status"]["lastAction"]["type"] == "RestartPod"
+    })
+    .await;
+    let ns = cluster.namespace.as_str();
+
+    let table = plane.run_kubectl(&["get", "mempol", "-n", ns]).unwrap();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TARGET",
+            "REPLICAS",
+            "MAX USAGE",
+            "STATE",
+            "LAST ACTION",
+            "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    let status = &cluster.policy_object("shown").await["status"];
+    assert_eq!(row[0], "shown");
+    assert_eq!(row[1], "web");
+    assert_eq!(row[2], status["replicas"].to_string(), "{table}");
+    assert_eq!(row[3], status["maxUsage"].to_string(), "{table}");
+    assert_eq!(row[4], status["state"].as_str().unwrap(), "{table}");
+    assert_eq!(row[5], "RestartPod", "{table}");
+
+    let explained = plane
+        .run_kubectl(&["explain", "memorypolicy.spec.thresholds"])
+        .unwrap();
+    for field in [
+        "lowWaterMark",
+        "highWaterMark",
+        "critical",
+        "for",
+        "staleAfter",
+    ] {
+        assert!(
+            explained.contains(field),
+            "{field} missing from:\n{explained}"
+        );
+    }
+    assert!(
+        explained.contains("Above this `onCritical` applies."),
+        "{explained}"
+    );
+
+    let described = plane
+        .run_kubectl(&["describe", "mempol", "shown", "-n", ns])
+        .unwrap();
+    for expected in [
+        "Conditions:",
+        "Ready",
+        "MetricsAvailable",
+        "Critical",
+        "Events:",
+        "PodEvicted",
+        &pods[0],
+    ] {
+        assert!(
+            described.contains(expected),
+            "{expected} missing from:\n{described}"
+        );
+    }
+}

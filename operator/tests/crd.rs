@@ -1,5 +1,7 @@
 //! The generated CRD, the `crd` and `check` subcommands, and agreement
-//! between the CRD's own rules and `validate`.
+//! between the CRD's own rules and `validate`, offline (kube-cel) and on the real apiserver.
+
+mod support;
 
 use std::{
     io::Write,
@@ -162,9 +164,9 @@ fn apiserver_verdict(spec: &MemoryPolicySpec) -> Vec<String> {
 /// A named change to a sound policy.
 type Case = (&'static str, fn(&mut MemoryPolicySpec));
 
-#[test]
-fn the_crd_rules_and_validate_give_the_same_verdicts() {
-    let cases: Vec<Case> = vec![
+/// Sound and unsound policies, each a change to the defaults.
+fn cases() -> Vec<Case> {
+    vec![
         ("defaults", |_| {}),
         ("low above high", |s| {
             (s.thresholds.low_water_mark, s.thresholds.high_water_mark) = (80, 60)
@@ -216,8 +218,12 @@ fn the_crd_rules_and_validate_give_the_same_verdicts() {
         ("sub-second interval", |s| {
             s.interval = Duration::from_millis(500)
         }),
-    ];
-    for (name, change) in cases {
+    ]
+}
+
+#[test]
+fn the_crd_rules_and_validate_give_the_same_verdicts() {
+    for (name, change) in cases() {
         let mut spec = MemoryPolicySpec::for_deployment("shortener");
         change(&mut spec);
         let offline = validate(&spec).err().unwrap_or_default();
@@ -249,4 +255,139 @@ fn only_validate_compares_the_request_with_the_limit() {
     });
     assert!(validate(&spec).is_err());
     assert_eq!(apiserver_verdict(&spec), Vec::<String>::new());
+}
+
+/// What the real apiserver says when `spec` is created (as a dry run): its message, if refused.
+async fn real_apiserver_verdict(
+    client: &kube::Client,
+    namespace: &str,
+    spec: &MemoryPolicySpec,
+) -> Option<String> {
+    let api: kube::Api<MemoryPolicy> = kube::Api::namespaced(client.clone(), namespace);
+    let params = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match api
+        .create(&params, &MemoryPolicy::new("p", spec.clone()))
+        .await
+    {
+        Ok(_) => None,
+        Err(kube::Error::Api(status)) => Some(status.message),
+        Err(error) => panic!("the apiserver did not answer: {error}"),
+    }
+}
+
+#[tokio::test]
+async fn the_real_apiserver_gives_the_same_verdicts_as_validate() {
+    let plane = support::installed().plane;
+    let namespace = plane.create_namespace("crd").unwrap();
+    let client = support::admin().await;
+    for (name, change) in cases() {
+        let mut spec = MemoryPolicySpec::for_deployment("shortener");
+        change(&mut spec);
+        let offline = validate(&spec).err().unwrap_or_default();
+        let apiserver = real_apiserver_verdict(&client, &namespace, &spec).await;
+        assert_eq!(
+            offline.is_empty(),
+            apiserver.is_none(),
+            "{name}: validate {offline:?}, apiserver {apiserver:?}"
+        );
+        for error in &offline {
+            let field = error.path.trim_start_matches("spec.");
+            let message = apiserver.as_deref().unwrap_or_default();
+            assert!(
+                message.contains(field),
+                "{name}: {message:?} does not name {field}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_real_apiserver_stores_what_only_validate_refuses() {
+    let plane = support::installed().plane;
+    let namespace = plane.create_namespace("crd").unwrap();
+    let mut spec = MemoryPolicySpec::for_deployment("shortener");
+    let q = |v: &str| Some(Quantity(v.into()));
+    spec.limits = Some(Limits {
+        container: None,
+        request: q("512Mi"),
+        limit: q("256Mi"),
+    });
+    assert!(validate(&spec).is_err());
+    let client = support::admin().await;
+    assert_eq!(
+        real_apiserver_verdict(&client, &namespace, &spec).await,
+        None
+    );
+}
+
+/// `kubectl apply --dry-run=server` on `yaml`: whether it was accepted, and what it said.
+fn kubectl_apply_dry_run(namespace: &str, yaml: &str) -> (bool, String) {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(yaml.as_bytes()).unwrap();
+    let out = support::installed()
+        .plane
+        .kubectl()
+        .args(["apply", "--dry-run=server", "-n", namespace, "-f"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn kubectl_apply_dry_run_agrees_with_check_on_every_check_case() {
+    // A dry run stores nothing, and the example names `default`.
+    let namespace = "default";
+    let documents = [
+        ("minimal", policy("")),
+        ("thresholds out of order", policy("  thresholds: {lowWaterMark: 80, highWaterMark: 60}\n")),
+        ("unknown onCritical", policy("  onCritical: Explode\n")),
+        ("zero interval", policy("  interval: 0s\n")),
+        ("unknown field", policy("  sepc: 1\n")),
+        (
+            "no targetRef",
+            "apiVersion: shortener.dev/v1alpha1\nkind: MemoryPolicy\nmetadata: {name: p}\nspec: {dryRun: true}\n"
+                .to_owned(),
+        ),
+        (
+            "the example",
+            std::fs::read_to_string(repo_file("operator/examples/policy.yaml")).unwrap(),
+        ),
+    ];
+    for (name, yaml) in documents {
+        let (checked, _, problems) = check(&yaml);
+        let (applied, said) = kubectl_apply_dry_run(namespace, &yaml);
+        assert_eq!(
+            checked, applied,
+            "{name}: check says {checked} ({problems}), kubectl apply --dry-run=server says {applied} ({said})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_schema_defaults_what_the_types_default() {
+    let plane = support::installed().plane;
+    let namespace = plane.create_namespace("crd").unwrap();
+    let client = support::admin().await;
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        client,
+        &namespace,
+        &kube::api::ApiResource::erase::<MemoryPolicy>(&()),
+    );
+    let minimal: kube::api::DynamicObject = serde_yaml::from_str(&policy("")).unwrap();
+    let params = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let stored = api.create(&params, &minimal).await.unwrap();
+    let documented = serde_json::to_value(MemoryPolicySpec::for_deployment("shortener")).unwrap();
+    assert_eq!(stored.data["spec"], documented);
 }
