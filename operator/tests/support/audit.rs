@@ -64,12 +64,19 @@ struct Status {
     code: i32,
 }
 
-/// Every completed request `username` made so far.
+/// Every request `username` made so far that was answered: a watch once its stream started,
+/// anything else once complete.
 pub fn requests(plane: &ControlPlane, username: &str) -> Vec<Request> {
     let text = std::fs::read_to_string(plane.audit_log()).unwrap_or_default();
     text.lines()
         .filter_map(|line| serde_json::from_str::<Line>(line).ok())
-        .filter(|l| l.stage == "ResponseComplete" && l.user.username == username)
+        .filter(|l| {
+            let answered = match l.verb.as_str() {
+                "watch" => l.stage == "ResponseStarted",
+                _ => l.stage == "ResponseComplete",
+            };
+            answered && l.user.username == username
+        })
         .filter_map(|l| {
             let object = l.object_ref?;
             Some(Request {

@@ -334,9 +334,14 @@ impl Cluster {
 
     /// The names of the Running pods of `web` that are not being deleted, sorted.
     pub async fn pods(&self) -> Vec<String> {
+        self.pods_of("web").await
+    }
+
+    /// The names of the Running pods of Deployment `app` that are not being deleted, sorted.
+    pub async fn pods_of(&self, app: &str) -> Vec<String> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let list = api
-            .list(&ListParams::default().labels("app=web"))
+            .list(&ListParams::default().labels(&format!("app={app}")))
             .await
             .expect("listing pods");
         let mut names: Vec<String> = list

@@ -285,6 +285,9 @@ impl ControlPlane {
                 "--service-account-signing-key-file={}",
                 pki.service_account_key.display()
             ),
+            // etcd keeps little history, so a watch that resumes from a resource version a few
+            // seconds old after a restart is answered 410 Gone, as on a busy cluster.
+            "--etcd-compaction-interval=2s".into(),
             format!("--audit-policy-file={}", audit_policy.display()),
             format!("--audit-log-path={}", self.audit_log().display()),
             "--audit-log-mode=blocking".into(),
