@@ -1,6 +1,10 @@
 //! An in-process, stateful fake of the Kubernetes API server, for running the real kube-rs
 //! client, `watcher` and `Controller` against in tests, without a cluster.
 //!
+//! Only the closed-loop suite (`tests/`, crate `e2e`) and the operator benchmark still use it;
+//! the operator's own tests run on the real control plane ([`crate::ControlPlane`]). It goes
+//! once the closed loop moves onto the real control plane with the process kubelet.
+//!
 //! It serves plain HTTP on `127.0.0.1:0` inside the test's tokio runtime and keeps every
 //! object as JSON, for the few kinds in [`registry`]. The test side ([`FakeApiServer`]) reads
 //! and writes the same store directly, playing the cluster's own controllers.
