@@ -4,48 +4,15 @@
 
 mod support;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::json;
-use support::{Cluster, OPERATOR_NAMESPACE, eventually, installed};
+use support::{Cluster, OPERATOR_NAMESPACE, eventually, process::OperatorProcess};
 
 /// Short, so the test is quick; the standby retries every third of it.
 const LEASE: Duration = Duration::from_secs(6);
-
-/// An operator process, killed when dropped.
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn operator(identity: &str, lease: &str, cluster: &Cluster) -> Operator {
-    let child = Command::new(env!("CARGO_BIN_EXE_memory-operator"))
-        .arg("run")
-        .env("KUBECONFIG", &installed().operator_kubeconfig)
-        .env("PROMETHEUS_URL", cluster.prometheus.url())
-        .env("OPERATOR_LISTEN", "127.0.0.1:0")
-        .env("LEADER_ELECTION", "true")
-        .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
-        .env("LEASE_NAME", lease)
-        .env("LEASE_DURATION", format!("{}s", LEASE.as_secs()))
-        .env("POD_NAME", identity)
-        .env("WATCH_NAMESPACE", &cluster.namespace)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("memory-operator starts");
-    Operator(child)
-}
 
 async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     let lease = leases.get_opt(name).await.unwrap()?;
@@ -62,12 +29,21 @@ async fn the_standby_takes_over_after_the_leader_is_killed_and_acts_only_once() 
     let lease = format!("lease-{}", cluster.namespace);
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), OPERATOR_NAMESPACE);
 
-    let mut a = operator("a", &lease, &cluster);
+    let start = |identity| {
+        OperatorProcess::start(
+            &cluster,
+            identity,
+            &lease,
+            LEASE.as_secs(),
+            Some(&cluster.namespace),
+        )
+    };
+    let mut a = start("a");
     eventually("a leads", async || {
         holder(&leases, &lease).await.as_deref() == Some("a")
     })
     .await;
-    let _b = operator("b", &lease, &cluster);
+    let _b = start("b");
 
     cluster.prometheus.set(&pods[0], 97.0);
     cluster
@@ -78,7 +54,7 @@ async fn the_standby_takes_over_after_the_leader_is_killed_and_acts_only_once() 
     })
     .await;
 
-    a.0.kill().expect("killing the leader");
+    a.kill();
     let killed = Instant::now();
     eventually("b leads", async || {
         holder(&leases, &lease).await.as_deref() == Some("b")

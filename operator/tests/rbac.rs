@@ -5,24 +5,11 @@
 
 mod support;
 
-use std::{
-    collections::BTreeSet,
-    process::{Child, Command, Stdio},
-};
+use std::collections::BTreeSet;
 
 use memory_operator::rbac::PERMISSIONS;
 use serde_json::json;
-use support::{Cluster, OPERATOR_NAMESPACE, audit, eventually, installed, operator_user};
-
-/// The operator process, killed when dropped.
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Cluster, audit, eventually, installed, operator_user, process::OperatorProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_needs_every_permission_the_chart_grants_and_no_other() {
@@ -52,22 +39,9 @@ async fn the_operator_needs_every_permission_the_chart_grants_and_no_other() {
         .prometheus
         .set(&cluster.pods_of("sized").await[0], 30.0);
 
-    let _operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_memory-operator"))
-            .arg("run")
-            .env("KUBECONFIG", &installed().operator_kubeconfig)
-            .env("PROMETHEUS_URL", cluster.prometheus.url())
-            .env("OPERATOR_LISTEN", "127.0.0.1:0")
-            .env("LEADER_ELECTION", "true")
-            .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
-            .env("LEASE_NAME", format!("rbac-{}", cluster.namespace))
-            .env("LEASE_DURATION", "3s")
-            .env("POD_NAME", "rbac")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memory-operator starts"),
-    );
+    // Cluster-wide, as the chart runs it.
+    let lease = format!("rbac-{}", cluster.namespace);
+    let _operator = OperatorProcess::start(&cluster, "rbac", &lease, 3, None);
     cluster.policy("evict", "web", json!({})).await;
     cluster.policy("scale", "api", json!({})).await;
     cluster

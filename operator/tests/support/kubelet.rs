@@ -52,7 +52,9 @@ pub fn register_node(plane: &ControlPlane, name: &str) {
 /// Until `stop`, keeps the pods of `namespace` as a kubelet would.
 pub async fn run(client: Client, namespace: String, stop: impl Future<Output = ()>) {
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
-    let events = watcher(pods.clone(), watcher::Config::default()).applied_objects();
+    let events = watcher(pods.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
     let keep = events.for_each(|pod| {
         let pods = pods.clone();
         async move {

@@ -20,7 +20,7 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
-    sync::{Mutex, OnceLock},
+    sync::{Mutex, OnceLock, PoisonError},
     time::Duration,
 };
 
@@ -345,7 +345,10 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        let components = self.components.get_mut().expect("components lock");
+        let components = self
+            .components
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         // In reverse: etcd, started first, stops last and deletes the directory.
         while let Some(mut component) = components.pop() {
             if let Some(watchdog) = component.watchdog.take() {
