@@ -17,6 +17,7 @@
 
 mod control_plane;
 mod kube_api;
+mod kubelet;
 mod loopback;
 mod postgres;
 mod prometheus;
@@ -28,6 +29,7 @@ use std::{io, path::PathBuf, process::ExitStatus};
 
 pub use control_plane::ControlPlane;
 pub use kube_api::{Change, ChangeType, FakeApiServer, merge_patch};
+pub use kubelet::{KubeletConfig, ProcessKubelet};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{PromServer, Target};
 pub use schema_check::SchemaCheck;
@@ -84,6 +86,9 @@ pub enum Error {
     /// Keys or certificates for the control plane could not be made.
     #[error("could not make the control plane's certificates: {0}")]
     Pki(String),
+    /// The process kubelet could not register or run.
+    #[error("the process kubelet: {0}")]
+    Kubelet(String),
     /// The Go-built control plane binaries could not be found or built.
     #[error("the control plane binaries: {0}")]
     Binaries(String),

@@ -3,17 +3,27 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{Ipv4Addr, TcpStream},
+    net::{IpAddr, Ipv4Addr, TcpStream},
     time::Duration,
 };
 
 /// Sends `method path` to `127.0.0.1:port`; returns the status and the body.
 pub(crate) fn http(port: u16, method: &str, path: &str) -> io::Result<(u16, String)> {
-    let address = (Ipv4Addr::LOCALHOST, port).into();
+    http_at(IpAddr::V4(Ipv4Addr::LOCALHOST), port, method, path)
+}
+
+/// Sends `method path` to `ip:port`; returns the status and the body.
+pub(crate) fn http_at(
+    ip: IpAddr,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> io::Result<(u16, String)> {
+    let address = (ip, port).into();
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     );
     stream.write_all(request.as_bytes())?;
     let mut response = String::new();

@@ -1,0 +1,378 @@
+//! One pod on the process kubelet: its containers run, are probed, restarted with back-off
+//! when they exit, and reported in the pod's status; on deletion they get SIGTERM, SIGKILL
+//! after `terminationGracePeriodSeconds`, and the pod object is removed.
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use jiff::Timestamp;
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ConfigMap, Container, Pod, Secret},
+};
+use kube::{
+    Api, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, Preconditions},
+};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Shared,
+    env::{self, Sources},
+    probe::answers,
+    process::{Placement, Run},
+    status::{ContainerView, container_status},
+};
+
+/// The longest wait between restarts of a container that keeps exiting, as a kubelet's.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// One pod's run: what its containers' tasks share.
+struct PodRun {
+    shared: Arc<Shared>,
+    pod: Pod,
+    ip: IpAddr,
+    started: Timestamp,
+    views: Mutex<Vec<ContainerView>>,
+    deleting: CancellationToken,
+    grace: Duration,
+}
+
+/// Runs `pod` at `ip` until `deleting` fires, then stops it and removes the object.
+pub(crate) async fn run(shared: Arc<Shared>, pod: Pod, ip: IpAddr, deleting: CancellationToken) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let views = spec
+        .containers
+        .iter()
+        .map(|c| ContainerView {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            ..ContainerView::default()
+        })
+        .collect();
+    let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+    let run = Arc::new(PodRun {
+        shared,
+        pod,
+        ip,
+        started: Timestamp::now(),
+        views: Mutex::new(views),
+        deleting,
+        grace: Duration::from_secs(grace.try_into().unwrap_or(30)),
+    });
+    run.report().await;
+    let tasks: Vec<_> = spec
+        .containers
+        .into_iter()
+        .enumerate()
+        .map(|(index, container)| {
+            let run = run.clone();
+            tokio::spawn(async move { run.keep_running(index, &container).await })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    remove(&run.shared, &run.pod).await;
+}
+
+/// Removes the pod object once its containers have stopped, as a kubelet does.
+pub(crate) async fn remove(shared: &Shared, pod: &Pod) {
+    let pods: Api<Pod> =
+        Api::namespaced(shared.client.clone(), &pod.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    // Gone already (a forced deletion) is fine.
+    let _ = pods.delete(&pod.name_any(), &params).await;
+}
+
+impl PodRun {
+    /// One container: start, probe, wait, restart with back-off; stop on deletion.
+    async fn keep_running(&self, index: usize, container: &Container) {
+        let (shared, pod, deleting) = (&*self.shared, &self.pod, &self.deleting);
+        let update = |change: &dyn Fn(&mut ContainerView)| {
+            let mut all = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+            change(&mut all[index]);
+        };
+        let mut backoff = shared.config.restart_backoff;
+        let mut restarts = 0u32;
+        loop {
+            if deleting.is_cancelled() {
+                return;
+            }
+            match self.start(container, restarts).await {
+                Err(why) => {
+                    let (reason, message) = why;
+                    update(&|v| {
+                        v.running_since = None;
+                        v.ready = false;
+                        v.waiting = Some((reason.clone(), message.clone()));
+                    });
+                    self.report().await;
+                }
+                Ok(mut run) => {
+                    let since = run.started_at;
+                    update(&|v| {
+                        v.running_since = Some(since);
+                        v.waiting = None;
+                        v.ready = container.readiness_probe.is_none();
+                    });
+                    self.report().await;
+                    let exit = tokio::select! {
+                        exit = run.wait() => exit,
+                        () = self.probe(index, container) => unreachable!("probing never ends"),
+                        () = deleting.cancelled() => {
+                            run.signal("TERM");
+                            match tokio::time::timeout(self.grace, run.wait()).await {
+                                Ok(exit) => exit,
+                                Err(_) => {
+                                    run.signal("KILL");
+                                    run.wait().await
+                                }
+                            }
+                        }
+                    };
+                    tracing::debug!(
+                        pod = pod.name_any(),
+                        container = container.name,
+                        ?exit,
+                        "container exited"
+                    );
+                    restarts += 1;
+                    let restarted = !deleting.is_cancelled();
+                    update(&|v| {
+                        v.running_since = None;
+                        v.ready = false;
+                        v.last = Some(exit.clone());
+                        v.last_started = Some(since);
+                        if restarted {
+                            v.restarts = restarts;
+                            v.waiting = Some((
+                                "CrashLoopBackOff".into(),
+                                format!(
+                                    "back-off {backoff:?} restarting failed container={}",
+                                    container.name
+                                ),
+                            ));
+                        }
+                    });
+                    if !restarted {
+                        return;
+                    }
+                    self.report().await;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = deleting.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Starts one run of `container`, or says why it cannot start (reason, message).
+    async fn start(&self, container: &Container, restarts: u32) -> Result<Run, (String, String)> {
+        let (shared, pod, ip) = (&*self.shared, &self.pod, self.ip);
+        let image = container.image.clone().unwrap_or_default();
+        let binary = shared
+            .config
+            .binary_for(&image)
+            .ok_or_else(|| {
+                (
+                    "ErrImageNeverPull".to_owned(),
+                    format!(
+                        "no binary for image {image:?} on this kubelet (it knows {})",
+                        shared.config.image_names()
+                    ),
+                )
+            })?
+            .to_owned();
+        let sources = Fetched::new(shared, pod, container).await;
+        let env = env::resolve(pod, &ip.to_string(), container, &sources)
+            .map_err(|e| ("CreateContainerConfigError".to_owned(), e))?;
+        let args: Vec<String> = container
+            .args
+            .iter()
+            .flatten()
+            .map(|a| env::expand(a, &env))
+            .collect();
+        let name = format!(
+            "{}_{}_{}_{}",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any(),
+            container.name,
+            restarts
+        );
+        let log = shared.config.dir.join(format!("{name}.log"));
+        let limit = memory_limit(container);
+        let cgroup = match &shared.cgroups {
+            Ok(root) => Some(
+                root.create(&name, limit)
+                    .map(|dir| (dir, root.root_procs()))
+                    .map_err(|e| {
+                        (
+                            "RunContainerError".to_owned(),
+                            format!("memory cgroup: {e}"),
+                        )
+                    })?,
+            ),
+            Err(_) => None,
+        };
+        let placement = Placement {
+            cgroup: cgroup
+                .as_ref()
+                .map(|(dir, procs)| (dir.as_path(), procs.clone())),
+            log: &log,
+        };
+        let mut env = env;
+        if shared.cgroups.is_err()
+            && let Some(limit) = limit
+        {
+            // No cgroup to hold the limit: the service reads it from here instead.
+            env.push(("SHORTENER_MAX_MEMORY".into(), limit.to_string()));
+        }
+        Run::start(&binary, &args, &env, placement)
+            .await
+            .map_err(|e| ("RunContainerError".to_owned(), e.to_string()))
+    }
+}
+
+/// `resources.limits.memory` in bytes.
+fn memory_limit(container: &Container) -> Option<u64> {
+    let quantity = container
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?
+        .get("memory")?;
+    crate::kubelet::quantity::bytes(&quantity.0)
+}
+
+/// The Secrets and ConfigMaps a container's environment names, read once per start.
+struct Fetched {
+    secrets: Vec<Secret>,
+    config_maps: Vec<ConfigMap>,
+}
+
+impl Fetched {
+    async fn new(shared: &Shared, pod: &Pod, container: &Container) -> Fetched {
+        let namespace = pod.namespace().unwrap_or_default();
+        let secrets: Api<Secret> = Api::namespaced(shared.client.clone(), &namespace);
+        let config_maps: Api<ConfigMap> = Api::namespaced(shared.client.clone(), &namespace);
+        let mut fetched = Fetched {
+            secrets: Vec::new(),
+            config_maps: Vec::new(),
+        };
+        for from in container
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value_from.as_ref())
+        {
+            if let Some(key) = &from.secret_key_ref
+                && let Ok(Some(secret)) = secrets.get_opt(&key.name).await
+            {
+                fetched.secrets.push(secret);
+            }
+            if let Some(key) = &from.config_map_key_ref
+                && let Ok(Some(map)) = config_maps.get_opt(&key.name).await
+            {
+                fetched.config_maps.push(map);
+            }
+        }
+        fetched
+    }
+}
+
+impl Sources for Fetched {
+    fn secret(&self, name: &str, key: &str) -> Option<String> {
+        let secret = self.secrets.iter().find(|s| s.name_any() == name)?;
+        if let Some(ByteString(bytes)) = secret.data.as_ref().and_then(|d| d.get(key)) {
+            return String::from_utf8(bytes.clone()).ok();
+        }
+        secret.string_data.as_ref()?.get(key).cloned()
+    }
+
+    fn config_map(&self, name: &str, key: &str) -> Option<String> {
+        let map = self.config_maps.iter().find(|m| m.name_any() == name)?;
+        map.data.as_ref()?.get(key).cloned()
+    }
+}
+
+impl PodRun {
+    /// Probes readiness for as long as the container runs, reporting each change.
+    async fn probe(&self, index: usize, container: &Container) {
+        let Some(readiness) = &container.readiness_probe else {
+            return std::future::pending().await;
+        };
+        let seconds = |s: Option<i32>, default: u64| {
+            Duration::from_secs(s.map_or(default, |s| s.max(0) as u64))
+        };
+        tokio::time::sleep(seconds(readiness.initial_delay_seconds, 0)).await;
+        let period = seconds(readiness.period_seconds, 10).max(Duration::from_secs(1));
+        let threshold = readiness.failure_threshold.unwrap_or(3).max(1);
+        let mut failures = 0;
+        loop {
+            let ok = answers(container, self.ip, readiness).await;
+            failures = if ok { 0 } else { failures + 1 };
+            let ready = ok || (failures < threshold && self.is_ready(index));
+            if ready != self.is_ready(index) {
+                self.views.lock().unwrap_or_else(PoisonError::into_inner)[index].ready = ready;
+                self.report().await;
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+
+    fn is_ready(&self, index: usize) -> bool {
+        self.views.lock().unwrap_or_else(PoisonError::into_inner)[index].ready
+    }
+}
+
+impl PodRun {
+    /// Writes the pod's status as a kubelet reports it.
+    async fn report(&self) {
+        let (shared, pod, ip, started) = (&*self.shared, &self.pod, self.ip, self.started);
+        let views = self
+            .views
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let now = Timestamp::now().to_string();
+        let all_ready = views.iter().all(|v| v.ready);
+        let condition = |type_: &str, ok: bool| json!({"type": type_, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now});
+        let statuses: Vec<Value> = views.iter().map(container_status).collect();
+        let status = json!({"status": {
+            "phase": "Running",
+            "hostIP": ip.to_string(), "hostIPs": [{"ip": ip.to_string()}],
+            "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
+            "startTime": started.to_string(),
+            "conditions": [condition("PodScheduled", true), condition("Initialized", true),
+                condition("ContainersReady", all_ready), condition("Ready", all_ready)],
+            "containerStatuses": statuses,
+        }});
+        let pods: Api<Pod> =
+            Api::namespaced(shared.client.clone(), &pod.namespace().unwrap_or_default());
+        let _serial = shared.reports.lock().await;
+        if let Err(error) = pods
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
+            .await
+        {
+            tracing::debug!(%error, pod = pod.name_any(), "could not report the pod's status");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The process kubelet on the real control plane: pods of a Deployment run as processes on
+//! addresses of their own, with their environment, probes, restarts, memory limits and
+//! deletion, and report all of it in their status.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde_json::{Value, json};
+use testkit::{ControlPlane, KubeletConfig, ProcessKubelet};
+
+fn plane() -> &'static ControlPlane {
+    ControlPlane::shared().expect("the control plane starts")
+}
+
+async fn client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(plane().kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// One kubelet per test, each with a Node of its own (named for the test's namespace): each
+/// test runs in its own tokio runtime.
+async fn kubelet(client: Client, namespace: &str) -> ProcessKubelet {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap().keep());
+    let images = BTreeMap::from([("sh".to_owned(), PathBuf::from("/bin/sh"))]);
+    let config = KubeletConfig {
+        node: namespace.to_owned(),
+        images,
+        restart_backoff: Duration::from_millis(500),
+        dir: dir.clone(),
+    };
+    ProcessKubelet::start(client, config).await.unwrap()
+}
+
+/// A one-replica Deployment `name` running `sh -c script` with `extra` container fields.
+async fn deploy(client: &Client, namespace: &str, name: &str, script: &str, extra: Value) {
+    let mut container = json!({"name": "app", "image": "sh:latest", "args": ["-c", script]});
+    for (k, v) in extra.as_object().unwrap() {
+        container[k] = v.clone();
+    }
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"nodeSelector": {"kubernetes.io/hostname": namespace},
+                    "terminationGracePeriodSeconds": 3, "containers": [container]}}}
+    });
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply("kubelet-test").force(),
+        &Patch::Apply(deployment),
+    )
+    .await
+    .unwrap();
+}
+
+/// Polls until `check` finds a pod of `app` it likes; returns that pod.
+async fn pod_where(
+    client: &Client,
+    namespace: &str,
+    app: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pods = api
+            .list(&ListParams::default().labels(&format!("app={app}")))
+            .await
+            .unwrap();
+        let found = pods
+            .items
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .find(|p| check(p));
+        if let Some(pod) = found {
+            return pod;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:#?}",
+            pods.items.iter().map(|p| &p.status).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_on_its_own_address_with_its_environment_and_turns_ready_from_its_probe() {
+    let client = client().await;
+    let namespace = plane().create_namespace("kubelet").unwrap();
+    let _kubelet = kubelet(client.clone(), &namespace).await;
+    plane()
+        .run_kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "greeting",
+            "-n",
+            &namespace,
+            "--from-literal=text=hello",
+        ])
+        .unwrap();
+    // Serves its environment on its pod's address, port 8080.
+    let script = "mkdir -p /tmp/$POD_NAME && env > /tmp/$POD_NAME/env && cd /tmp/$POD_NAME && exec python3 -m http.server --bind $LISTEN_IP 8080";
+    deploy(
+        &client,
+        &namespace,
+        "web",
+        script,
+        json!({
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "LISTEN_IP", "value": "$(POD_IP)"},
+                {"name": "GREETING", "valueFrom": {"secretKeyRef": {"name": "greeting", "key": "text"}}}
+            ],
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"path": "/env", "port": "http"}, "periodSeconds": 1}
+        }),
+    )
+    .await;
+    let pod = pod_where(&client, &namespace, "web", "a Ready pod", ready).await;
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("127.1."), "{ip}");
+    let body = reqwest::get(format!("http://{ip}:8080/env"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("GREETING=hello"), "{body}");
+    assert!(body.contains(&format!("LISTEN_IP={ip}")), "{body}");
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["ready"], true);
+    assert!(
+        status["state"]["running"]["startedAt"].is_string(),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_exits_is_restarted_and_its_last_exit_reported() {
+    let client = client().await;
+    let namespace = plane().create_namespace("kubelet").unwrap();
+    let _kubelet = kubelet(client.clone(), &namespace).await;
+    deploy(&client, &namespace, "flaky", "sleep 0.2; exit 3", json!({})).await;
+    let pod = pod_where(&client, &namespace, "flaky", "two restarts", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(2)
+    })
+    .await;
+    let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 3, "{last}");
+    assert_eq!(last["reason"], "Error", "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_is_oom_killed_by_the_kernel() {
+    let client = client().await;
+    let namespace = plane().create_namespace("kubelet").unwrap();
+    let kubelet = kubelet(client.clone(), &namespace).await;
+    if let Err(why) = kubelet.memory_cgroups() {
+        eprintln!("skipping the real OOM kill: no memory cgroups here ({why})");
+        return;
+    }
+    let script = "exec python3 -c 'import time; x = bytearray(256 * 1024 * 1024); time.sleep(60)'";
+    deploy(
+        &client,
+        &namespace,
+        "hog",
+        script,
+        json!({"resources": {"limits": {"memory": "64Mi"}}}),
+    )
+    .await;
+    let pod = pod_where(&client, &namespace, "hog", "an OOM kill", |p| {
+        p["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"] == "OOMKilled"
+    })
+    .await;
+    let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_gets_sigterm_and_is_removed_and_replaced() {
+    let client = client().await;
+    let namespace = plane().create_namespace("kubelet").unwrap();
+    let _kubelet = kubelet(client.clone(), &namespace).await;
+    // Says goodbye on SIGTERM, where the test can read it.
+    let script = "trap 'echo bye > /tmp/$POD_NAME.bye; exit 0' TERM; while :; do sleep 0.1; done";
+    deploy(
+        &client,
+        &namespace,
+        "polite",
+        script,
+        json!({"env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}),
+    )
+    .await;
+    let first = pod_where(&client, &namespace, "polite", "a Ready pod", ready).await;
+    let name = first["metadata"]["name"].as_str().unwrap().to_owned();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    pods.delete(&name, &DeleteParams::default()).await.unwrap();
+    let replacement = pod_where(&client, &namespace, "polite", "a replacement", |p| {
+        p["metadata"]["name"] != name.as_str() && ready(p)
+    })
+    .await;
+    assert_ne!(replacement["metadata"]["name"], name.as_str());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pods.get_opt(&name).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "{name} was never removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let said = std::fs::read_to_string(format!("/tmp/{name}.bye")).unwrap_or_default();
+    assert_eq!(said.trim(), "bye", "the container did not get SIGTERM");
+    let _ = std::fs::remove_file(format!("/tmp/{name}.bye"));
+}
