@@ -90,6 +90,9 @@ def test_the_listen_address_serves_the_probed_and_scraped_port():
     rendered = render(OPERATOR_CHART, {"port": 9443})
     container = operator_container(rendered)
     assert env_of(container)["OPERATOR_LISTEN"]["value"] == "0.0.0.0:9443"
+    ours = env_of(operator_container(render(OPERATOR_CHART, {"listenAddress": "$(POD_IP)"})))
+    assert ours["OPERATOR_LISTEN"]["value"] == "$(POD_IP):8080"
+    assert list(ours).index("POD_IP") < list(ours).index("OPERATOR_LISTEN")
     assert container["ports"] == [{"name": "metrics", "containerPort": 9443, "protocol": "TCP"}]
     service = rendered.one("Service")
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"

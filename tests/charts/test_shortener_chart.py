@@ -67,6 +67,14 @@ def test_the_water_marks_reach_the_service_and_no_max_memory_is_set():
     assert env["SHORTENER_LISTEN"]["value"] == "0.0.0.0:8080"
 
 
+def test_the_listen_address_can_be_the_pods_own():
+    env = env_of(container_of(render(SHORTENER_CHART, {"listenAddress": "$(POD_IP)"})))
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["SHORTENER_LISTEN"]["value"] == "$(POD_IP):8080"
+    names = list(env)
+    assert names.index("POD_IP") < names.index("SHORTENER_LISTEN")  # $(POD_IP) expands only if defined first
+
+
 def test_water_marks_out_of_order_are_refused_with_their_values():
     with pytest.raises(helm.HelmError, match=r"low \(80\) < high \(70\)"):
         render(SHORTENER_CHART, {"waterMarks": {"low": 80, "high": 70, "critical": 90}})
