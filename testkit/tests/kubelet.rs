@@ -41,6 +41,7 @@ async fn kubelet(client: Client, namespace: &str) -> ProcessKubelet {
         images,
         restart_backoff: Duration::from_millis(500),
         dir: dir.clone(),
+        api_server: Some((plane().server(), plane().ca_file().to_owned())),
     };
     ProcessKubelet::start(client, config).await.unwrap()
 }
@@ -155,6 +156,26 @@ async fn a_pod_runs_on_its_own_address_with_its_environment_and_turns_ready_from
         .unwrap();
     assert!(body.contains("GREETING=hello"), "{body}");
     assert!(body.contains(&format!("LISTEN_IP={ip}")), "{body}");
+    // Its service account's token, bound to the pod, as a kubeconfig.
+    let kubeconfig = body
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBECONFIG="))
+        .expect("KUBECONFIG in the environment");
+    let whoami = plane()
+        .kubectl()
+        .env("KUBECONFIG", kubeconfig)
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        format!("system:serviceaccount:{namespace}:default")
+    );
     let status = &pod["status"]["containerStatuses"][0];
     assert_eq!(status["ready"], true);
     assert!(

@@ -17,6 +17,8 @@
 //! - **Lifecycle**: a container that exits is restarted (restartPolicy Always) after a
 //!   back-off that doubles up to 5 minutes; deletion and eviction send SIGTERM, SIGKILL after
 //!   `terminationGracePeriodSeconds`, then the pod object is removed.
+//! - **Service account**: a pod that mounts its token gets it as a kubeconfig in `KUBECONFIG`
+//!   (see [`KubeletConfig::api_server`]).
 //! - **Memory limits**: each container runs in a memory cgroup of its own whose limit is its
 //!   `resources.limits.memory` where the machine lets root create one
 //!   ([`ProcessKubelet::memory_cgroups`] says whether it could, and why not); otherwise the limit
@@ -66,6 +68,11 @@ pub struct KubeletConfig {
     pub restart_backoff: Duration,
     /// Where container logs go (`<namespace>_<pod>_<container>_<restarts>.log`).
     pub dir: PathBuf,
+    /// The apiserver's URL and CA file. With them, a pod that mounts its service account token
+    /// (the default) gets a kubeconfig with a TokenRequest token bound to the pod, in
+    /// `KUBECONFIG`: pods share this machine's filesystem, so the token cannot be mounted at
+    /// the in-cluster path.
+    pub api_server: Option<(String, PathBuf)>,
 }
 
 impl KubeletConfig {

@@ -4,6 +4,7 @@
 
 use std::{
     net::IpAddr,
+    path::PathBuf,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -11,11 +12,11 @@ use std::{
 use jiff::Timestamp;
 use k8s_openapi::{
     ByteString,
-    api::core::v1::{ConfigMap, Container, Pod, Secret},
+    api::core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccount},
 };
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, Preconditions},
+    api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +29,8 @@ use super::{
     status::{ContainerView, container_status},
 };
 
+/// How long a pod's service account token lasts: longer than any test or playground session.
+const TOKEN_SECONDS: i64 = 24 * 3600;
 /// The longest wait between restarts of a container that keeps exiting, as a kubelet's.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -235,6 +238,11 @@ impl PodRun {
             log: &log,
         };
         let mut env = env;
+        if let Some(kubeconfig) = self.kubeconfig().await?
+            && !env.iter().any(|(name, _)| name == "KUBECONFIG")
+        {
+            env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+        }
         if shared.cgroups.is_err()
             && let Some(limit) = limit
         {
@@ -244,6 +252,54 @@ impl PodRun {
         Run::start(&binary, &args, &env, placement)
             .await
             .map_err(|e| ("RunContainerError".to_owned(), e.to_string()))
+    }
+
+    /// A kubeconfig holding a token of the pod's service account, bound to the pod, when the
+    /// pod mounts its token and the kubelet knows the apiserver.
+    async fn kubeconfig(&self) -> Result<Option<PathBuf>, (String, String)> {
+        let (shared, pod) = (&*self.shared, &self.pod);
+        let spec = pod.spec.as_ref();
+        let Some((server, ca)) = &shared.config.api_server else {
+            return Ok(None);
+        };
+        if spec.and_then(|s| s.automount_service_account_token) == Some(false) {
+            return Ok(None);
+        }
+        let account = spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let namespace = pod.namespace().unwrap_or_default();
+        let accounts: Api<ServiceAccount> = Api::namespaced(shared.client.clone(), &namespace);
+        let request = json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": TOKEN_SECONDS,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(), "uid": pod.uid()}}
+        });
+        let failed = |e: String| {
+            (
+                "CreateContainerConfigError".to_owned(),
+                format!("service account token: {e}"),
+            )
+        };
+        let answer: Value = accounts
+            .create_subresource("token", &account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let token = answer["status"]["token"]
+            .as_str()
+            .ok_or_else(|| failed("no token in the answer".into()))?;
+        let path = shared
+            .config
+            .dir
+            .join(format!("{namespace}_{}.kubeconfig", pod.name_any()));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: cluster\n  cluster:\n    server: {server}\n    \
+             certificate-authority: {}\nusers:\n- name: {account}\n  user:\n    token: {token}\ncontexts:\n\
+             - name: pod\n  context: {{cluster: cluster, user: {account}, namespace: {namespace}}}\ncurrent-context: pod\n",
+            ca.display()
+        );
+        std::fs::write(&path, text).map_err(|e| failed(e.to_string()))?;
+        Ok(Some(path))
     }
 }
 
