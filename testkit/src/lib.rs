@@ -31,7 +31,7 @@ pub use control_plane::ControlPlane;
 pub use kube_api::{Change, ChangeType, FakeApiServer, merge_patch};
 pub use kubelet::{KubeletConfig, ProcessKubelet};
 pub use postgres::{PgServer, fresh_database_url};
-pub use prometheus::{PromServer, Target};
+pub use prometheus::{KubernetesPods, PromServer, Target};
 pub use schema_check::SchemaCheck;
 pub use scripted_prometheus::ScriptedPrometheus;
 

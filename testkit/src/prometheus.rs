@@ -20,6 +20,8 @@ const BINARY: &str = "/usr/bin/prometheus";
 /// Prometheus replays its WAL and opens its TSDB in well under this on a loaded CI machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Every second, so tests see a change within a couple of seconds.
+const GLOBAL: &str = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n";
 
 /// One scrape target: an address and the labels its series get (for example `pod`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +46,23 @@ impl Target {
     }
 }
 
+/// Pods to discover through a Kubernetes apiserver (`kubernetes_sd_configs`, role `pod`), as a
+/// cluster's Prometheus does: it scrapes every container port named `http` of a Running pod and
+/// labels the series with the pod's `namespace` and `pod`.
+#[derive(Clone, Debug)]
+pub struct KubernetesPods {
+    /// The apiserver's URL.
+    pub api_server: String,
+    /// The CA that signed the apiserver's certificate.
+    pub ca_file: PathBuf,
+    /// A file holding the bearer token Prometheus authenticates with.
+    pub token_file: PathBuf,
+}
+
 /// A Prometheus server owned by the test process, scraping every second.
 #[derive(Debug)]
 pub struct PromServer {
+    binary: PathBuf,
     dir: PathBuf,
     port: u16,
     watchdog: Option<Watchdog>,
@@ -59,11 +75,41 @@ impl PromServer {
         // Kept rather than auto-deleted: the watchdog must delete it even after this process dies.
         let dir = temp.map_err(Error::TempDir)?.keep();
         let mut server = PromServer {
+            binary: PathBuf::from(BINARY),
             dir,
             port: free_port()?,
             watchdog: None,
         };
         server.write_config(targets)?;
+        server.launch()?;
+        Ok(server)
+    }
+
+    /// Starts Prometheus on a free loopback port scraping the pods it discovers in `pods`.
+    /// Debian's Prometheus is built without Kubernetes discovery, so this one is the Prometheus
+    /// that `tools/k8s` builds beside the control plane.
+    pub fn discovering(pods: &KubernetesPods) -> Result<PromServer> {
+        let temp = tempfile::Builder::new().prefix("testkit-prom-").tempdir();
+        let dir = temp.map_err(Error::TempDir)?.keep();
+        let mut server = PromServer {
+            binary: crate::control_plane::binary("prometheus")?,
+            dir,
+            port: free_port()?,
+            watchdog: None,
+        };
+        let config = format!(
+            "{GLOBAL}  - job_name: kubernetes-pods\n    fallback_scrape_protocol: PrometheusText0.0.4\n    kubernetes_sd_configs:\n      - role: pod\n        \
+             api_server: {}\n        tls_config: {{ca_file: {}}}\n        authorization: {{credentials_file: {}}}\n    \
+             relabel_configs:\n      - {{source_labels: [__meta_kubernetes_pod_phase], regex: Running, action: keep}}\n      \
+             - {{source_labels: [__meta_kubernetes_pod_container_port_name], regex: http, action: keep}}\n      \
+             - {{source_labels: [__meta_kubernetes_namespace], target_label: namespace}}\n      \
+             - {{source_labels: [__meta_kubernetes_pod_name], target_label: pod}}\n",
+            pods.api_server,
+            pods.ca_file.display(),
+            pods.token_file.display(),
+        );
+        let path = server.dir.join("prometheus.yml");
+        fs::write(&path, config).map_err(|source| Error::Write(path, source))?;
         server.launch()?;
         Ok(server)
     }
@@ -123,9 +169,7 @@ impl PromServer {
     }
 
     fn write_config(&self, targets: &[Target]) -> Result<()> {
-        let mut config = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: test\n    static_configs:\n",
-        );
+        let mut config = format!("{GLOBAL}  - job_name: test\n    static_configs:\n");
         for target in targets {
             config.push_str(&format!("      - targets: ['{}']\n", target.address));
             if !target.labels.is_empty() {
@@ -142,7 +186,7 @@ impl PromServer {
     fn launch(&mut self) -> Result<()> {
         let dir = self.dir.display();
         let command = [
-            BINARY.to_owned(),
+            self.binary.display().to_string(),
             format!("--config.file={dir}/prometheus.yml"),
             format!("--storage.tsdb.path={dir}/data"),
             format!("--web.listen-address=127.0.0.1:{}", self.port),

@@ -258,3 +258,78 @@ async fn a_deleted_pod_gets_sigterm_and_is_removed_and_replaced() {
     assert_eq!(said.trim(), "bye", "the container did not get SIGTERM");
     let _ = std::fs::remove_file(format!("/tmp/{name}.bye"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_discovers_the_pods_and_labels_them_with_namespace_and_pod() {
+    let client = client().await;
+    let namespace = plane().create_namespace("kubelet").unwrap();
+    let _kubelet = kubelet(client.clone(), &namespace).await;
+    // A service account that may read pods, as a cluster's Prometheus has.
+    let kubectl = |args: &[&str]| plane().run_kubectl(args).unwrap();
+    kubectl(&["create", "serviceaccount", "prometheus", "-n", &namespace]);
+    kubectl(&[
+        "create",
+        "clusterrole",
+        &namespace,
+        "--verb=get,list,watch",
+        "--resource=pods",
+    ]);
+    let account = format!("{namespace}:prometheus");
+    kubectl(&[
+        "create",
+        "clusterrolebinding",
+        &namespace,
+        "--clusterrole",
+        &namespace,
+        "--serviceaccount",
+        &account,
+    ]);
+    let token = plane()
+        .service_account_token(&namespace, "prometheus")
+        .unwrap();
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(token_file.path(), token).unwrap();
+    let prometheus = testkit::PromServer::discovering(&testkit::KubernetesPods {
+        api_server: plane().server(),
+        ca_file: plane().ca_file().to_owned(),
+        token_file: token_file.path().to_owned(),
+    })
+    .unwrap();
+
+    let script = "mkdir -p /tmp/$POD_NAME && cd /tmp/$POD_NAME && echo 'demo_value 42' > metrics && exec python3 -m http.server --bind $POD_IP 8080";
+    deploy(
+        &client,
+        &namespace,
+        "exporter",
+        script,
+        json!({
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+            ],
+            "ports": [{"name": "http", "containerPort": 8080}, {"name": "other", "containerPort": 9999}]
+        }),
+    )
+    .await;
+    let pod = pod_where(&client, &namespace, "exporter", "a Ready pod", ready).await;
+    let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    let query = format!("{}/api/v1/query?query=demo_value", prometheus.url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = reqwest::get(&query).await.unwrap().text().await.unwrap();
+        if body.contains("\"42\"") {
+            assert!(
+                body.contains(&format!("\"namespace\":\"{namespace}\"")),
+                "{body}"
+            );
+            assert!(body.contains(&format!("\"pod\":\"{name}\"")), "{body}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let targets = format!("{}/api/v1/targets", prometheus.url());
+            let targets = reqwest::get(&targets).await.unwrap().text().await.unwrap();
+            panic!("never scraped: {body}\ntargets: {targets}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

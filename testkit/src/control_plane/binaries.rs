@@ -10,13 +10,14 @@ use std::{
 use crate::{Error, Result};
 
 /// Every binary the control plane and the tests run.
-pub(crate) const NAMES: [&str; 6] = [
+pub(crate) const NAMES: [&str; 7] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
     "helm",
+    "prometheus",
 ];
 
 /// The script that builds the binaries, beside the Go module that pins their versions.

@@ -49,6 +49,11 @@ struct Component {
     watchdog: Option<Watchdog>,
 }
 
+/// The path of `name`, one of the binaries `tools/k8s` builds.
+pub(crate) fn binary(name: &str) -> Result<PathBuf> {
+    Ok(binaries::dir()?.join(name))
+}
+
 /// A running control plane owned by the test process.
 pub struct ControlPlane {
     dir: PathBuf,
@@ -123,14 +128,14 @@ impl ControlPlane {
 
     /// `kubectl` as the admin.
     pub fn kubectl(&self) -> Command {
-        let mut command = Command::new(self.bin("kubectl"));
+        let mut command = Command::new(self.binary("kubectl"));
         command.env("KUBECONFIG", &self.kubeconfig);
         command
     }
 
     /// `helm` as the admin, its caches and config inside the control plane's directory.
     pub fn helm(&self) -> Command {
-        let mut command = Command::new(self.bin("helm"));
+        let mut command = Command::new(self.binary("helm"));
         command.env("KUBECONFIG", &self.kubeconfig);
         for (variable, sub) in [
             ("HELM_CACHE_HOME", "helm/cache"),
@@ -184,7 +189,8 @@ impl ControlPlane {
         ready
     }
 
-    fn bin(&self, name: &str) -> PathBuf {
+    /// The path of `name`, one of the binaries `tools/k8s` builds (`kubectl`, `helm`, …).
+    pub fn binary(&self, name: &str) -> PathBuf {
         binaries::dir()
             .expect("the binaries were found when the control plane started")
             .join(name)
