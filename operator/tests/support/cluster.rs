@@ -2,7 +2,7 @@
 //! and a PodDisruptionBudget, a scripted Prometheus, the operator watching that namespace, and
 //! the reads the tests make of what it did.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use k8s_openapi::api::{
     apps::v1::{Deployment, ReplicaSet},
@@ -22,10 +22,10 @@ use memory_operator::{
     prometheus::Prometheus,
 };
 use serde_json::{Value, json};
-use testkit::ScriptedPrometheus;
+use testkit::{KubeletConfig, ProcessKubelet, ScriptedPrometheus};
 use tokio_util::sync::CancellationToken;
 
-use super::{MIB, TESTS, admin, audit, config_from, eventually, installed, kubelet, operator_user};
+use super::{MIB, TESTS, admin, audit, config_from, eventually, installed, operator_user};
 
 /// Usage per pod in percent of a 64 MiB limit, through the scripted Prometheus.
 #[derive(Clone)]
@@ -63,6 +63,7 @@ pub struct Cluster {
     pub prometheus: Usage,
     pub metrics: Arc<Metrics>,
     stop: CancellationToken,
+    _kubelet: ProcessKubelet,
 }
 
 impl Drop for Cluster {
@@ -89,11 +90,20 @@ impl Cluster {
             .expect("a namespace for the test");
         let client = admin().await;
         let stop = CancellationToken::new();
-        tokio::spawn(kubelet::run(
+        // The test's own node, named for its namespace: every pod of the test runs `sleep`, as
+        // a pause container would (the tests steer memory through the scripted Prometheus).
+        let kubelet = ProcessKubelet::start(
             client.clone(),
-            namespace.clone(),
-            stop.clone().cancelled_owned(),
-        ));
+            KubeletConfig {
+                node: namespace.clone(),
+                images: BTreeMap::from([("pause".to_owned(), PathBuf::from("/bin/sleep"))]),
+                restart_backoff: Duration::from_secs(1),
+                dir: std::env::temp_dir().join("memory-operator-test-pods"),
+                api_server: None,
+            },
+        )
+        .await
+        .expect("the process kubelet starts");
         let scripted = ScriptedPrometheus::start()
             .await
             .expect("scripted Prometheus");
@@ -106,6 +116,7 @@ impl Cluster {
             client,
             metrics: Arc::new(Metrics::default()),
             stop,
+            _kubelet: kubelet,
         };
         cluster.deployment("web", replicas, false).await;
         cluster
@@ -194,8 +205,9 @@ impl Cluster {
                     "template": {
                         "metadata": {"labels": {"app": name}},
                         "spec": {
+                            "nodeSelector": {"kubernetes.io/hostname": self.namespace},
                             "terminationGracePeriodSeconds": 5,
-                            "containers": [{"name": "app", "image": "shortener:test",
+                            "containers": [{"name": "app", "image": "pause:test", "args": ["infinity"],
                                 "resources": {"limits": {"memory": "64Mi"}}}]
                         }
                     }

@@ -4,13 +4,12 @@
 //! ServiceAccount and nothing more. Each test has a namespace of its own, a Deployment whose
 //! pods the real controllers create and the real scheduler binds, a PodDisruptionBudget the
 //! real disruption controller computes, and a scripted Prometheus answering the operator's
-//! query. There is no kubelet: [`kubelet`] marks bound pods Running and Ready and finishes
-//! their deletion, as a kubelet would once their containers stopped.
+//! query. Each test's pods run on a Node of its own, as `sleep` processes under testkit's
+//! process kubelet, which reports them Running and Ready and honours their deletion.
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod audit;
 mod cluster;
-pub mod kubelet;
 pub mod process;
 
 pub use cluster::Cluster;
@@ -28,8 +27,6 @@ use kube::{
 use testkit::ControlPlane;
 
 pub const MIB: u64 = 1 << 20;
-/// The Node every test pod is scheduled to.
-pub const NODE: &str = "testkit-node";
 /// The chart's release: its ServiceAccount is the operator's identity in every test.
 pub const RELEASE: &str = "memory-operator";
 pub const OPERATOR_NAMESPACE: &str = "memory-operator";
@@ -68,7 +65,6 @@ pub fn installed() -> &'static Installed {
                 "crd/memorypolicies.shortener.dev",
             ])
             .expect("the CRD becomes Established");
-        kubelet::register_node(plane, NODE);
         let operator_kubeconfig = install_chart_rbac(plane);
         Installed {
             plane,
