@@ -186,10 +186,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.lease_duration,
         );
         let (elected, leading) = tokio::sync::oneshot::channel();
+        // A standby stops at once on SIGTERM; a leader stops through the controller's own
+        // graceful shutdown.
+        let stopping = shutdown.clone();
         let act_when_elected = async move {
-            match leading.await {
-                Ok(()) => controller.await,
-                Err(_) => Ok(()),
+            tokio::select! {
+                elected = leading => match elected {
+                    Ok(()) => controller.await,
+                    Err(_) => Ok(()),
+                },
+                () = stopping.cancelled() => Ok(()),
             }
         };
         tokio::select! {

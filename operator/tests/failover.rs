@@ -44,6 +44,15 @@ async fn the_standby_takes_over_after_the_leader_is_killed_and_acts_only_once() 
     })
     .await;
     let _b = start("b");
+    // A third replica stands by, and stops at once on SIGTERM (a rollout or drain need not wait
+    // out its grace period).
+    let mut c = start("c");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(holder(&leases, &lease).await.as_deref(), Some("a"));
+    assert!(
+        c.terminate(Duration::from_secs(3)),
+        "the standby did not stop on SIGTERM"
+    );
 
     cluster.prometheus.set(&pods[0], 97.0);
     cluster

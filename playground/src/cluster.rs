@@ -35,6 +35,14 @@ const POLICY: &[(&str, &str)] = &[
     ("memoryPolicy.safety.cooldown", "1m"),
 ];
 
+/// How the shortener runs here: its cache may hold more than the limit and keeps every link,
+/// and it trims once an hour at most, so the cache grows like a leak.
+const LEAKY: &[(&str, &str)] = &[
+    ("SHORTENER_CACHE_BUDGET", "256MiB"),
+    ("SHORTENER_CACHE_IDLE_TTL", "1h"),
+    ("SHORTENER_MIN_TRIM_INTERVAL", "1h"),
+];
+
 /// Everything the playground started; dropped in reverse order.
 pub struct Playground {
     kubelet: ProcessKubelet,
@@ -155,9 +163,12 @@ impl Playground {
         set(format!("replicaCount={replicas}"));
         set("resources.limits.memory=64Mi".into());
         set("resources.requests.memory=32Mi".into());
-        // The redirect cache may grow to the whole limit, so following many long links is a
-        // leak the operator has to deal with.
-        set("env.SHORTENER_CACHE_BUDGET=64MiB".into());
+        // The shortener's own defences turned down (a cache as large as the limit, never swept,
+        // one trim an hour), so that following many long links is a leak the operator has to
+        // deal with.
+        for (variable, value) in LEAKY {
+            set(format!("env.{variable}={value}"));
+        }
         for (key, value) in POLICY {
             set(format!("{key}={value}"));
         }
@@ -189,7 +200,8 @@ impl Playground {
              kubectl describe mempol shortener -n {APP_NAMESPACE}  # conditions and Events\n\
              kubectl get pods -n {APP_NAMESPACE} -o wide          # each pod has an address of its own (127.1.x.y)\n\n\
              Prometheus: {prometheus}  (try shortener_memory_usage_ratio)\n\n\
-             A leak in one pod: its redirect cache grows with every distinct long link it serves.\n\
+             A leak in one pod: its redirect cache grows with every distinct long link it serves (the\n\
+             playground turns the shortener's own trimming down, so it cannot cure this itself).\n\
              cargo run --release -p playground -- leak        # into the first pod, until it is evicted\n\
              Once it stays over critical (95 % of 64Mi) for 15 s, the operator evicts that pod and no other.\n\n\
              Load on every pod:\n\

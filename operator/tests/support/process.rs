@@ -38,6 +38,21 @@ impl OperatorProcess {
         OperatorProcess(command.spawn().expect("memory-operator starts"))
     }
 
+    /// Sends SIGTERM, as a kubelet does to stop a pod, and waits up to `within` for the exit;
+    /// whether it exited successfully in time.
+    pub fn terminate(&mut self, within: std::time::Duration) -> bool {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Kills the process at once (SIGKILL), as a node failure would.
     pub fn kill(&mut self) {
         self.0.kill().expect("killing the operator");
