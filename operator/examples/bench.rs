@@ -81,6 +81,7 @@ fn engine_rate() -> f64 {
         rollout_in_progress: false,
         paused: false,
         pods: pods.clone(),
+        unready: Vec::new(),
     };
     let start = Timestamp::now();
     let mut memory = Memory::default();

@@ -52,22 +52,40 @@ pub fn workload(deployment: &Deployment, pods: &[Pod]) -> Workload {
     let status = deployment.status.clone().unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1);
     let count = |n: Option<i32>| u32::try_from(n.unwrap_or(0)).unwrap_or(0);
-    // `kubectl rollout status` semantics: the controller has not seen the
-    // latest spec, or new pods are not all updated and available yet, or old
-    // pods are still terminating.
+    // A rollout: the controller has not seen the latest spec, or not every pod
+    // is of the new template yet, or old pods are still terminating, or the
+    // controller has not yet reported the new ReplicaSet available. A pod that
+    // turns unready after that (a shortener over critical fails its own
+    // readiness) is no rollout: it may be the very pod to evict.
     let generation = deployment.metadata.generation.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
+    let completed = status.conditions.iter().flatten().any(|c| {
+        c.type_.as_deref() == Some("Progressing")
+            && c.reason.as_deref() == Some("NewReplicaSetAvailable")
+    });
     let rollout_in_progress = status.observed_generation.unwrap_or(0) < generation
         || updated < replicas
         || status.replicas.unwrap_or(0) > updated
-        || status.available_replicas.unwrap_or(0) < updated;
+        || (!completed && status.available_replicas.unwrap_or(0) < updated);
     Workload {
         replicas: count(Some(replicas)),
         available_replicas: count(status.available_replicas),
         rollout_in_progress,
         paused: spec.paused.unwrap_or(false),
         pods: live_pods(pods).map(|pod| name(pod).to_owned()).collect(),
+        unready: live_pods(pods)
+            .filter(|pod| !is_ready(pod))
+            .map(|pod| name(pod).to_owned())
+            .collect(),
     }
+}
+
+/// The pod's `Ready` condition is `True`.
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Each live pod's memory limit, for custom queries that report bytes only:
@@ -186,6 +204,24 @@ mod tests {
         assert!(!w.rollout_in_progress);
         assert_eq!((w.replicas, w.available_replicas), (2, 2));
         assert_eq!(w.pods, ["web-a", "web-b"]);
+    }
+
+    #[test]
+    fn a_pod_that_turns_unready_after_the_rollout_is_no_rollout_and_is_named() {
+        let d = deployment(json!({
+            "metadata": {"name": "web", "generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1,
+                "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+        }));
+        let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        let unready = json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        let w = workload(
+            &d,
+            &[pod("web-a", "64Mi", ready), pod("web-b", "64Mi", unready)],
+        );
+        assert!(!w.rollout_in_progress);
+        assert_eq!(w.unready, ["web-b"]);
     }
 
     #[test]

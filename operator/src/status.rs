@@ -355,6 +355,7 @@ mod tests {
             rollout_in_progress: false,
             paused: false,
             pods: vec!["a".into(), "b".into(), "c".into()],
+            unready: Vec::new(),
         };
         let sample = |pod: &str, usage_ratio: f64| Sample {
             pod: pod.into(),

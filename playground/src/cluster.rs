@@ -40,7 +40,6 @@ const POLICY: &[(&str, &str)] = &[
 const LEAKY: &[(&str, &str)] = &[
     ("SHORTENER_CACHE_BUDGET", "256MiB"),
     ("SHORTENER_CACHE_IDLE_TTL", "1h"),
-    ("SHORTENER_MIN_TRIM_INTERVAL", "1h"),
 ];
 
 /// Everything the playground started; dropped in reverse order.
@@ -169,6 +168,7 @@ impl Playground {
         for (variable, value) in LEAKY {
             set(format!("env.{variable}={value}"));
         }
+        set("memory.minTrimInterval=1h".into());
         for (key, value) in POLICY {
             set(format!("{key}={value}"));
         }

@@ -127,7 +127,14 @@ fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
 fn evict(f: &Facts, mut pods: Vec<String>, reasons: &mut Vec<String>) -> Wanted {
     let p = f.policy;
     let unavailable = f.workload.unavailable();
-    let room = p.max_unavailable.saturating_sub(unavailable);
+    // Pods already unavailable cost no room: evicting them makes nothing less available. They
+    // go first.
+    pods.sort_by_key(|pod| !f.workload.unready.contains(pod));
+    let free = pods
+        .iter()
+        .filter(|pod| f.workload.unready.contains(pod))
+        .count() as u32;
+    let room = p.max_unavailable.saturating_sub(unavailable) + free;
     let used = f.history.restarts_in_window(f.now);
     let budget = p.max_restarts_per_hour.saturating_sub(used);
     let allowed = room.min(budget) as usize;

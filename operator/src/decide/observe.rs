@@ -40,6 +40,9 @@ pub struct Workload {
     pub paused: bool,
     /// Names of the Deployment's current pods.
     pub pods: Vec<String>,
+    /// The current pods that are not Ready (a shortener over critical fails its own readiness
+    /// check): evicting one of them makes nothing less available.
+    pub unready: Vec<String>,
 }
 
 impl Workload {

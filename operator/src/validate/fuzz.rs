@@ -90,6 +90,7 @@ fn workload() -> impl Strategy<Value = Workload> {
                 rollout_in_progress,
                 paused,
                 pods: (0..pods).map(|i| format!("pod-{i}")).collect(),
+                unready: Vec::new(),
             },
         )
 }

@@ -90,6 +90,24 @@ fn pods_already_unavailable_count_against_max_unavailable() {
 }
 
 #[test]
+fn a_critical_pod_that_is_already_unavailable_is_evicted_without_room() {
+    // A shortener over critical fails its own readiness: it is the one pod unavailable, and
+    // evicting it makes nothing less available.
+    let policy = Policy::test().with_sustain(Duration::ZERO);
+    let workload = Workload::test(&["a", "b", "c"]).with_unready(&["b"]);
+    let mut run = Run::new(policy, workload);
+
+    let decision = run.at(0, &[("a", 99.0), ("b", 97.0), ("c", HEALTHY)]);
+
+    assert_eq!(
+        decision.action,
+        Some(Action::Evict {
+            pods: vec!["b".into()]
+        })
+    );
+}
+
+#[test]
 fn no_pod_is_evicted_while_max_unavailable_pods_are_already_down() {
     let policy = Policy::test().with_sustain(Duration::ZERO);
     let workload = Workload::test(&["a", "b", "c"]).with_available(2);

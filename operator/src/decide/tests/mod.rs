@@ -49,7 +49,15 @@ impl Workload {
             rollout_in_progress: false,
             paused: false,
             pods: pods.iter().map(|pod| (*pod).to_owned()).collect(),
+            unready: Vec::new(),
         }
+    }
+
+    /// `pods` are not Ready (and so not available).
+    pub fn with_unready(mut self, pods: &[&str]) -> Self {
+        self.unready = pods.iter().map(|pod| (*pod).to_owned()).collect();
+        self.available_replicas = self.replicas.saturating_sub(self.unready.len() as u32);
+        self
     }
 
     /// Only `available` of the replicas are available.
