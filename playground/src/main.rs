@@ -37,7 +37,7 @@ enum Traffic {
         #[arg(long)]
         pod: Option<String>,
         /// How many links at most.
-        #[arg(long, default_value_t = 40_000)]
+        #[arg(long, default_value_t = 100_000)]
         links: usize,
     },
     /// The same traffic through every Ready pod at once.
