@@ -4,7 +4,8 @@
 #
 # - PostgreSQL 15 and Prometheus from Debian's packages (tests start throwaway servers);
 # - the Go-built control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-#   kubectl, helm) from tools/k8s, built once per go.sum into ~/.cache/memory-operator/k8s;
+#   kubectl, helm, and a Prometheus with Kubernetes discovery) from tools/k8s, built once per
+#   go.sum into ~/.cache/memory-operator/k8s;
 # - the chart tests' Python venv (tests/charts/run.sh makes it under target/).
 set -euo pipefail
 cd "$(dirname "$0")"
