@@ -42,26 +42,22 @@ fn value_from(
     sources: &impl Sources,
 ) -> Result<String, String> {
     let from = var.value_from.as_ref().expect("called for valueFrom");
-    let optional = |o: Option<bool>| o.unwrap_or(false);
-    if let Some(key) = &from.secret_key_ref {
-        return match sources.secret(&key.name, &key.key) {
-            Some(value) => Ok(value),
-            None if optional(key.optional) => Ok(String::new()),
-            None => Err(format!(
-                "{}: secret {:?} has no key {:?}",
-                var.name, key.name, key.key
-            )),
+    // A key of a Secret or ConfigMap: its value, empty when missing but optional, else an error.
+    let keyed =
+        |kind: &str, found: Option<String>, name: &str, key: &str, optional: Option<bool>| {
+            match found {
+                Some(value) => Ok(value),
+                None if optional.unwrap_or(false) => Ok(String::new()),
+                None => Err(format!("{}: {kind} {name:?} has no key {key:?}", var.name)),
+            }
         };
+    if let Some(k) = &from.secret_key_ref {
+        let found = sources.secret(&k.name, &k.key);
+        return keyed("secret", found, &k.name, &k.key, k.optional);
     }
-    if let Some(key) = &from.config_map_key_ref {
-        return match sources.config_map(&key.name, &key.key) {
-            Some(value) => Ok(value),
-            None if optional(key.optional) => Ok(String::new()),
-            None => Err(format!(
-                "{}: configmap {:?} has no key {:?}",
-                var.name, key.name, key.key
-            )),
-        };
+    if let Some(k) = &from.config_map_key_ref {
+        let found = sources.config_map(&k.name, &k.key);
+        return keyed("configmap", found, &k.name, &k.key, k.optional);
     }
     if let Some(field) = &from.field_ref {
         let meta = &pod.metadata;
