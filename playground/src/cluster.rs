@@ -14,7 +14,7 @@ use kube::{
     api::ListParams,
     config::{KubeConfigOptions, Kubeconfig},
 };
-use testkit::{ControlPlane, KubeletConfig, KubernetesPods, PgServer, ProcessKubelet, PromServer};
+use testkit::{ControlPlane, KubeletConfig, PgServer, ProcessKubelet, PromServer};
 
 use crate::binaries::Binaries;
 
@@ -106,19 +106,7 @@ impl Playground {
 
         println!("installing the CRD and both charts with helm");
         let root = repo_root();
-        kubectl(
-            &plane,
-            &["apply", "-f", &path(&root.join("crds/memorypolicy.yaml"))],
-        )?;
-        kubectl(
-            &plane,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/memorypolicies.shortener.dev",
-            ],
-        )?;
+        plane.apply_crd(&root.join("crds/memorypolicy.yaml"))?;
         let prometheus_url = format!("prometheusUrl={}", prometheus.url());
         helm(
             &plane,
@@ -238,44 +226,8 @@ impl Playground {
 /// A Prometheus with a ServiceAccount that may read pods, as a cluster's has.
 fn start_prometheus(plane: &ControlPlane) -> anyhow::Result<PromServer> {
     kubectl(plane, &["create", "namespace", MONITORING_NAMESPACE])?;
-    kubectl(
-        plane,
-        &[
-            "create",
-            "serviceaccount",
-            "prometheus",
-            "-n",
-            MONITORING_NAMESPACE,
-        ],
-    )?;
-    kubectl(
-        plane,
-        &[
-            "create",
-            "clusterrole",
-            "prometheus",
-            "--verb=get,list,watch",
-            "--resource=pods",
-        ],
-    )?;
-    kubectl(
-        plane,
-        &[
-            "create",
-            "clusterrolebinding",
-            "prometheus",
-            "--clusterrole=prometheus",
-            "--serviceaccount=monitoring:prometheus",
-        ],
-    )?;
-    let token = plane.service_account_token(MONITORING_NAMESPACE, "prometheus")?;
-    let token_file = plane.kubeconfig().with_file_name("prometheus.token");
-    std::fs::write(&token_file, token).context("writing Prometheus's token")?;
-    Ok(PromServer::discovering(&KubernetesPods {
-        api_server: plane.server(),
-        ca_file: plane.ca_file().to_owned(),
-        token_file,
-    })?)
+    let pods = plane.pod_reader(MONITORING_NAMESPACE, "prometheus")?;
+    Ok(PromServer::discovering(&pods)?)
 }
 
 /// Waits until `count` pods of `namespace` are Ready.

@@ -265,36 +265,8 @@ async fn prometheus_discovers_the_pods_and_labels_them_with_namespace_and_pod() 
     let namespace = plane().create_namespace("kubelet").unwrap();
     let _kubelet = kubelet(client.clone(), &namespace).await;
     // A service account that may read pods, as a cluster's Prometheus has.
-    let kubectl = |args: &[&str]| plane().run_kubectl(args).unwrap();
-    kubectl(&["create", "serviceaccount", "prometheus", "-n", &namespace]);
-    kubectl(&[
-        "create",
-        "clusterrole",
-        &namespace,
-        "--verb=get,list,watch",
-        "--resource=pods",
-    ]);
-    let account = format!("{namespace}:prometheus");
-    kubectl(&[
-        "create",
-        "clusterrolebinding",
-        &namespace,
-        "--clusterrole",
-        &namespace,
-        "--serviceaccount",
-        &account,
-    ]);
-    let token = plane()
-        .service_account_token(&namespace, "prometheus")
-        .unwrap();
-    let token_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(token_file.path(), token).unwrap();
-    let prometheus = testkit::PromServer::discovering(&testkit::KubernetesPods {
-        api_server: plane().server(),
-        ca_file: plane().ca_file().to_owned(),
-        token_file: token_file.path().to_owned(),
-    })
-    .unwrap();
+    let pods = plane().pod_reader(&namespace, "prometheus").unwrap();
+    let prometheus = testkit::PromServer::discovering(&pods).unwrap();
 
     let script = "mkdir -p /tmp/$POD_NAME && cd /tmp/$POD_NAME && echo 'demo_value 42' > metrics && exec python3 -m http.server --bind $POD_IP 8080";
     deploy(

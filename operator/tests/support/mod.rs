@@ -55,16 +55,8 @@ pub fn installed() -> &'static Installed {
         let plane = ControlPlane::shared().expect("the control plane starts");
         let crd = repo_root().join("crds/memorypolicy.yaml");
         plane
-            .run_kubectl(&["apply", "-f", crd.to_str().unwrap()])
-            .expect("kubectl applies the CRD");
-        plane
-            .run_kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/memorypolicies.shortener.dev",
-            ])
-            .expect("the CRD becomes Established");
+            .apply_crd(&crd)
+            .expect("the CRD is applied and Established");
         let operator_kubeconfig = install_chart_rbac(plane);
         Installed {
             plane,

@@ -159,6 +159,52 @@ impl ControlPlane {
         Ok(name)
     }
 
+    /// Applies the CustomResourceDefinition in `file` and waits until it is Established.
+    pub fn apply_crd(&self, file: &Path) -> Result<()> {
+        let applied =
+            self.run_kubectl(&["apply", "-o", "name", "-f", &file.display().to_string()])?;
+        self.run_kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            applied.trim(),
+        ])?;
+        Ok(())
+    }
+
+    /// A service account `namespace/name` that may read pods cluster-wide, as a cluster's
+    /// Prometheus has, and a file holding its token: what [`crate::PromServer::discovering`]
+    /// needs. The namespace must exist.
+    pub fn pod_reader(&self, namespace: &str, name: &str) -> Result<crate::KubernetesPods> {
+        let binding = format!("{namespace}-{name}");
+        let account = format!("{namespace}:{name}");
+        self.run_kubectl(&["create", "serviceaccount", name, "-n", namespace])?;
+        self.run_kubectl(&[
+            "create",
+            "clusterrole",
+            &binding,
+            "--verb=get,list,watch",
+            "--resource=pods",
+        ])?;
+        self.run_kubectl(&[
+            "create",
+            "clusterrolebinding",
+            &binding,
+            "--clusterrole",
+            &binding,
+            "--serviceaccount",
+            &account,
+        ])?;
+        let token_file = self.dir.join(format!("{binding}.token"));
+        let token = self.service_account_token(namespace, name)?;
+        fs::write(&token_file, token).map_err(|e| Error::Write(token_file.clone(), e))?;
+        Ok(crate::KubernetesPods {
+            api_server: self.server(),
+            ca_file: self.ca.clone(),
+            token_file,
+        })
+    }
+
     /// A token for service account `namespace/name` from the TokenRequest API.
     pub fn service_account_token(&self, namespace: &str, name: &str) -> Result<String> {
         let token =
