@@ -86,6 +86,27 @@ impl Context {
     }
 }
 
+/// The policies the operator serves: those of `namespace`, or of every namespace. As untyped
+/// objects, so that one the operator cannot read is reported rather than stopping the rest.
+fn policies_api(client: Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource::erase::<MemoryPolicy>(&());
+    match namespace {
+        Some(namespace) => Api::namespaced_with(client, namespace, &resource),
+        None => Api::all_with(client, &resource),
+    }
+}
+
+/// Fails with [`Error::CrdMissing`] unless the API serves MemoryPolicies (of `namespace`, or
+/// of every namespace) to this identity. Only metadata is read, so a stored policy the operator
+/// cannot read does not stop it.
+pub async fn ensure_crd(client: &Client, namespace: Option<&str>) -> Result<()> {
+    policies_api(client.clone(), namespace)
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .map_err(Error::CrdMissing)?;
+    Ok(())
+}
+
 /// Runs the controller until `shutdown` resolves; fails fast when the CRD is missing.
 /// With `namespace`, only that namespace's policies and Deployments are watched.
 ///
@@ -99,17 +120,12 @@ pub async fn run(
 ) -> Result<()> {
     let resource = ApiResource::erase::<MemoryPolicy>(&());
     let client = ctx.client.clone();
-    let (policies, deployments): (Api<DynamicObject>, Api<Deployment>) = match namespace {
-        Some(namespace) => (
-            Api::namespaced_with(client.clone(), namespace, &resource),
-            Api::namespaced(client, namespace),
-        ),
-        None => (Api::all_with(client.clone(), &resource), Api::all(client)),
+    ensure_crd(&client, namespace).await?;
+    let policies = policies_api(client.clone(), namespace);
+    let deployments: Api<Deployment> = match namespace {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
     };
-    policies
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-        .map_err(Error::CrdMissing)?;
     let controller = Controller::new_with(policies, watcher::Config::default(), resource.clone());
     let store = controller.store();
     let forget_deleted = forget_deleted(store.clone(), ctx.clone());

@@ -161,14 +161,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     // Ready once the API server answers for MemoryPolicies: a standby replica
     // serves its endpoints and stands ready to lead, so it counts as ready too.
-    let policies = match &args.namespace {
-        Some(namespace) => kube::Api::<MemoryPolicy>::namespaced(client.clone(), namespace),
-        None => kube::Api::<MemoryPolicy>::all(client.clone()),
-    };
-    policies
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .map_err(Error::CrdMissing)?;
+    controller::ensure_crd(&client, args.namespace.as_deref()).await?;
     health.ready.store(true, Ordering::Relaxed);
     // Futures are lazy: the controller starts only when awaited, which under
     // leader election happens only once this replica holds the Lease.

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use memory_operator::rbac::PERMISSIONS;
 use serde_json::json;
-use support::{Cluster, audit, eventually, installed, operator_user, process::OperatorProcess};
+use support::{Cluster, eventually, installed, operator_user, process::OperatorProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_needs_every_permission_the_chart_grants_and_no_other() {
@@ -69,13 +69,15 @@ async fn the_operator_needs_every_permission_the_chart_grants_and_no_other() {
     // A notice that repeats (the pods still critical, held back by cooldown) is folded into
     // its Event's series with a patch.
     eventually("a repeated Event patched", async || {
-        audit::requests(installed().plane, &operator_user())
+        installed()
+            .plane
+            .requests_of(&operator_user())
             .iter()
             .any(|r| r.resource == "events" && r.verb == "patch")
     })
     .await;
 
-    let requests = audit::requests(installed().plane, &operator_user());
+    let requests = installed().plane.requests_of(&operator_user());
     let refused: Vec<_> = requests.iter().filter(|r| r.code == 403).collect();
     assert!(refused.is_empty(), "the chart's RBAC refused: {refused:#?}");
     let used: BTreeSet<(String, String, String)> = requests

@@ -27,9 +27,9 @@ mod watchdog;
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
-pub use control_plane::ControlPlane;
+pub use control_plane::{AuditedRequest, ControlPlane};
 pub use kube_api::{Change, ChangeType, FakeApiServer, merge_patch};
-pub use kubelet::{KubeletConfig, ProcessKubelet};
+pub use kubelet::{ContainerExit, KubeletConfig, ProcessKubelet};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{KubernetesPods, PromServer, Target};
 pub use schema_check::SchemaCheck;

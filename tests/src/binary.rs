@@ -1,5 +1,6 @@
-//! Finds the `shortener` binary of the profile the tests were built with, building it once
-//! per test binary so a changed service is never tested through a stale executable.
+//! Finds the `shortener` and `memory-operator` executables of the profile the tests were built
+//! with, building them once per test binary so a changed service or operator is never tested
+//! through a stale executable.
 
 use std::{
     path::{Path, PathBuf},
@@ -7,19 +8,31 @@ use std::{
     sync::OnceLock,
 };
 
-/// `target/<profile>/shortener`, built (or brought up to date) on first use.
-pub fn shortener() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
+/// The executables the process kubelet runs for the charts' images.
+#[derive(Debug)]
+pub struct Binaries {
+    pub shortener: PathBuf,
+    pub operator: PathBuf,
+}
+
+/// `target/<profile>/{shortener,memory-operator}`, built (or brought up to date) on first use.
+pub fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
         let profile_dir = profile_dir();
-        let binary = profile_dir.join("shortener");
         build(&profile_dir);
-        assert!(
-            binary.is_file(),
-            "cargo build -p shortener did not produce {}",
-            binary.display()
-        );
-        binary
+        let binaries = Binaries {
+            shortener: profile_dir.join("shortener"),
+            operator: profile_dir.join("memory-operator"),
+        };
+        for binary in [&binaries.shortener, &binaries.operator] {
+            assert!(
+                binary.is_file(),
+                "cargo build did not produce {}",
+                binary.display()
+            );
+        }
+        binaries
     })
 }
 
@@ -44,6 +57,10 @@ fn build(profile_dir: &Path) {
         "shortener",
         "--bin",
         "shortener",
+        "-p",
+        "memory-operator",
+        "--bin",
+        "memory-operator",
     ]);
     // Any other profile folder name is a custom profile of the same name.
     match profile_dir.file_name().and_then(|name| name.to_str()) {
@@ -55,9 +72,9 @@ fn build(profile_dir: &Path) {
             cargo.args(["--profile", profile]);
         }
     }
-    let status = cargo.status().expect("run cargo build -p shortener");
+    let status = cargo.status().expect("run cargo build");
     assert!(
         status.success(),
-        "cargo build -p shortener failed: {status}"
+        "cargo build of the shortener and the operator failed: {status}"
     );
 }

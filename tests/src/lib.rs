@@ -1,36 +1,31 @@
-//! End-to-end tests of the whole loop on one machine, with real parts everywhere but the
-//! Kubernetes API: a throwaway PostgreSQL, real `shortener` processes standing for the pods of
-//! one Deployment, a real Prometheus scraping them every second, and memory-operator's real
-//! controller running in-process against testkit's fake API server.
+//! End-to-end tests of the whole loop on one machine, with real parts everywhere: testkit's
+//! real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler), both charts installed with the real `helm install`, the shortener's pods run
+//! by testkit's process kubelet as real `shortener` processes in memory cgroups of their own, a
+//! throwaway PostgreSQL, a real Prometheus discovering the pods through the apiserver, and the
+//! operator's release binary run as the operator chart's pod with its ServiceAccount's token.
 //!
-//! Layout: `binary` finds (and builds once) the `shortener` executable; `pod` runs one as a
-//! pod, killed when dropped; `rig` plays the kubelet and the Deployment, ReplicaSet and
-//! disruption controllers over the `fleet` of pod processes, and `targets` keeps Prometheus
-//! scraping exactly the ready pods; `load` seeds links and sends real traffic; `prometheus`
-//! reads back what was scraped; `cluster` puts it all together for one test and stops
-//! everything it started, even when the test fails. Each scenario is a file in `tests/`, so
-//! cargo runs them one after another: each has the two cores to itself.
+//! Layout: `binary` finds (and builds once) the executables the kubelet runs; `probe` measures an
+//! idle shortener before the cluster starts; `load` seeds links and sends real traffic;
+//! `prometheus` reads back what was scraped; `cluster` puts it all together for one test, keeps
+//! a record of what the cluster showed, and stops everything it started, even when the test
+//! fails. Each scenario is a file in `tests/`, so cargo runs them one after another, each with
+//! a control plane of its own and the two cores to itself.
 
 #![forbid(unsafe_code)]
 
 pub mod binary;
 mod cluster;
-mod fleet;
 pub mod load;
-mod pod;
+mod probe;
 pub mod prometheus;
-mod rig;
-mod targets;
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use cluster::{Cluster, Condition, Options};
-pub use fleet::Deletion;
+pub use cluster::{Cluster, Condition, Deletion, OPERATOR_NAMESPACE, Options};
 
-/// The namespace everything lives in.
-pub const NS: &str = "shop";
 /// The Deployment whose pods the shortener processes are.
 pub const DEPLOYMENT: &str = "web";
 /// Bearer token of the pods' admin endpoints.

@@ -38,6 +38,14 @@ pub async fn range_samples(
         .collect()
 }
 
+/// The value of an instant query that yields one number (such as `sum(up)`); `None` if
+/// Prometheus does not answer or the result is empty.
+pub async fn instant_value(client: &reqwest::Client, base_url: &str, promql: &str) -> Option<f64> {
+    let url = format!("{base_url}/api/v1/query?query={}", encode(promql));
+    let body: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
 /// A pod's usage ratio (resident over limit) at every scrape in the last `window`, oldest
 /// first: the same two series, and the same division, the operator's query uses.
 pub async fn usage_ratios(

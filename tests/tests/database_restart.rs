@@ -30,11 +30,11 @@ async fn a_database_restart_under_load_gives_clear_503s_and_loses_no_created_lin
         pods: 2,
         own_database: true,
         // Answer 503 soon rather than queue behind a dead server.
-        env: vec![("SHORTENER_DB_TIMEOUT".into(), "500ms".into())],
+        values: vec![("env.SHORTENER_DB_TIMEOUT".into(), "500ms".into())],
         ..Options::default()
     })
     .await;
-    cluster.apply_policy("calm", json!({}));
+    cluster.apply_policy("calm", json!({})).await;
     eventually("the policy evaluated", Duration::from_secs(30), || {
         cluster.condition_is("calm", "MetricsAvailable", "True")
     })
@@ -131,11 +131,15 @@ async fn a_database_restart_under_load_gives_clear_503s_and_loses_no_created_lin
     }
     // Memory was never the problem: the operator did nothing.
     assert!(cluster.eviction_requests().is_empty());
-    assert!(cluster.requests_to("PATCH", "/scale").is_empty());
     assert!(
-        cluster.rig_problems().is_empty(),
+        cluster
+            .operator_did("patch", "deployments/scale")
+            .is_empty()
+    );
+    assert!(
+        cluster.unexpected_exits().is_empty(),
         "{:?}",
-        cluster.rig_problems()
+        cluster.unexpected_exits()
     );
     eprintln!(
         "scenario 5: {} created, {} refused during the outage; took {:.1} s",

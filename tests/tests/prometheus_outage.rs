@@ -23,7 +23,9 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
     })
     .await;
     let stale_after = format!("{}s", STALE_AFTER.as_secs());
-    cluster.apply_policy("watch", json!({"thresholds": {"staleAfter": stale_after}}));
+    cluster
+        .apply_policy("watch", json!({"thresholds": {"staleAfter": stale_after}}))
+        .await;
     eventually("metrics available", Duration::from_secs(30), || {
         cluster.condition_is("watch", "MetricsAvailable", "True")
     })
@@ -69,8 +71,12 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
     tokio::time::sleep(Duration::from_secs_f64(SUSTAIN + 2.0)).await;
     assert!(cluster.condition_is("watch", "MetricsAvailable", "False"));
     assert!(cluster.eviction_requests().is_empty());
-    assert!(cluster.requests_to("PATCH", "/scale").is_empty());
-    assert!(cluster.api.events_of("Deployment").is_empty());
+    assert!(
+        cluster
+            .operator_did("patch", "deployments/scale")
+            .is_empty()
+    );
+    assert!(cluster.events_of("Deployment").is_empty());
     assert!(cluster.condition_is("watch", "Critical", "False"));
 
     tokio::time::sleep(
@@ -92,8 +98,8 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
         || !cluster.deletions().is_empty(),
     )
     .await;
-    let waited = cluster.deletions()[0]
-        .at
+    let waited = cluster.operator_did("create", "pods/eviction")[0]
+        .received
         .duration_since(restarted_at)
         .as_secs_f64();
     eprintln!("Prometheus back: the first eviction came {waited:.1} s after its restart");
@@ -107,9 +113,9 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
     );
     assert_eq!(cluster.eviction_requests().len(), 1);
     assert!(
-        cluster.rig_problems().is_empty(),
+        cluster.unexpected_exits().is_empty(),
         "{:?}",
-        cluster.rig_problems()
+        cluster.unexpected_exits()
     );
     eprintln!("scenario 3 took {:.1} s", began.elapsed().as_secs_f64());
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Cluster, DEPLOYMENT, Options, eventually};
+use e2e::{Cluster, Options, eventually};
 use serde_json::json;
 
 /// Links each loaded pod can keep hot: more than enough for 85 % of its limit.
@@ -16,17 +16,17 @@ const LOADED: f64 = 0.85;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flapping() {
     let began = Instant::now();
-    let env = [
+    let values = [
         // The service trims its own cache only at 90 %: the operator, at 80 %, scales out first.
-        ("SHORTENER_HIGH_WATER_MARK", "90"),
+        ("waterMarks.high", "90"),
         // Links nobody follows for this long leave the cache: the memory of a load comes
         // back soon after it stops.
-        ("SHORTENER_CACHE_IDLE_TTL", "15s"),
+        ("env.SHORTENER_CACHE_IDLE_TTL", "15s"),
     ];
     let cluster = Cluster::start(Options {
         pods: 2,
         links: LINKS,
-        env: env.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
+        values: values.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
         ..Options::default()
     })
     .await;
@@ -38,29 +38,31 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
             "scaling": {"minReplicas": 2, "maxReplicas": 4, "step": 1, "scaleInStabilization": "8s"},
             "safety": {"cooldown": "3s"}
         }),
-    );
+    )
+    .await;
     eventually("both pods measured", Duration::from_secs(30), || {
         cluster.condition_is("grow", "MetricsAvailable", "True")
     })
     .await;
 
     // The load: both pods' caches fill with hot links.
+    let pods = cluster.ready_pod_names();
     let (a, b) = tokio::join!(
-        cluster.fill("web-0", LINKS, LOADED, Duration::from_secs(40)),
-        cluster.fill("web-1", LINKS, LOADED, Duration::from_secs(40)),
+        cluster.fill(&pods[0], LINKS, LOADED, Duration::from_secs(40)),
+        cluster.fill(&pods[1], LINKS, LOADED, Duration::from_secs(40)),
     );
     assert!(
         a >= LOADED && b >= LOADED,
         "loaded to only {a:.2} and {b:.2}"
     );
     let loaded = began.elapsed();
-    eventually("scaled out to 4", Duration::from_secs(30), || {
+    eventually("scaled out to 4", Duration::from_secs(45), || {
         cluster.replicas() == 4
     })
     .await;
     let at_max = began.elapsed();
     // The load is over: its links go idle, leave the caches, and memory comes back down.
-    eventually("scaled back in to 2", Duration::from_secs(60), || {
+    eventually("scaled back in to 2", Duration::from_secs(90), || {
         cluster.replicas() == 2
     })
     .await;
@@ -133,15 +135,12 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
         notes(&cluster, "ScaledIn"),
         ["scale from 4 to 3 replicas", "scale from 3 to 2 replicas"]
     );
-    assert_eq!(
-        cluster.requests_to("PATCH", "/deployments/web/scale").len(),
-        4
-    );
+    assert_eq!(cluster.operator_did("patch", "deployments/scale").len(), 4);
     assert!(cluster.eviction_requests().is_empty());
     assert!(
-        cluster.rig_problems().is_empty(),
+        cluster.unexpected_exits().is_empty(),
         "{:?}",
-        cluster.rig_problems()
+        cluster.unexpected_exits()
     );
     eprintln!("scenario 2 took {:.1} s", began.elapsed().as_secs_f64());
 }
@@ -149,11 +148,9 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
 /// The Deployment's `spec.replicas`, each value as long as it lasted.
 fn replica_steps(cluster: &Cluster) -> Vec<u64> {
     cluster
-        .api
-        .history()
+        .deployment_versions()
         .iter()
-        .filter(|c| c.kind == "Deployment" && c.name == DEPLOYMENT)
-        .filter_map(|c| c.object["spec"]["replicas"].as_u64())
+        .filter_map(|d| d["spec"]["replicas"].as_u64())
         .fold(Vec::new(), |mut steps, replicas| {
             if steps.last() != Some(&replicas) {
                 steps.push(replicas);

@@ -22,10 +22,10 @@ use memory_operator::{
     prometheus::Prometheus,
 };
 use serde_json::{Value, json};
-use testkit::{KubeletConfig, ProcessKubelet, ScriptedPrometheus};
+use testkit::{AuditedRequest, KubeletConfig, ProcessKubelet, ScriptedPrometheus};
 use tokio_util::sync::CancellationToken;
 
-use super::{MIB, TESTS, admin, audit, config_from, eventually, installed, operator_user};
+use super::{MIB, TESTS, admin, config_from, eventually, installed, operator_user};
 
 /// Usage per pod in percent of a 64 MiB limit, through the scripted Prometheus.
 #[derive(Clone)]
@@ -325,15 +325,17 @@ impl Cluster {
     }
 
     /// The operator's requests in this namespace, from the apiserver's audit log.
-    pub fn operator_requests(&self) -> Vec<audit::Request> {
-        audit::requests(installed().plane, &operator_user())
+    pub fn operator_requests(&self) -> Vec<AuditedRequest> {
+        installed()
+            .plane
+            .requests_of(&operator_user())
             .into_iter()
             .filter(|r| r.namespace == self.namespace)
             .collect()
     }
 
     /// The operator's requests in this namespace with `verb` on `resource` (`pods/eviction`).
-    pub fn operator_did(&self, verb: &str, resource: &str) -> Vec<audit::Request> {
+    pub fn operator_did(&self, verb: &str, resource: &str) -> Vec<AuditedRequest> {
         self.operator_requests()
             .into_iter()
             .filter(|r| r.verb == verb && r.resource() == resource)

@@ -8,7 +8,6 @@
 //! process kubelet, which reports them Running and Ready and honours their deletion.
 #![allow(dead_code)] // each test binary uses its own subset
 
-pub mod audit;
 mod cluster;
 pub mod process;
 

@@ -13,8 +13,11 @@
 //!
 //! Every request is written to an audit log, so a test can say which requests an identity made.
 
+mod audit;
 mod binaries;
 mod pki;
+
+pub use audit::AuditedRequest;
 
 use std::{
     fs,
@@ -115,6 +118,12 @@ impl ControlPlane {
     /// The apiserver's audit log: one JSON event per line.
     pub fn audit_log(&self) -> PathBuf {
         self.dir.join("audit.log")
+    }
+
+    /// Every answered request `username` made so far, from the audit log, oldest first.
+    pub fn requests_of(&self, username: &str) -> Vec<AuditedRequest> {
+        let log = fs::read_to_string(self.audit_log()).unwrap_or_default();
+        audit::requests(&log, username)
     }
 
     /// A kubeconfig for `user` authenticating with bearer `token`, written beside the admin's.

@@ -90,6 +90,20 @@ impl KubeletConfig {
     }
 }
 
+/// How one run of a container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerExit {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// The exit code, or 128 + the signal that ended it.
+    pub code: i32,
+    /// The kernel's OOM killer ended it (its memory cgroup counted an OOM kill).
+    pub oom_killed: bool,
+    /// It was stopped because its pod was deleted, rather than exiting on its own.
+    pub stopped: bool,
+}
+
 /// What every pod task shares.
 struct Shared {
     client: Client,
@@ -97,6 +111,8 @@ struct Shared {
     cgroups: Result<cgroup::CgroupRoot, String>,
     /// One status write at a time, so a pod's reports arrive in order.
     reports: tokio::sync::Mutex<()>,
+    /// Every container exit so far, oldest first.
+    exits: std::sync::Mutex<Vec<ContainerExit>>,
 }
 
 /// A running process kubelet; dropping it stops every container it started.
@@ -124,6 +140,7 @@ impl ProcessKubelet {
             config,
             cgroups,
             reports: tokio::sync::Mutex::new(()),
+            exits: std::sync::Mutex::default(),
         });
         let stop = CancellationToken::new();
         let task = tokio::spawn(watch_pods(shared.clone(), stop.clone()));
@@ -149,6 +166,16 @@ impl ProcessKubelet {
             .config
             .dir
             .join(format!("{namespace}_{pod}_{container}_{restarts}.log"))
+    }
+
+    /// Every container exit so far, oldest first: what a node's container runtime remembers
+    /// after the pod object is gone.
+    pub fn exits(&self) -> Vec<ContainerExit> {
+        self.shared
+            .exits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Stops every container (SIGTERM, then SIGKILL after each pod's grace period) and waits.

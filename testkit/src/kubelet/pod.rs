@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Shared,
+    ContainerExit, Shared,
     env::{self, Sources},
     probe::answers,
     process::{Placement, Run},
@@ -153,6 +153,18 @@ impl PodRun {
                     );
                     restarts += 1;
                     let restarted = !deleting.is_cancelled();
+                    shared
+                        .exits
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(ContainerExit {
+                            namespace: pod.namespace().unwrap_or_default(),
+                            pod: pod.name_any(),
+                            container: container.name.clone(),
+                            code: exit.code,
+                            oom_killed: exit.oom_killed,
+                            stopped: !restarted,
+                        });
                     update(&|v| {
                         v.running_since = None;
                         v.ready = false;

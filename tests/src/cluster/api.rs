@@ -1,15 +1,22 @@
-//! What a test writes and reads through the fake API, as a user with kubectl would: policies,
-//! their conditions and history, Events, and the requests the operator made.
+//! What a test writes and reads through the API, as a user with kubectl would: policies,
+//! their conditions and history, Events, and the requests the operator made (from the
+//! apiserver's audit log).
 
 use kube::{
     Api,
-    api::{Patch, PatchParams},
+    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
 };
 use memory_operator::crd::MemoryPolicy;
 use serde_json::{Value, json};
+use testkit::AuditedRequest;
 
-use super::Cluster;
-use crate::{DEPLOYMENT, NS};
+use super::{Cluster, OPERATOR_NAMESPACE, OPERATOR_RELEASE, blocking, install, record::lock};
+use crate::{DEPLOYMENT, eventually};
+
+/// The field manager of the tests' own writes.
+const TESTS: &str = "e2e";
+/// The operator's name on its Events (`reportingController`).
+const REPORTER: &str = "memory-operator";
 
 /// A status condition of a policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +28,14 @@ pub struct Condition {
 
 impl Cluster {
     /// Applies policy `name` on Deployment `web` with fast clocks, `overrides` merged in.
-    pub fn apply_policy(&self, name: &str, overrides: Value) {
+    pub async fn apply_policy(&self, name: &str, overrides: Value) {
+        if let Some(refusal) = self.try_apply_policy(name, overrides).await {
+            panic!("apply policy {name}: {refusal}");
+        }
+    }
+
+    /// Policy `name` on Deployment `web` with fast clocks, `overrides` merged into its spec.
+    pub fn policy_object(&self, name: &str, overrides: Value) -> Value {
         let mut spec = json!({
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": DEPLOYMENT},
             "interval": "1s",
@@ -32,18 +46,17 @@ impl Cluster {
             "scaling": {"minReplicas": 1, "maxReplicas": 5, "step": 1, "scaleInStabilization": "10m"},
             "safety": {"cooldown": "10m", "maxRestartsPerHour": 3, "maxUnavailable": 1}
         });
-        testkit::merge_patch(&mut spec, &overrides);
-        self.api.apply(json!({
+        json_patch::merge(&mut spec, &overrides);
+        json!({
             "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
-            "metadata": {"name": name, "namespace": NS},
+            "metadata": {"name": name, "namespace": self.namespace},
             "spec": spec
-        }));
+        })
     }
 
     /// Merge-patches policy `name`'s spec, as `kubectl patch --type merge` would.
     pub async fn patch_policy(&self, name: &str, spec: Value) {
-        let policies: Api<MemoryPolicy> = Api::namespaced(self.client.clone(), NS);
-        policies
+        self.policies()
             .patch(
                 name,
                 &PatchParams::default(),
@@ -53,11 +66,72 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("patch policy {name}: {e}"));
     }
 
-    /// The stored policy object.
+    /// Applies policy `name` as [`Self::apply_policy`] does, but returns the apiserver's
+    /// refusal (its message) instead of panicking; `None` if it was stored.
+    pub async fn try_apply_policy(&self, name: &str, overrides: Value) -> Option<String> {
+        let policy = self.policy_object(name, overrides);
+        match self
+            .policies()
+            .patch(
+                name,
+                &PatchParams::apply(TESTS).force(),
+                &Patch::Apply(policy),
+            )
+            .await
+        {
+            Ok(_) => None,
+            Err(kube::Error::Api(status)) => Some(status.message),
+            Err(error) => panic!("apply policy {name}: {error}"),
+        }
+    }
+
+    /// Stores policy `name` with `spec` as an older CRD would have, whose schema lacked what
+    /// `relaxed` points at (a path under the spec's schema, such as `onCritical/enum` or
+    /// `thresholds/x-kubernetes-validations`): the CRD is relaxed, the policy created, and the
+    /// CRD from `crds/` applied again.
+    pub async fn store_under_older_schema(&self, name: &str, relaxed: &str, spec: Value) {
+        let path =
+            format!("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/{relaxed}");
+        let plane = self.plane;
+        blocking(move || {
+            plane.run_kubectl(&[
+                "patch",
+                "crd",
+                "memorypolicies.shortener.dev",
+                "--type=json",
+                "-p",
+                &json!([{"op": "remove", "path": path}]).to_string(),
+            ])
+        })
+        .await
+        .expect("relaxing the CRD");
+        let policy: DynamicObject =
+            serde_json::from_value(self.policy_object(name, spec)).expect("a policy object");
+        let api = self.policies();
+        // The apiserver takes a moment to serve the relaxed schema.
+        let mut stored = false;
+        for _ in 0..50 {
+            if api.create(&PostParams::default(), &policy).await.is_ok() {
+                stored = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert!(stored, "policy {name} stored under the relaxed schema");
+        blocking(move || install::crd(plane)).await;
+    }
+
+    fn policies(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &ApiResource::erase::<MemoryPolicy>(&()),
+        )
+    }
+
+    /// The latest version of policy `name` the cluster showed; null if none yet.
     pub fn policy(&self, name: &str) -> Value {
-        self.api
-            .get("shortener.dev/v1alpha1", "MemoryPolicy", NS, name)
-            .unwrap_or_else(|| panic!("policy {name} exists"))
+        lock(&self.record).policy(name)
     }
 
     /// Condition `type_` of policy `name`, if set.
@@ -74,11 +148,8 @@ impl Cluster {
     /// Every status condition `type_` of policy `name` went through, in order, repeats folded.
     pub fn condition_history(&self, name: &str, type_: &str) -> Vec<String> {
         let mut seen: Vec<String> = Vec::new();
-        for change in self.api.history() {
-            if change.kind != "MemoryPolicy" || change.name != name {
-                continue;
-            }
-            if let Some(c) = condition_of(&change.object, type_)
+        for version in lock(&self.record).policy_versions(name) {
+            if let Some(c) = condition_of(&version, type_)
                 && seen.last() != Some(&c.status)
             {
                 seen.push(c.status);
@@ -87,40 +158,139 @@ impl Cluster {
         seen
     }
 
-    /// Events about objects of `kind` with `reason`, oldest first.
+    /// The operator's Events about objects of `kind`, oldest first.
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        lock(&self.record)
+            .events()
+            .into_iter()
+            .filter(|e| e["reportingController"] == REPORTER && e["regarding"]["kind"] == kind)
+            .collect()
+    }
+
+    /// The operator's Events about objects of `kind` with `reason`, oldest first.
     pub fn events(&self, kind: &str, reason: &str) -> Vec<Value> {
-        self.api
-            .events_of(kind)
+        self.events_of(kind)
             .into_iter()
             .filter(|e| e["reason"] == reason)
             .collect()
     }
 
-    /// The reasons of every Event about objects of `kind`, oldest first.
+    /// The reasons of the operator's Events about objects of `kind`, oldest first.
     pub fn event_reasons(&self, kind: &str) -> Vec<String> {
-        self.api.event_reasons(kind)
-    }
-
-    /// The pods named in eviction requests so far, in order.
-    pub fn eviction_requests(&self) -> Vec<String> {
-        self.requests_to("POST", "/eviction")
+        self.events_of(kind)
             .iter()
-            .filter_map(|path| path.split("/pods/").nth(1)?.split('/').next())
-            .map(str::to_owned)
+            .filter_map(|e| e["reason"].as_str().map(str::to_owned))
             .collect()
     }
 
-    /// Paths of requests with `method` whose path contains `part`.
-    pub fn requests_to(&self, method: &str, part: &str) -> Vec<String> {
-        self.api.requests_to(method, part)
+    /// The operator's requests in the test's namespace with `verb` on `resource`
+    /// (`pods/eviction`, `deployments/scale`), oldest first.
+    pub fn operator_did(&self, verb: &str, resource: &str) -> Vec<AuditedRequest> {
+        let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_RELEASE}");
+        self.plane
+            .requests_of(&user)
+            .into_iter()
+            .filter(|r| r.namespace == self.namespace && r.verb == verb && r.resource() == resource)
+            .collect()
     }
 
-    /// The Deployment's `spec.replicas`.
+    /// The pods named in the operator's eviction requests so far, in order.
+    pub fn eviction_requests(&self) -> Vec<String> {
+        self.operator_did("create", "pods/eviction")
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    }
+
+    /// Every version of the Deployment the cluster showed, oldest first.
+    pub fn deployment_versions(&self) -> Vec<Value> {
+        lock(&self.record).deployment_versions(DEPLOYMENT)
+    }
+
+    /// The Deployment's `spec.replicas`, as last shown.
     pub fn replicas(&self) -> u64 {
-        self.api
-            .get("apps/v1", "Deployment", NS, DEPLOYMENT)
+        self.deployment_versions()
+            .last()
             .and_then(|d| d["spec"]["replicas"].as_u64())
             .unwrap_or(0)
+    }
+
+    /// Waits until the operator's pod is Ready.
+    pub(super) async fn wait_for_operator(&self) {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), OPERATOR_NAMESPACE);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let list = pods
+                .list(&Default::default())
+                .await
+                .expect("list the operator's pods");
+            if list.items.iter().any(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            }) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator's pod not Ready within 90 s: {:?}",
+                list.items.iter().map(|p| &p.status).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops the operator as a user would, scaling its Deployment to 0, and returns the exit
+    /// code its process ended with once the kubelet has stopped it.
+    pub async fn stop_operator(&self) -> i32 {
+        let before = self.operator_exits().len();
+        self.scale_operator(0).await;
+        let mut code = None;
+        eventually(
+            "the operator stopped",
+            std::time::Duration::from_secs(30),
+            || {
+                code = self.operator_exits().get(before).map(|e| e.code);
+                code.is_some()
+            },
+        )
+        .await;
+        code.unwrap_or_default()
+    }
+
+    /// Starts the operator again (scales its Deployment to 1) and waits until it is Ready.
+    pub async fn start_operator(&self) {
+        self.scale_operator(1).await;
+        self.wait_for_operator().await;
+    }
+
+    /// Every exit of the operator's container so far.
+    pub fn operator_exits(&self) -> Vec<testkit::ContainerExit> {
+        self.kubelet
+            .exits()
+            .into_iter()
+            .filter(|e| e.namespace == OPERATOR_NAMESPACE)
+            .collect()
+    }
+
+    async fn scale_operator(&self, replicas: u32) {
+        let plane = self.plane;
+        let replicas = format!("--replicas={replicas}");
+        blocking(move || {
+            plane.run_kubectl(&[
+                "scale",
+                "deployment",
+                OPERATOR_RELEASE,
+                "-n",
+                OPERATOR_NAMESPACE,
+                &replicas,
+            ])
+        })
+        .await
+        .expect("kubectl scale the operator");
     }
 }
 

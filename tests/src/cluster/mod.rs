@@ -1,35 +1,37 @@
-//! One test's whole world: a fresh database seeded with long links, a Prometheus, the fake
-//! API holding the Deployment `web`, its pods and budget, the rig running the pods as
-//! processes, and the operator's controller. Dropping it stops everything.
+//! One test's whole world on the real control plane (testkit's, one per test binary): a
+//! namespace with the shortener chart installed by `helm install`, its pods run by the process
+//! kubelet as real `shortener` processes in memory cgroups of their own, a database seeded with
+//! long links, a Prometheus that discovers the pods through the apiserver, and the operator
+//! chart's operator, run by the same kubelet with its chart's ServiceAccount token. A record of
+//! what the cluster showed is kept for the test to read. Dropping it stops everything.
 
 mod api;
+mod install;
 mod pods;
+mod record;
 
 pub use api::Condition;
+pub use install::{OPERATOR_NAMESPACE, OPERATOR_RELEASE};
+pub use record::Deletion;
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
-use kube::runtime::events::Reporter;
-use memory_operator::{
-    controller::{self, Context},
-    metrics::Metrics,
+use kube::{
+    Client,
+    config::{KubeConfigOptions, Kubeconfig},
 };
-use serde_json::{Value, json};
-use testkit::{FakeApiServer, PgServer, PromServer};
-use tokio::task::JoinHandle;
+use testkit::{ControlPlane, KubeletConfig, PgServer, ProcessKubelet, PromServer};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    ADMIN_TOKEN, DEPLOYMENT, MIB, NS, binary, eventually,
-    fleet::{self, Fleet, SharedFleet, lock},
-    load,
-    pod::PodProcess,
-    rig::{Rig, Template},
-    targets::Targets,
-};
+use crate::{ADMIN_TOKEN, MIB, binary, eventually, load, probe::Probe};
+use record::SharedRecord;
 
 /// How the cluster is set up.
 #[derive(Clone, Debug)]
@@ -40,8 +42,8 @@ pub struct Options {
     pub idle_percent: u64,
     /// Links with ~2 KB targets seeded into the database.
     pub links: usize,
-    /// Extra environment for every pod.
-    pub env: Vec<(String, String)>,
+    /// More values for the shortener chart (`key`, `value`), after the cluster's own.
+    pub values: Vec<(String, String)>,
     /// A PostgreSQL server of the test's own, which it can stop and restart; otherwise a
     /// fresh database on the test binary's shared server.
     pub own_database: bool,
@@ -57,46 +59,48 @@ impl Default for Options {
             // Well under the policies' lowWaterMark (60), so a fresh pod counts as comfortable.
             idle_percent: 45,
             links: 0,
-            env: Vec::new(),
+            values: Vec::new(),
             own_database: false,
-            // The slowest scenario takes about a minute on two loaded cores.
-            time_limit: Duration::from_secs(240),
+            // The slowest scenario takes about two minutes on two loaded cores.
+            time_limit: Duration::from_secs(360),
         }
     }
 }
 
-/// How the controller's `run` ended, once it has; errors as their message.
-type Outcome = Arc<Mutex<Option<Result<(), String>>>>;
-
 /// Everything one test runs; stops it all when dropped.
 pub struct Cluster {
-    pub api: FakeApiServer,
+    /// The namespace of the shortener, its policies and this test's reads.
+    pub namespace: String,
     pub database_url: String,
-    /// The memory limit every pod runs with (`SHORTENER_MAX_MEMORY`).
+    /// The memory limit of every pod (`resources.limits.memory`).
     pub limit_bytes: u64,
     /// Resident bytes of an idle pod, measured before the cluster started.
     pub idle_bytes: u64,
     pub http: reqwest::Client,
-    /// A Kubernetes client on the fake API, for writes a user would make with kubectl.
-    pub client: kube::Client,
-    pub metrics: Arc<Metrics>,
+    /// An admin client, for writes a user would make with kubectl.
+    pub client: Client,
+    plane: &'static ControlPlane,
+    kubelet: ProcessKubelet,
     prometheus: Arc<Mutex<PromServer>>,
     prometheus_url: String,
     database: Option<Arc<Mutex<PgServer>>>,
-    fleet: SharedFleet,
-    rig_stop: CancellationToken,
-    operator_stop: CancellationToken,
-    operator: Option<(JoinHandle<()>, Outcome)>,
+    record: SharedRecord,
+    stop: CancellationToken,
     /// The pods' logs; deleted with the cluster.
-    _logs: tempfile::TempDir,
+    logs: tempfile::TempDir,
     /// Dropped with the cluster, which calls off the time limit.
     _deadline: std::sync::mpsc::Sender<()>,
 }
 
 impl Cluster {
-    /// Starts everything and waits until every pod is ready and scraped; the operator runs,
-    /// but no policy exists yet.
+    /// Starts everything and waits until every pod is ready and scraped and the operator runs;
+    /// no policy exists yet. One per test binary: the operator chart is installed once.
     pub async fn start(options: Options) -> Cluster {
+        static STARTED: AtomicBool = AtomicBool::new(false);
+        assert!(
+            !STARTED.swap(true, Ordering::SeqCst),
+            "one Cluster per test binary: put each scenario in a file of its own"
+        );
         let deadline = time_limit(options.time_limit);
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -109,7 +113,34 @@ impl Cluster {
             .prefix("e2e-")
             .tempdir()
             .expect("a temp dir for the pods' logs");
-        let binary = blocking(|| binary::shortener().to_owned()).await;
+        let binaries = blocking(binary::binaries).await;
+        let plane = blocking(|| ControlPlane::shared().expect("the control plane starts")).await;
+        blocking(|| install::crd(plane)).await;
+        let namespace = blocking(|| plane.create_namespace("e2e"))
+            .await
+            .expect("a namespace for the test");
+        let client = admin(plane).await;
+        let kubelet = ProcessKubelet::start(
+            client.clone(),
+            KubeletConfig {
+                node: namespace.clone(),
+                images: BTreeMap::from([
+                    ("shortener".to_owned(), binaries.shortener.clone()),
+                    ("memory-operator".to_owned(), binaries.operator.clone()),
+                ]),
+                restart_backoff: Duration::from_secs(1),
+                dir: logs.path().to_owned(),
+                api_server: Some((plane.server(), plane.ca_file().to_owned())),
+            },
+        )
+        .await
+        .expect("the process kubelet starts");
+        if let Err(why) = kubelet.memory_cgroups() {
+            eprintln!(
+                "no memory cgroups here ({why}): pods get their limit as SHORTENER_MAX_MEMORY"
+            );
+        }
+
         let (database, database_url) = if options.own_database {
             let server = blocking(PgServer::start)
                 .await
@@ -127,13 +158,16 @@ impl Cluster {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client");
-        let mut env = pod_env(&database_url);
-        env.extend(options.env.iter().cloned());
 
-        // A probe pod creates the schema and shows what an idle pod weighs.
-        let probe_env = with(&env, "SHORTENER_MAX_MEMORY", "1GiB");
-        let probe = PodProcess::spawn(&binary, "probe", "", &probe_env, logs.path())
-            .expect("start the probe pod");
+        // A probe creates the schema and shows what an idle pod weighs.
+        let probe_env = [
+            ("DATABASE_URL", database_url.as_str()),
+            ("SHORTENER_MAX_MEMORY", "1GiB"),
+            ("SHORTENER_MONITOR_INTERVAL", "200ms"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let probe =
+            Probe::spawn(&binaries.shortener, &probe_env, logs.path()).expect("start the probe");
         probe
             .wait_until_healthy(&http)
             .await
@@ -144,186 +178,125 @@ impl Cluster {
         }
         let idle_bytes = settle(&probe, &http).await;
         drop(probe);
-        let limit_bytes = idle_bytes * 100 / options.idle_percent;
-        let env = with(&env, "SHORTENER_MAX_MEMORY", &limit_bytes.to_string());
+        // Whole kibibytes, as a quantity in the chart's values.
+        let limit_bytes = (idle_bytes * 100 / options.idle_percent) & !1023;
 
-        let prometheus = blocking(|| PromServer::start(&[]))
-            .await
-            .expect("a throwaway Prometheus");
+        let prometheus = blocking({
+            let namespace = namespace.clone();
+            move || {
+                let pods = plane
+                    .pod_reader(&namespace, "prometheus")
+                    .expect("a ServiceAccount for Prometheus");
+                PromServer::discovering(&pods).expect("a Prometheus discovering the pods")
+            }
+        })
+        .await;
         let prometheus_url = prometheus.url();
-        let prometheus = Arc::new(Mutex::new(prometheus));
-        let api = FakeApiServer::start().await.expect("the fake API server");
-        api.apply(deployment(options.pods, limit_bytes));
-        api.apply(json!({
-            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": DEPLOYMENT, "namespace": NS},
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": DEPLOYMENT}}},
-            "status": {"disruptionsAllowed": 0}
-        }));
-        let client = kube::Client::try_from(kube::Config::new(
-            api.url().parse().expect("the fake API's URL"),
-        ))
-        .expect("a client for the rig");
-        let fleet: SharedFleet = Arc::new(Mutex::new(Fleet::default()));
-        let rig_stop = CancellationToken::new();
-        tokio::spawn(fleet::record_deletions(
-            api.clone(),
-            fleet.clone(),
-            rig_stop.clone(),
-        ));
-        let rig = Rig {
-            api: api.clone(),
-            client: client.clone(),
-            fleet: fleet.clone(),
-            template: Template {
-                binary,
-                env,
-                limit_bytes,
-                log_dir: logs.path().to_owned(),
-            },
-            http: http.clone(),
-            targets: Targets::new(prometheus.clone(), prometheus_url.clone(), http.clone()),
-        };
-        tokio::spawn(rig.run(rig_stop.clone()));
+        let record = SharedRecord::default();
+        let stop = CancellationToken::new();
+        record::start(&client, &namespace, &record, &stop);
+        {
+            let prometheus_url = prometheus_url.clone();
+            blocking(move || install::operator(plane, &prometheus_url)).await;
+        }
+        let values = shortener_values(&options, &database_url, limit_bytes);
+        {
+            let namespace = namespace.clone();
+            blocking(move || install::shortener(plane, &namespace, &values)).await;
+        }
 
-        let mut cluster = Cluster {
-            api,
+        let cluster = Cluster {
+            namespace,
             database_url,
             limit_bytes,
             idle_bytes,
             http,
             client,
-            metrics: Arc::new(Metrics::default()),
-            prometheus,
+            plane,
+            kubelet,
+            prometheus: Arc::new(Mutex::new(prometheus)),
             prometheus_url,
-            database,
-            fleet,
-            rig_stop,
-            operator_stop: CancellationToken::new(),
-            operator: None,
-            _logs: logs,
+            database: database.clone(),
+            record,
+            stop,
+            logs,
             _deadline: deadline,
         };
         let pods = options.pods;
-        eventually("every pod ready", Duration::from_secs(60), || {
+        eventually("every pod ready", Duration::from_secs(90), || {
             cluster.ready_pods().len() == pods
         })
         .await;
         cluster.wait_for_targets_up(pods).await;
-        cluster.start_operator();
+        cluster.wait_for_operator().await;
         cluster
     }
 
-    /// Starts the operator's controller in this runtime (again, after [`Self::stop_operator`]).
-    pub fn start_operator(&mut self) {
-        let config = kube::Config::new(self.api.url().parse().expect("the fake API's URL"));
-        let reporter = Reporter {
-            controller: "memory-operator".into(),
-            instance: Some("e2e".into()),
-        };
-        let ctx = Context::new(
-            config,
-            memory_operator::prometheus::Prometheus::new(self.prometheus_url.clone()),
-            self.metrics.clone(),
-            reporter,
-        )
-        .expect("a controller context");
-        self.operator_stop = CancellationToken::new();
-        let stop = self.operator_stop.clone();
-        let outcome: Outcome = Arc::default();
-        let slot = outcome.clone();
-        let task = tokio::spawn(async move {
-            let ended = controller::run(ctx, None, stop.cancelled_owned()).await;
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(ended.map_err(|e| e.to_string()));
-        });
-        self.operator = Some((task, outcome));
-    }
-
-    /// Stops the controller and says how it ended (`None` if it was not running).
-    pub async fn stop_operator(&mut self) -> Option<Result<(), String>> {
-        self.operator_stop.cancel();
-        let (task, outcome) = self.operator.take()?;
-        tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .expect("the controller stops within 30 s of being asked")
-            .expect("the controller task does not panic");
-        outcome
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-
-    /// How the controller ended, if it already has by itself.
-    pub fn operator_finished(&self) -> Option<Result<(), String>> {
-        let (_, outcome) = self.operator.as_ref()?;
-        outcome
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// The control plane, for what a test does with kubectl.
+    pub fn plane(&self) -> &'static ControlPlane {
+        self.plane
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.operator_stop.cancel();
-        self.rig_stop.cancel();
-        let processes = lock(&self.fleet).take_all();
+        self.stop.cancel();
         if std::thread::panicking() {
-            for process in &processes {
-                eprintln!("--- log of {} ---\n{}", process.name(), process.log());
-            }
-            eprintln!("--- rig problems: {:?}", self.rig_problems());
-            for policy in self
-                .api
-                .list("shortener.dev/v1alpha1", "MemoryPolicy", Some(NS))
-            {
-                eprintln!(
-                    "--- status of policy {}: {:#}",
-                    policy["metadata"]["name"], policy["status"]
-                );
-            }
-            let events: Vec<String> = self
-                .api
-                .events_of("MemoryPolicy")
-                .iter()
-                .map(|e| format!("{} {}", e["reason"], e["note"]))
-                .collect();
-            eprintln!("--- Events about policies: {events:#?}");
+            self.report();
         }
-        // Dropping a process kills it.
-        drop(processes);
     }
 }
 
-/// What every pod runs with, apart from its limit.
-fn pod_env(database_url: &str) -> Vec<(String, String)> {
-    [
-        ("DATABASE_URL", database_url),
-        ("SHORTENER_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("SHORTENER_MONITOR_INTERVAL", "200ms"),
+/// The shortener chart's values: the pods' limit, the database, the admin token, fast memory
+/// clocks and the service's own trims turned down, so that a leak is the operator's to deal
+/// with; then the test's own.
+fn shortener_values(
+    options: &Options,
+    database_url: &str,
+    limit_bytes: u64,
+) -> Vec<(String, String)> {
+    let limit = format!("{}Ki", limit_bytes / 1024);
+    let mut values: Vec<(String, String)> = [
+        ("replicaCount", options.pods.to_string()),
+        ("database.url", database_url.to_owned()),
+        ("admin.token", ADMIN_TOKEN.to_owned()),
+        // Pods share the machine's network: each listens on its own address.
+        ("listenAddress", "$(POD_IP)".to_owned()),
+        ("resources.limits.memory", limit.clone()),
+        ("resources.requests.memory", limit),
+        ("resources.requests.cpu", "10m".to_owned()),
+        ("logLevel", "warn".to_owned()),
+        ("terminationGracePeriodSeconds", "5".to_owned()),
+        ("memory.monitorInterval", "200ms".to_owned()),
         // The service's own trims would hide a leak from the operator: at most one an hour.
-        ("SHORTENER_MIN_TRIM_INTERVAL", "1h"),
-        ("SHORTENER_CACHE_BUDGET", "256MiB"),
+        ("memory.minTrimInterval", "1h".to_owned()),
+        ("env.SHORTENER_CACHE_BUDGET", "256MiB".to_owned()),
         // Followed links stay cached (and resident) until the pod is replaced.
-        ("SHORTENER_CACHE_IDLE_TTL", "1h"),
-        ("SHORTENER_SHUTDOWN_GRACE", "2s"),
-        ("SHORTENER_DB_MAX_CONNECTIONS", "4"),
+        ("env.SHORTENER_CACHE_IDLE_TTL", "1h".to_owned()),
+        ("env.SHORTENER_SHUTDOWN_GRACE", "2s".to_owned()),
+        ("env.SHORTENER_DB_MAX_CONNECTIONS", "4".to_owned()),
+        // The tests apply their own policies.
+        ("memoryPolicy.enabled", "false".to_owned()),
+        ("grafanaDashboard.enabled", "false".to_owned()),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    values.extend(options.values.iter().cloned());
+    values
 }
 
-/// `env` with `key` set to `value`.
-fn with(env: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = env.iter().filter(|(k, _)| k != key).cloned().collect();
-    env.push((key.to_owned(), value.to_owned()));
-    env
+/// A client with the admin's rights.
+async fn admin(plane: &ControlPlane) -> Client {
+    let kubeconfig = Kubeconfig::read_from(plane.kubeconfig()).expect("a readable kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a usable kubeconfig");
+    Client::try_from(config).expect("an admin client")
 }
 
 /// Lets a fresh pod settle as it would under scraping, then reads its resident bytes.
-async fn settle(probe: &PodProcess, http: &reqwest::Client) -> u64 {
+async fn settle(probe: &Probe, http: &reqwest::Client) -> u64 {
     for _ in 0..5 {
         let _ = http
             .get(format!("{}/metrics", probe.base_url()))
@@ -331,27 +304,9 @@ async fn settle(probe: &PodProcess, http: &reqwest::Client) -> u64 {
             .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let idle = probe.resident_bytes().expect("the probe pod is running");
+    let idle = probe.resident_bytes().expect("the probe is running");
     assert!(idle > MIB, "an idle pod of {idle} bytes is implausible");
     idle
-}
-
-/// The Deployment `web` as applied at the start; the rig fills in its status.
-fn deployment(replicas: usize, limit_bytes: u64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": DEPLOYMENT, "namespace": NS},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": DEPLOYMENT}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {
-                "metadata": {"labels": {"app": DEPLOYMENT}},
-                "spec": {"containers": [{"name": "app", "image": "shortener",
-                    "resources": {"limits": {"memory": limit_bytes.to_string()}}}]}
-            }
-        }
-    })
 }
 
 /// Ends the test process if the returned sender is not dropped within `limit`: a scenario
@@ -371,7 +326,7 @@ fn lock_prometheus(prometheus: &Mutex<PromServer>) -> std::sync::MutexGuard<'_, 
     prometheus.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs blocking work (process starts, psql, Prometheus' own waits) off the async workers.
+/// Runs blocking work (process starts, kubectl, helm, psql) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)
         .await

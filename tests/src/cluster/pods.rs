@@ -1,25 +1,79 @@
-//! The pods and the servers behind them: the processes, their memory as they and Prometheus
-//! see it, load through one pod, and stopping and starting PostgreSQL and Prometheus.
+//! The pods and the servers behind them: which pods serve and where, their memory as they and
+//! Prometheus see it, load through one pod, how their containers ended, and stopping and
+//! starting PostgreSQL and Prometheus.
 
 use std::{sync::PoisonError, time::Duration};
 
 use serde_json::Value;
-use testkit::PgServer;
+use testkit::{ContainerExit, PgServer};
 
-use super::{Cluster, blocking, lock_prometheus};
-use crate::{
-    ADMIN_TOKEN, eventually,
-    fleet::{Deletion, lock},
-    load, prometheus,
-};
+use super::{Cluster, blocking, lock_prometheus, record::lock};
+use crate::{ADMIN_TOKEN, Deletion, eventually, load, prometheus};
+
+/// The port the chart's container serves on.
+const PORT: u16 = 8080;
 
 impl Cluster {
-    /// Ready pods as (name, base URL), by name.
+    /// Ready pods as (name, base URL), in the order they were created.
     pub fn ready_pods(&self) -> Vec<(String, String)> {
-        lock(&self.fleet).ready()
+        lock(&self.record)
+            .live_pods()
+            .iter()
+            .filter(|pod| is_ready(pod))
+            .filter_map(|pod| {
+                let name = pod["metadata"]["name"].as_str()?;
+                let ip = pod["status"]["podIP"].as_str()?;
+                Some((name.to_owned(), format!("http://{ip}:{PORT}")))
+            })
+            .collect()
     }
 
-    /// The leak of scenarios 1 and 6: follows links `mem0` … through ready pod `pod` for up
+    /// The names of the ready pods, in the order they were created.
+    pub fn ready_pod_names(&self) -> Vec<String> {
+        self.ready_pods()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// The names of every pod the Deployment ever had, in the order they were created.
+    pub fn pods_ever(&self) -> Vec<String> {
+        lock(&self.record).pod_names()
+    }
+
+    /// A pod as the cluster last showed it (null if never seen).
+    pub fn pod(&self, name: &str) -> Value {
+        lock(&self.record)
+            .live_pods()
+            .into_iter()
+            .find(|pod| pod["metadata"]["name"] == name)
+            .unwrap_or_default()
+    }
+
+    /// The base URL of a ready pod.
+    pub fn pod_url(&self, pod: &str) -> Option<String> {
+        self.ready_pods()
+            .into_iter()
+            .find(|(name, _)| name == pod)
+            .map(|(_, url)| url)
+    }
+
+    /// Every pod seen terminating, in order.
+    pub fn deletions(&self) -> Vec<Deletion> {
+        lock(&self.record).deletions()
+    }
+
+    /// The exits of the shortener's containers that nobody asked for (crashes, OOM kills);
+    /// a sound run has none.
+    pub fn unexpected_exits(&self) -> Vec<ContainerExit> {
+        self.kubelet
+            .exits()
+            .into_iter()
+            .filter(|e| e.namespace == self.namespace && !e.stopped)
+            .collect()
+    }
+
+    /// The leak of the leak scenarios: follows links `mem0` … through ready pod `pod` for up
     /// to 90 s, until `done` holds, then gives `done` 20 s more to hold; a failure says
     /// `what` was awaited and how far the leak got.
     pub async fn leak_until(
@@ -43,29 +97,6 @@ impl Cluster {
         );
         eventually(&waiting_for, Duration::from_secs(20), done).await;
         followed
-    }
-
-    /// The base URL of a ready pod.
-    pub fn pod_url(&self, pod: &str) -> Option<String> {
-        self.ready_pods()
-            .into_iter()
-            .find(|(name, _)| name == pod)
-            .map(|(_, url)| url)
-    }
-
-    /// A running pod's resident bytes, from `/proc`.
-    pub fn resident_bytes(&self, pod: &str) -> Option<u64> {
-        lock(&self.fleet).resident_bytes(pod)
-    }
-
-    /// Every pod deletion the rig saw.
-    pub fn deletions(&self) -> Vec<Deletion> {
-        lock(&self.fleet).deletions()
-    }
-
-    /// Anything that went wrong inside the rig; a sound run has none.
-    pub fn rig_problems(&self) -> Vec<String> {
-        lock(&self.fleet).problems()
     }
 
     /// The pod's `/api/v1/memory/stats`.
@@ -116,24 +147,14 @@ impl Cluster {
         prometheus::usage_ratios(&self.http, &self.prometheus_url, pod, window).await
     }
 
-    /// Waits until Prometheus scrapes `count` targets successfully (it picks up new targets
-    /// within about 5 s of a reload).
-    pub async fn wait_for_targets_up(&self, count: usize) {
-        let up = format!("{}/api/v1/query?query=sum(up)", self.prometheus_url);
+    /// Waits until Prometheus scrapes `count` pods of the namespace successfully (discovery
+    /// hands new pods over in batches, about every 5 s).
+    pub(super) async fn wait_for_targets_up(&self, count: usize) {
+        let query = format!("sum(up{{namespace=\"{}\"}})", self.namespace);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let answer: Option<Value> = match self.http.get(&up).send().await {
-                Ok(reply) => reply.json().await.ok(),
-                Err(_) => None,
-            };
-            let scraped = answer
-                .as_ref()
-                .and_then(|a| {
-                    a["data"]["result"][0]["value"][1]
-                        .as_str()?
-                        .parse::<f64>()
-                        .ok()
-                })
+            let scraped = prometheus::instant_value(&self.http, &self.prometheus_url, &query)
+                .await
                 .unwrap_or(0.0);
             if scraped >= count as f64 {
                 return;
@@ -183,11 +204,64 @@ impl Cluster {
             .expect("Prometheus stops");
     }
 
-    /// Starts Prometheus again on the same port and data, with the current targets.
+    /// Starts Prometheus again on the same port and data; it discovers the pods afresh.
     pub async fn restart_prometheus(&self) {
         let prometheus = self.prometheus.clone();
         blocking(move || lock_prometheus(&prometheus).restart())
             .await
             .expect("Prometheus starts again");
     }
+
+    /// What a failed test needs to be understood: the pods' logs, how their containers
+    /// ended, the policies' status and the operator's Events and log.
+    pub(super) fn report(&self) {
+        let record = lock(&self.record);
+        for pod in record.pod_names() {
+            let path = self.kubelet.log_path(&self.namespace, &pod, "shortener", 0);
+            eprintln!("--- log of {pod} ---\n{}", tail(&path));
+        }
+        for exit in self.kubelet.exits() {
+            eprintln!("--- container exit: {exit:?}");
+        }
+        for version in record.events() {
+            eprintln!(
+                "--- Event {} {}: {}",
+                version["regarding"]["kind"], version["reason"], version["note"]
+            );
+        }
+        drop(record);
+        let names: std::collections::BTreeSet<String> = lock(&self.record).policy_names();
+        for name in names {
+            eprintln!(
+                "--- status of policy {name}: {:#}",
+                self.policy(&name)["status"]
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir(self.logs.path()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(super::OPERATOR_NAMESPACE) {
+                    eprintln!("--- operator log {name} ---\n{}", tail(&entry.path()));
+                }
+            }
+        }
+    }
+}
+
+/// The pod's `Ready` condition is `True`.
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// The last 4 kB of a log file.
+fn tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(4096);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    text[start..].to_owned()
 }

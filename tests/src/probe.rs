@@ -1,19 +1,20 @@
-//! One real `shortener` process standing for one pod. It runs under a small watchdog shell
-//! that kills it as soon as its handle is dropped or the test process dies, however it dies.
+//! The probe: one `shortener` process started straight from the test, before the cluster, to
+//! create the schema and to show what an idle pod weighs (the pods' limit is set from it). It
+//! runs under a small watchdog shell that kills it as soon as its handle is dropped or the test
+//! process dies, however it dies.
 
 use std::{
     fs,
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     net::{Ipv4Addr, TcpListener},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    process::{Child, ChildStdin, Command, Stdio},
     time::{Duration, Instant},
 };
 
 /// Starts the server in the background and prints its pid; then waits on stdin, which only
-/// the test process holds. `term` on stdin asks for a graceful stop (what the kubelet sends
-/// on eviction); end of file (a dropped handle, a dead test process) kills at once.
+/// the test process holds: end of file (a dropped handle, a dead test process) kills it.
 /// Arguments: $1 the log file, then the command.
 const WATCHDOG: &str = r#"
 log=$1
@@ -21,9 +22,8 @@ shift
 "$@" </dev/null >>"$log" 2>&1 &
 server=$!
 echo "$server"
-how=
-read -r how || :
-if [ "$how" = term ]; then kill -TERM "$server" 2>/dev/null; else kill -KILL "$server" 2>/dev/null; fi
+read -r _ || :
+kill -KILL "$server" 2>/dev/null
 wait "$server"
 "#;
 
@@ -32,29 +32,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running shortener process, killed when dropped.
 #[derive(Debug)]
-pub struct PodProcess {
-    name: String,
+pub struct Probe {
     port: u16,
     pid: u32,
     shell: Child,
     stdin: Option<ChildStdin>,
     log: PathBuf,
-    /// The pod template's `restartedAt` annotation the pod was started from.
-    template: String,
 }
 
-impl PodProcess {
-    /// Starts `binary` as pod `name` on a free port with `env` (and nothing else from the
-    /// test's environment but `PATH`); its output goes to `<log_dir>/<name>.log`.
+impl Probe {
+    /// Starts `binary` on a free port with `env` (and nothing else from the test's environment
+    /// but `PATH`); its output goes to `<log_dir>/probe.log`.
     pub fn spawn(
         binary: &Path,
-        name: &str,
-        template: &str,
         env: &[(String, String)],
         log_dir: &Path,
-    ) -> std::io::Result<PodProcess> {
+    ) -> std::io::Result<Probe> {
         let port = free_port()?;
-        let log = log_dir.join(format!("{name}.log"));
+        let log = log_dir.join("probe.log");
         let mut command = Command::new("/bin/sh");
         command
             .args(["-c", WATCHDOG, "pod-watchdog"])
@@ -79,35 +74,18 @@ impl PodProcess {
         let pid = line.trim().parse().map_err(|_| {
             std::io::Error::other(format!("the watchdog printed no pid but {line:?}"))
         })?;
-        Ok(PodProcess {
-            name: name.to_owned(),
+        Ok(Probe {
             port,
             pid,
             shell,
             stdin,
             log,
-            template: template.to_owned(),
         })
-    }
-
-    /// The pod's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The template (`restartedAt` annotation) the pod was started from.
-    pub fn template(&self) -> &str {
-        &self.template
-    }
-
-    /// `127.0.0.1:<port>`, as a scrape target.
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.address())
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Whether the server process is still running (not exited, not a zombie).
@@ -146,16 +124,11 @@ impl PodProcess {
                 return Ok(());
             }
             if !self.is_running() {
-                return Err(format!(
-                    "{} exited during start-up:\n{}",
-                    self.name,
-                    self.log()
-                ));
+                return Err(format!("the probe exited during start-up:\n{}", self.log()));
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "{} not healthy within {START_TIMEOUT:?}:\n{}",
-                    self.name,
+                    "the probe was not healthy within {START_TIMEOUT:?}:\n{}",
                     self.log()
                 ));
             }
@@ -163,25 +136,7 @@ impl PodProcess {
         }
     }
 
-    /// Stops the pod as the kubelet does: SIGTERM, then SIGKILL after `grace`.
-    pub async fn terminate(mut self, grace: Duration) -> Option<ExitStatus> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"term\n");
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.shell.try_wait() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.pid.to_string()])
-            .status();
-        self.shell.wait().ok()
-    }
-
-    /// The pod's output so far (the last 4 kB), for failure messages.
+    /// The probe's output so far (the last 4 kB), for failure messages.
     pub fn log(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let start = text.len().saturating_sub(4096);
@@ -192,7 +147,7 @@ impl PodProcess {
     }
 }
 
-impl Drop for PodProcess {
+impl Drop for Probe {
     fn drop(&mut self) {
         // End of file on its stdin makes the watchdog SIGKILL the server.
         drop(self.stdin.take());
@@ -201,7 +156,7 @@ impl Drop for PodProcess {
 }
 
 /// A free loopback port; released just before the server binds it.
-pub(crate) fn free_port() -> std::io::Result<u16> {
+fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
