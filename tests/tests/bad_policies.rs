@@ -120,7 +120,7 @@ async fn bad_policies_are_not_ready_and_say_why_while_a_sound_one_keeps_working(
     );
     assert_unreadable_is_reported(&cluster);
     assert!(cluster.condition_is("sound", "Ready", "True"));
-    assert!(cluster.eviction_requests().is_empty());
+    assert!(cluster.evicted_pods().is_empty());
     eprintln!("scenario 7 took {:.1} s", began.elapsed().as_secs_f64());
 }
 

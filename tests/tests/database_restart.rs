@@ -130,7 +130,7 @@ async fn a_database_restart_under_load_gives_clear_503s_and_loses_no_created_lin
         }
     }
     // Memory was never the problem: the operator did nothing.
-    assert!(cluster.eviction_requests().is_empty());
+    assert!(cluster.evicted_pods().is_empty());
     assert!(
         cluster
             .operator_did("patch", "deployments/scale")

@@ -34,7 +34,7 @@ async fn a_dry_run_policy_reports_the_eviction_it_would_make_and_evicts_nothing(
 
     // Past the time a live policy would have acted again: still nothing happens.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(cluster.eviction_requests().is_empty());
+    assert!(cluster.evicted_pods().is_empty());
     assert!(cluster.deletions().is_empty());
     assert!(
         !cluster.pod(&leaky).is_null(),

@@ -70,7 +70,7 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
     .await;
     tokio::time::sleep(Duration::from_secs_f64(SUSTAIN + 2.0)).await;
     assert!(cluster.condition_is("watch", "MetricsAvailable", "False"));
-    assert!(cluster.eviction_requests().is_empty());
+    assert!(cluster.evicted_pods().is_empty());
     assert!(
         cluster
             .operator_did("patch", "deployments/scale")
@@ -111,7 +111,7 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
         cluster.condition_history("watch", "MetricsAvailable"),
         ["True", "False", "True"]
     );
-    assert_eq!(cluster.eviction_requests().len(), 1);
+    assert_eq!(cluster.evicted_pods().len(), 1);
     assert!(
         cluster.unexpected_exits().is_empty(),
         "{:?}",

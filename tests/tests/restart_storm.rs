@@ -45,12 +45,12 @@ async fn a_pod_that_bloats_after_every_restart_is_restarted_only_as_often_as_the
     // The first pod and its replacement, in that order.
     let pods = cluster.pods_ever();
     assert_eq!(pods.len(), BUDGET + 1, "{pods:?}");
-    assert_eq!(cluster.eviction_requests(), pods[..BUDGET]);
+    assert_eq!(cluster.evicted_pods(), pods[..BUDGET]);
 
     // The pod that came last stays, over critical and throttled, however long it stays so.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        cluster.eviction_requests().len(),
+        cluster.evicted_pods().len(),
         BUDGET,
         "no restart beyond the budget"
     );

@@ -71,7 +71,7 @@ async fn a_rolling_restart_replaces_every_pod_one_at_a_time_and_only_once() {
     first.sort();
     assert_eq!(replaced, first);
     assert!(
-        cluster.eviction_requests().is_empty(),
+        cluster.evicted_pods().is_empty(),
         "rolled, not evicted"
     );
     let patches = cluster.operator_did("patch", "deployments");

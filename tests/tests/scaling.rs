@@ -136,7 +136,7 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
         ["scale from 4 to 3 replicas", "scale from 3 to 2 replicas"]
     );
     assert_eq!(cluster.operator_did("patch", "deployments/scale").len(), 4);
-    assert!(cluster.eviction_requests().is_empty());
+    assert!(cluster.evicted_pods().is_empty());
     assert!(
         cluster.unexpected_exits().is_empty(),
         "{:?}",

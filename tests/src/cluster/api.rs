@@ -194,10 +194,12 @@ impl Cluster {
             .collect()
     }
 
-    /// The pods named in the operator's eviction requests so far, in order.
-    pub fn eviction_requests(&self) -> Vec<String> {
+    /// The pods the operator evicted so far, in order: its eviction requests the apiserver
+    /// granted (one the disruption budget refuses, with 429, evicts nothing).
+    pub fn evicted_pods(&self) -> Vec<String> {
         self.operator_did("create", "pods/eviction")
             .into_iter()
+            .filter(|r| (200..300).contains(&r.code))
             .map(|r| r.name)
             .collect()
     }
