@@ -82,6 +82,7 @@ fn engine_rate() -> f64 {
         paused: false,
         pods: pods.clone(),
         unready: Vec::new(),
+        restarted: Vec::new(),
     };
     let start = Timestamp::now();
     let mut memory = Memory::default();

@@ -11,7 +11,7 @@ use k8s_openapi::{
 
 use crate::{
     crd::{self, ActionRecord, MemoryPolicySpec, quantity_bytes},
-    decide::{ActionKind, CriticalAction, HighAction, PastAction, Policy, Workload},
+    decide::{ActionKind, CriticalAction, HighAction, PastAction, Policy, Restarted, Workload},
 };
 
 /// The engine's view of a policy (validated beforehand).
@@ -77,7 +77,34 @@ pub fn workload(deployment: &Deployment, pods: &[Pod]) -> Workload {
             .filter(|pod| !is_ready(pod))
             .map(|pod| name(pod).to_owned())
             .collect(),
+        restarted: live_pods(pods).filter_map(restarted).collect(),
     }
+}
+
+/// How often the pod's containers restarted and how the latest run that ended did; `None`
+/// when none restarted.
+fn restarted(pod: &Pod) -> Option<Restarted> {
+    let containers = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let restarts: u32 = containers
+        .iter()
+        .map(|c| u32::try_from(c.restart_count).unwrap_or(0))
+        .sum();
+    if restarts == 0 {
+        return None;
+    }
+    let last = containers
+        .iter()
+        .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref())
+        .max_by_key(|t| t.finished_at.as_ref().map(|at| at.0));
+    Some(Restarted {
+        pod: name(pod).to_owned(),
+        restarts,
+        last_reason: last
+            .and_then(|t| t.reason.clone())
+            .unwrap_or_else(|| "Unknown".to_owned()),
+        last_exit_code: last.map_or(0, |t| t.exit_code),
+        last_finished: last.and_then(|t| t.finished_at.as_ref()).map(|at| at.0),
+    })
 }
 
 /// The pod's `Ready` condition is `True`.
@@ -204,6 +231,37 @@ mod tests {
         assert!(!w.rollout_in_progress);
         assert_eq!((w.replicas, w.available_replicas), (2, 2));
         assert_eq!(w.pods, ["web-a", "web-b"]);
+    }
+
+    #[test]
+    fn restarted_pods_are_named_with_how_their_last_run_ended() {
+        let d = deployment(json!({
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}
+        }));
+        let killed = json!({"status": {"containerStatuses": [{
+            "name": "app", "image": "shortener", "imageID": "", "ready": true, "restartCount": 2,
+            "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                "finishedAt": "2026-12-02T09:00:00Z"}}
+        }]}});
+        let fresh = json!({"status": {"containerStatuses": [{
+            "name": "app", "image": "shortener", "imageID": "", "ready": true, "restartCount": 0
+        }]}});
+        let w = workload(
+            &d,
+            &[pod("web-a", "64Mi", killed), pod("web-b", "64Mi", fresh)],
+        );
+        assert_eq!(
+            w.restarted,
+            [Restarted {
+                pod: "web-a".into(),
+                restarts: 2,
+                last_reason: "OOMKilled".into(),
+                last_exit_code: 137,
+                last_finished: Some("2026-12-02T09:00:00Z".parse().unwrap()),
+            }]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{DURATION_PATTERN, Duration};
 pub use quantity::{QUANTITY_SUFFIXES, quantity_bytes};
-pub use status::{ActionRecord, MemoryPolicyStatus, PodMemory};
+pub use status::{ActionRecord, MemoryPolicyStatus, PodMemory, PodRestarts};
 
 /// How a policy keeps one workload's memory in check.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

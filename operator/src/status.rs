@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::{
     actions::Outcome,
     adapt,
-    crd::{MemoryPolicy, MemoryPolicyStatus, PodMemory},
+    crd::{MemoryPolicy, MemoryPolicyStatus, PodMemory, PodRestarts},
     decide::{Action, Decision, Policy, Sample, Workload},
 };
 
@@ -71,6 +71,18 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             "Normal"
         }
     };
+    let restarts = |pod: &str| {
+        workload
+            .restarted
+            .iter()
+            .find(|r| r.pod == pod)
+            .map(|r| PodRestarts {
+                count: r.restarts,
+                last_reason: r.last_reason.clone(),
+                last_exit_code: r.last_exit_code,
+                last_finished_at: r.last_finished.map(Time),
+            })
+    };
     let unmeasured = workload
         .pods
         .iter()
@@ -81,6 +93,7 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             bytes: 0,
             limit_bytes: None,
             state: "NoData".into(),
+            restarts: restarts(pod),
         });
     measured
         .iter()
@@ -90,6 +103,7 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             bytes: s.bytes,
             limit_bytes: Some(s.limit_bytes),
             state: state(s.usage_ratio).into(),
+            restarts: restarts(&s.pod),
         })
         .chain(unmeasured)
         .take(MAX_PODS)
@@ -356,6 +370,13 @@ mod tests {
             paused: false,
             pods: vec!["a".into(), "b".into(), "c".into()],
             unready: Vec::new(),
+            restarted: vec![crate::decide::Restarted {
+                pod: "c".into(),
+                restarts: 1,
+                last_reason: "OOMKilled".into(),
+                last_exit_code: 137,
+                last_finished: Some(at(5)),
+            }],
         };
         let sample = |pod: &str, usage_ratio: f64| Sample {
             pod: pod.into(),
@@ -372,6 +393,17 @@ mod tests {
         assert_eq!(names, ["b", "a", "c"]);
         assert_eq!(listed[0].state, "Critical");
         assert_eq!(listed[2].state, "NoData");
+        let killed = listed[2].restarts.as_ref().expect("c restarted");
+        assert_eq!(
+            (
+                killed.count,
+                killed.last_reason.as_str(),
+                killed.last_exit_code
+            ),
+            (1, "OOMKilled", 137)
+        );
+        assert_eq!(killed.last_finished_at, Some(Time(at(5))));
+        assert!(listed[0].restarts.is_none());
         assert_eq!(max_usage(&samples, &workload), Some(97.0));
     }
 }

@@ -50,26 +50,67 @@ pub struct Followed {
     pub failed: usize,
 }
 
-/// Follows links `mem<i>` for every `i` in `links`, in order, through the pod at `base_url`
-/// until all were followed once, the pod stops answering (it was evicted), `keep_going`
-/// says stop, or `timeout` passes.
+/// Follows links `mem<i>` for every `i` in `links`, in order and as fast as the pod answers,
+/// through the pod at `base_url` until all were followed once, the pod stops answering (it was
+/// evicted), `keep_going` says stop, or `timeout` passes.
 pub async fn follow_links(
     client: &reqwest::Client,
     base_url: &str,
     links: Range<usize>,
     timeout: Duration,
+    keep_going: impl FnMut() -> bool,
+) -> Followed {
+    follow(client, base_url, links, None, timeout, keep_going).await
+}
+
+/// As [`follow_links`], but at a steady `per_second` links a second (in ten batches a second):
+/// a leak slow enough for a policy's clocks to matter.
+pub async fn follow_steadily(
+    client: &reqwest::Client,
+    base_url: &str,
+    links: Range<usize>,
+    per_second: usize,
+    timeout: Duration,
+    keep_going: impl FnMut() -> bool,
+) -> Followed {
+    follow(
+        client,
+        base_url,
+        links,
+        Some(per_second),
+        timeout,
+        keep_going,
+    )
+    .await
+}
+
+async fn follow(
+    client: &reqwest::Client,
+    base_url: &str,
+    links: Range<usize>,
+    per_second: Option<usize>,
+    timeout: Duration,
     mut keep_going: impl FnMut() -> bool,
 ) -> Followed {
+    /// Batches a second at a steady pace.
+    const TICKS: usize = 10;
     let deadline = Instant::now() + timeout;
+    let batch_size = per_second.map_or(CONCURRENCY, |rate| (rate / TICKS).max(1));
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / TICKS as u32);
     let mut followed = Followed::default();
     let mut next = links.start;
     while next < links.end && Instant::now() < deadline && keep_going() {
+        if per_second.is_some() {
+            ticks.tick().await;
+        }
         let mut batch = JoinSet::new();
-        for i in next..(next + CONCURRENCY).min(links.end) {
+        let end = (next + batch_size).min(links.end);
+        for i in next..end {
             let (client, url) = (client.clone(), format!("{base_url}/mem{i}"));
             batch.spawn(async move { client.get(url).send().await.map(|r| r.status()) });
         }
-        next += CONCURRENCY;
+        let sent = end - next;
+        next = end;
         let mut unanswered = 0;
         while let Some(done) = batch.join_next().await {
             match done {
@@ -81,7 +122,7 @@ pub async fn follow_links(
                 _ => followed.failed += 1,
             }
         }
-        if unanswered == CONCURRENCY {
+        if unanswered == sent {
             break;
         }
     }

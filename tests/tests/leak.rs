@@ -48,7 +48,7 @@ async fn a_leaking_pod_is_evicted_alone_and_its_replacement_starts_small() {
     let deletions = cluster.deletions();
     assert_eq!(deletions.len(), 1, "{deletions:?}");
     let evictions = cluster.operator_did("create", "pods/eviction");
-    assert_eq!(cluster.evicted_pods(), [leaky.clone()]);
+    assert_eq!(cluster.evicted_pods(), std::slice::from_ref(&leaky));
 
     // Timed against the scrapes the operator read: from the first sample of the run over
     // critical that it acted on, to the eviction request as the apiserver received it.

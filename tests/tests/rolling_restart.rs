@@ -70,10 +70,7 @@ async fn a_rolling_restart_replaces_every_pod_one_at_a_time_and_only_once() {
     let mut first = first;
     first.sort();
     assert_eq!(replaced, first);
-    assert!(
-        cluster.evicted_pods().is_empty(),
-        "rolled, not evicted"
-    );
+    assert!(cluster.evicted_pods().is_empty(), "rolled, not evicted");
     let patches = cluster.operator_did("patch", "deployments");
     assert_eq!(patches.len(), 1, "one rolling restart: {patches:?}");
     assert_eq!(

@@ -47,9 +47,9 @@ async fn load_on_every_pod_scales_out_to_the_maximum_and_back_in_without_flappin
 
     // The load: both pods' caches fill with hot links.
     let pods = cluster.ready_pod_names();
-    let (a, b) = tokio::join!(
-        cluster.fill(&pods[0], LINKS, LOADED, Duration::from_secs(40)),
-        cluster.fill(&pods[1], LINKS, LOADED, Duration::from_secs(40)),
+    let ((a, _), (b, _)) = tokio::join!(
+        cluster.fill(&pods[0], 0..LINKS, LOADED, Duration::from_secs(40)),
+        cluster.fill(&pods[1], 0..LINKS, LOADED, Duration::from_secs(40)),
     );
     assert!(
         a >= LOADED && b >= LOADED,

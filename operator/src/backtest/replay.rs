@@ -62,6 +62,7 @@ pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step
                 paused: false,
                 pods: pods.iter().map(|pod| (*pod).to_owned()).collect(),
                 unready: Vec::new(),
+                restarted: Vec::new(),
             };
             let decision = decide(policy, samples, &workload, &memory, *at);
             if let Some(Action::ScaleTo { to, .. }) = decision.action {

@@ -55,6 +55,25 @@ pub struct PodMemory {
     pub limit_bytes: Option<u64>,
     /// `Ok`, `High`, `Critical` or `Stale`.
     pub state: String,
+    /// Its containers have restarted: how often, and how the latest run ended (an
+    /// `OOMKilled` one hit its memory limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<PodRestarts>,
+}
+
+/// Restarts of a pod's containers, from the kubelet's report.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRestarts {
+    /// Restarts of all its containers.
+    pub count: u32,
+    /// Why the latest run that ended did, such as `OOMKilled` or `Error`.
+    pub last_reason: String,
+    /// That run's exit code (137 after a SIGKILL, such as the OOM killer's).
+    pub last_exit_code: i32,
+    /// When that run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_finished_at: Option<Time>,
 }
 
 /// An action the operator took (or would have taken, in dry-run).

@@ -45,7 +45,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 pub use memory::{ActionKind, HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW};
-pub use observe::{Sample, Workload};
+pub use observe::{Restarted, Sample, Workload};
 pub use policy::{CriticalAction, HighAction, Policy};
 
 use choose::{Facts, Hold, Wanted, choose};

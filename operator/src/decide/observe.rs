@@ -43,6 +43,21 @@ pub struct Workload {
     /// The current pods that are not Ready (a shortener over critical fails its own readiness
     /// check): evicting one of them makes nothing less available.
     pub unready: Vec<String>,
+    /// The current pods whose containers have restarted, and how the last run ended (an
+    /// `OOMKilled` one is a limit the operator did not keep the pod under).
+    pub restarted: Vec<Restarted>,
+}
+
+/// A pod whose containers have restarted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restarted {
+    pub pod: String,
+    /// Restarts of all its containers.
+    pub restarts: u32,
+    /// The kubelet's reason for the latest end of a container, such as `OOMKilled` or `Error`.
+    pub last_reason: String,
+    pub last_exit_code: i32,
+    pub last_finished: Option<Timestamp>,
 }
 
 impl Workload {
@@ -102,12 +117,25 @@ pub(super) fn observe(
     now: Timestamp,
 ) -> Observation {
     let current: BTreeSet<&str> = workload.pods.iter().map(String::as_str).collect();
+    // A sample taken before a pod's container last ended is of the run that ended (say, one
+    // the OOM killer ended): it says nothing about the container running now. The API gives
+    // that end in whole seconds, so only samples from the next second on are sure to be newer.
+    let restarted: BTreeMap<&str, Timestamp> = workload
+        .restarted
+        .iter()
+        .filter_map(|r| Some((r.pod.as_str(), r.last_finished?)))
+        .collect();
+    let of_this_run = |s: &Sample| {
+        restarted
+            .get(s.pod.as_str())
+            .is_none_or(|ended| s.at >= *ended + std::time::Duration::from_secs(1))
+    };
     let mut latest: BTreeMap<&str, &Sample> = BTreeMap::new();
     // Samples for pods that are gone (or not ours) are ignored; so is a
     // reading that is not a number, which no threshold can judge.
     for sample in samples
         .iter()
-        .filter(|s| current.contains(s.pod.as_str()) && s.usage_ratio.is_finite())
+        .filter(|s| current.contains(s.pod.as_str()) && s.usage_ratio.is_finite() && of_this_run(s))
     {
         let slot = latest.entry(sample.pod.as_str()).or_insert(sample);
         if sample.at > slot.at {

@@ -91,6 +91,7 @@ fn workload() -> impl Strategy<Value = Workload> {
                 paused,
                 pods: (0..pods).map(|i| format!("pod-{i}")).collect(),
                 unready: Vec::new(),
+                restarted: Vec::new(),
             },
         )
 }

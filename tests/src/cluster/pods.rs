@@ -2,7 +2,7 @@
 //! Prometheus see it, load through one pod, how their containers ended, and stopping and
 //! starting PostgreSQL and Prometheus.
 
-use std::{sync::PoisonError, time::Duration};
+use std::{ops::Range, sync::PoisonError, time::Duration};
 
 use serde_json::Value;
 use testkit::{ContainerExit, PgServer};
@@ -63,6 +63,12 @@ impl Cluster {
         lock(&self.record).deletions()
     }
 
+    /// Whether the pods run in memory cgroups of their own (so the kernel's OOM killer is
+    /// real), and if not, why.
+    pub fn memory_cgroups(&self) -> Result<(), String> {
+        self.kubelet.memory_cgroups()
+    }
+
     /// The exits of the shortener's containers that nobody asked for (crashes, OOM kills);
     /// a sound run has none.
     pub fn unexpected_exits(&self) -> Vec<ContainerExit> {
@@ -112,16 +118,23 @@ impl Cluster {
         reply.json().await.ok()
     }
 
-    /// Follows links through `pod`, passes over `mem0` … `mem<links-1>`, until the pod's own
-    /// usage ratio reaches `ratio` or `timeout` passes; returns the ratio reached.
-    pub async fn fill(&self, pod: &str, links: usize, ratio: f64, timeout: Duration) -> f64 {
+    /// Follows links `mem<i>` for `i` in `links` through `pod` (passing over them again from
+    /// the start when they run out) until the pod's own usage ratio reaches `ratio` or
+    /// `timeout` passes; returns the ratio reached and the next link it would have followed.
+    pub async fn fill(
+        &self,
+        pod: &str,
+        links: Range<usize>,
+        ratio: f64,
+        timeout: Duration,
+    ) -> (f64, usize) {
         /// Links followed between two looks at the pod's memory.
         const CHUNK: usize = 512;
         let url = self
             .pod_url(pod)
             .unwrap_or_else(|| panic!("{pod} is ready"));
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut start = 0;
+        let mut start = links.start;
         loop {
             let stats = self.memory_stats(pod).await;
             let usage = stats
@@ -129,11 +142,11 @@ impl Cluster {
                 .and_then(|s| s["usage_ratio"].as_f64())
                 .unwrap_or(0.0);
             if usage >= ratio || tokio::time::Instant::now() >= deadline {
-                return usage;
+                return (usage, start);
             }
-            let end = (start + CHUNK).min(links);
+            let end = (start + CHUNK).min(links.end);
             load::follow_links(&self.http, &url, start..end, timeout, || true).await;
-            start = if end >= links { 0 } else { end };
+            start = if end >= links.end { links.start } else { end };
         }
     }
 

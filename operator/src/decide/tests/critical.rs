@@ -25,6 +25,40 @@ fn critical_pod_is_evicted_but_healthy_pods_are_not() {
 }
 
 #[test]
+fn samples_from_before_a_pods_restart_say_nothing_about_it() {
+    let mut run = Run::new(Policy::test(), Workload::test(&["a", "b"]));
+    run.at(0, &[("a", 97.0), ("b", HEALTHY)]);
+    // a's container was OOM-killed at 290.5 (290 as the API says it) and runs again; its
+    // latest sample, from before, is critical, and a has been critical for the whole sustain.
+    run.workload.restarted = vec![crate::decide::Restarted {
+        pod: "a".into(),
+        restarts: 1,
+        last_reason: "OOMKilled".into(),
+        last_exit_code: 137,
+        last_finished: Some(at(290)),
+    }];
+    // Its last sample was taken in the very second it was killed, which is all the API says
+    // of when that was.
+    let killed_in_that_second = at(290) + Duration::from_millis(400);
+    let samples = [
+        sample("a", 97.0, killed_in_that_second),
+        sample("b", HEALTHY, at(300)),
+    ];
+
+    let decision = run.eval(&samples, at(300));
+
+    assert_eq!(decision.action, None);
+    assert!(decision.critical_pods.is_empty());
+    // Fresh samples of the new run count again, with a sustain clock of their own.
+    let decision = run.eval(
+        &[sample("a", 97.0, at(310)), sample("b", HEALTHY, at(310))],
+        at(310),
+    );
+    assert_eq!(decision.action, None);
+    assert_eq!(run.memory.critical_since.get("a"), Some(&at(310)));
+}
+
+#[test]
 fn a_pod_must_stay_critical_for_the_whole_sustain_before_it_is_evicted() {
     let mut run = Run::new(Policy::test(), Workload::test(&["a", "b"]));
     let usage = [("a", 96.0), ("b", HEALTHY)];

@@ -50,6 +50,7 @@ impl Workload {
             paused: false,
             pods: pods.iter().map(|pod| (*pod).to_owned()).collect(),
             unready: Vec::new(),
+            restarted: Vec::new(),
         }
     }
 
