@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 results="${BENCH_RESULTS:-docs/benchmarks.md}"
 cargo build --release -p memory-operator --bin memory-operator --example bench
+KUBE_BIN_DIR="${KUBE_BIN_DIR:-$(bash tools/k8s/build.sh)}"
+export KUBE_BIN_DIR
 table=$(target/release/examples/bench target/release/memory-operator)
 echo "$table"
 # Read before the results file is touched, which would itself count as a change.
@@ -15,7 +17,7 @@ commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommit
   echo "## Operator, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
   echo
   echo "- machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "- command: \`bash bench/operator.sh\` (fake API server and scripted Prometheus in the bench process; the operator is the real release binary, \`memory-operator run\`, pointed at them through a kubeconfig)"
+  echo "- command: \`bash bench/operator.sh\` (testkit's real control plane with the CRD, 500 Deployments of 2 Running pods each under the process kubelet, a scripted Prometheus in the bench process; the operator is the real release binary, \`memory-operator run\`, with the admin kubeconfig)"
   echo
   echo "$table"
 } >> "$results"

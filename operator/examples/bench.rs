@@ -1,29 +1,37 @@
 //! Operator benchmark: engine decisions per second, Prometheus queries per
 //! evaluation for 1, 10 and 100 pods, and the `memory-operator run` process's
-//! RSS and CPU while it manages 500 policies against the fake API server.
+//! RSS and CPU while it manages 500 policies (1,000 Running pods) on testkit's
+//! real control plane, with a scripted Prometheus.
 //!
 //! Run through `bash bench/operator.sh`, which builds the release binary first.
 
 use std::{
-    path::PathBuf,
+    collections::BTreeMap,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use jiff::Timestamp;
-use kube::runtime::events::Reporter;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+    config::Kubeconfig,
+    runtime::events::Reporter,
+};
 use memory_operator::{
     controller::{self, Context},
+    crd::MemoryPolicy,
     decide::{self, CriticalAction, HighAction, Memory, Policy, Sample, Workload},
     metrics::Metrics,
     prometheus::Prometheus,
 };
 use serde_json::json;
-use testkit::{FakeApiServer, ScriptedPrometheus};
+use testkit::{ControlPlane, KubeletConfig, ProcessKubelet, ScriptedPrometheus};
 use tokio_util::sync::CancellationToken;
 
-const NS: &str = "bench";
 const LIMIT: f64 = 64.0 * 1024.0 * 1024.0;
 
 #[tokio::main]
@@ -37,14 +45,15 @@ async fn main() {
         "| engine decisions per second (10 pods) | {:.0} |",
         engine_rate()
     );
+    let plane = Plane::start().await;
     for pods in [1, 10, 100] {
-        let (queries, evaluations) = queries_per_evaluation(pods).await;
+        let (queries, evaluations) = queries_per_evaluation(&plane, pods).await;
         println!(
             "| Prometheus queries per evaluation, {pods} pods | {:.2} ({queries} queries / {evaluations} evaluations) |",
             queries as f64 / evaluations as f64
         );
     }
-    let (rss, peak, cpu, evaluated) = five_hundred_policies(&binary).await;
+    let (rss, peak, cpu, evaluated) = five_hundred_policies(&plane, &binary).await;
     println!("| 500 policies: policies evaluated within 60 s | {evaluated} |");
     println!("| 500 policies: operator RSS, mean / peak | {rss:.1} MiB / {peak:.1} MiB |");
     println!("| 500 policies: operator CPU, mean over 60 s | {cpu:.1} % of one core |");
@@ -108,45 +117,157 @@ fn engine_rate() -> f64 {
     count as f64 / began.elapsed().as_secs_f64()
 }
 
-fn deployment(api: &FakeApiServer, name: &str, pods: usize) {
-    api.apply(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"replicas": pods, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app"}]}}},
-        "status": {"observedGeneration": 1, "replicas": pods, "updatedReplicas": pods, "availableReplicas": pods}
-    }));
+/// The real control plane with the CRD, an admin client, and a process kubelet whose pods
+/// run `sleep` (the operator only needs them Running: memory comes from the scripted
+/// Prometheus).
+struct Plane {
+    plane: ControlPlane,
+    client: Client,
+    _kubelet: ProcessKubelet,
+    _pods: tempfile::TempDir,
 }
 
-fn pod(api: &FakeApiServer, prometheus: &ScriptedPrometheus, app: &str, name: &str) {
-    api.apply(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
-        "spec": {"containers": [{"name": "app"}]},
-        "status": {"phase": "Running"}
-    }));
-    prometheus.set(NS, name, LIMIT * 0.3, LIMIT);
-}
+impl Plane {
+    async fn start() -> Plane {
+        let plane = tokio::task::spawn_blocking(|| {
+            let plane = ControlPlane::start().expect("the control plane starts");
+            let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/memorypolicy.yaml");
+            plane.apply_crd(&crd).expect("the CRD is applied");
+            plane
+        })
+        .await
+        .unwrap();
+        let kubeconfig = Kubeconfig::read_from(plane.kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = Client::try_from(config).unwrap();
+        let pods = tempfile::tempdir().unwrap();
+        let kubelet = ProcessKubelet::start(
+            client.clone(),
+            KubeletConfig {
+                node: "bench".into(),
+                images: BTreeMap::from([("pause".to_owned(), PathBuf::from("/bin/sleep"))]),
+                restart_backoff: Duration::from_secs(1),
+                dir: pods.path().to_owned(),
+                api_server: None,
+            },
+        )
+        .await
+        .unwrap();
+        Plane {
+            plane,
+            client,
+            _kubelet: kubelet,
+            _pods: pods,
+        }
+    }
 
-fn memory_policy(api: &FakeApiServer, name: &str, target: &str, interval: &str) {
-    api.apply(json!({
-        "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target}, "interval": interval}
-    }));
+    /// A namespace with `deployments` Deployments of `pods` Running pods each, every pod at 30 %
+    /// of its limit in `prometheus`, and a policy per Deployment evaluated every `interval`;
+    /// returns once every pod runs.
+    async fn fleet(
+        &self,
+        prometheus: &ScriptedPrometheus,
+        deployments: usize,
+        pods: usize,
+        interval: &str,
+    ) -> String {
+        let namespace = self.plane.create_namespace("bench").unwrap();
+        for i in 0..deployments {
+            let app = format!("app-{i}");
+            self.apply::<Deployment>(&namespace, json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": app},
+                "spec": {"replicas": pods, "selector": {"matchLabels": {"app": app}},
+                    "template": {"metadata": {"labels": {"app": app}},
+                        "spec": {"containers": [{"name": "app", "image": "pause", "args": ["infinity"],
+                            "resources": {"limits": {"memory": "64Mi"}}}]}}}
+            }))
+            .await;
+            self.apply::<MemoryPolicy>(&namespace, json!({
+                "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
+                "metadata": {"name": app},
+                "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app},
+                    "interval": interval}
+            }))
+            .await;
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let began = Instant::now();
+        loop {
+            let running: Vec<String> = api
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .map(|p| p.name_any())
+                .collect();
+            if running.len() == deployments * pods {
+                for pod in &running {
+                    prometheus.set(&namespace, pod, LIMIT * 0.3, LIMIT);
+                }
+                eprintln!(
+                    "{} pods running in {:.0} s",
+                    running.len(),
+                    began.elapsed().as_secs_f64()
+                );
+                return namespace;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(600),
+                "{} of {} pods running after 10 minutes",
+                running.len(),
+                deployments * pods
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn apply<K>(&self, namespace: &str, object: serde_json::Value)
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(object))
+            .await
+            .unwrap_or_else(|e| panic!("applying {name}: {e}"));
+    }
+
+    /// Policies of `namespace` whose status says they were evaluated.
+    async fn evaluated(&self, namespace: &str) -> usize {
+        let api: Api<MemoryPolicy> = Api::namespaced(self.client.clone(), namespace);
+        api.list(&ListParams::default())
+            .await
+            .map(|list| {
+                list.items
+                    .iter()
+                    .filter(|p| {
+                        p.status
+                            .as_ref()
+                            .is_some_and(|s| s.last_evaluation_time.is_some())
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
 }
 
 /// Runs the controller in-process on one policy over `pods` pods for five evaluations.
-async fn queries_per_evaluation(pods: usize) -> (u64, u64) {
-    let api = FakeApiServer::start().await.unwrap();
+async fn queries_per_evaluation(plane: &Plane, pods: usize) -> (u64, u64) {
     let prometheus = ScriptedPrometheus::start().await.unwrap();
-    deployment(&api, "web", pods);
-    for i in 0..pods {
-        pod(&api, &prometheus, "web", &format!("web-{i}"));
-    }
-    memory_policy(&api, "web", "web", "1s");
+    let namespace = plane.fleet(&prometheus, 1, pods, "1s").await;
     let metrics = Arc::new(Metrics::default());
-    let config = kube::Config::new(api.url().parse().unwrap());
+    let kubeconfig = Kubeconfig::read_from(plane.plane.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
     let reporter = Reporter {
         controller: "bench".into(),
         instance: None,
@@ -159,9 +280,14 @@ async fn queries_per_evaluation(pods: usize) -> (u64, u64) {
     )
     .unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(controller::run(ctx, None, stop.clone().cancelled_owned()));
+    let run = {
+        let stop = stop.clone();
+        async move { controller::run(ctx, Some(&namespace), stop.cancelled_owned()).await }
+    };
+    let task = tokio::spawn(run);
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     stop.cancel();
+    let _ = task.await;
     let evaluations = metrics
         .encode()
         .lines()
@@ -173,26 +299,9 @@ async fn queries_per_evaluation(pods: usize) -> (u64, u64) {
 
 /// Starts the real binary against 500 policies (2 pods each, interval 15 s) and
 /// samples its RSS and CPU for 60 s once every policy has been evaluated.
-async fn five_hundred_policies(binary: &PathBuf) -> (f64, f64, f64, usize) {
-    let api = FakeApiServer::start().await.unwrap();
+async fn five_hundred_policies(plane: &Plane, binary: &PathBuf) -> (f64, f64, f64, usize) {
     let prometheus = ScriptedPrometheus::start().await.unwrap();
-    for i in 0..500 {
-        let app = format!("app-{i}");
-        deployment(&api, &app, 2);
-        pod(&api, &prometheus, &app, &format!("{app}-a"));
-        pod(&api, &prometheus, &app, &format!("{app}-b"));
-        memory_policy(&api, &app, &app, "15s");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: '{}'}}}}]\nusers: [{{name: fake, user: {{}}}}]\ncontexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\ncurrent-context: fake\n",
-            api.url()
-        ),
-    )
-    .unwrap();
+    let namespace = plane.fleet(&prometheus, 500, 2, "15s").await;
     let mut child = Command::new(binary)
         .args([
             "run",
@@ -200,23 +309,23 @@ async fn five_hundred_policies(binary: &PathBuf) -> (f64, f64, f64, usize) {
             "127.0.0.1:0",
             "--prometheus-url",
             &prometheus.url(),
+            "--namespace",
+            &namespace,
         ])
-        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECONFIG", plane.plane.kubeconfig())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("start memory-operator");
     let pid = child.id();
-    let evaluated = || {
-        api.list("shortener.dev/v1alpha1", "MemoryPolicy", Some(NS))
-            .iter()
-            .filter(|p| p["status"]["lastEvaluationTime"].is_string())
-            .count()
-    };
     let warm = Instant::now();
-    while evaluated() < 500 && warm.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    while plane.evaluated(&namespace).await < 500 && warm.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    eprintln!(
+        "500 policies evaluated once in {:.0} s",
+        warm.elapsed().as_secs_f64()
+    );
     let (mut rss_sum, mut peak, mut samples) = (0.0, 0.0f64, 0.0);
     let cpu_start = cpu_seconds(pid);
     let began = Instant::now();
@@ -228,7 +337,7 @@ async fn five_hundred_policies(binary: &PathBuf) -> (f64, f64, f64, usize) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let cpu = (cpu_seconds(pid) - cpu_start) / began.elapsed().as_secs_f64() * 100.0;
-    let count = evaluated();
+    let count = plane.evaluated(&namespace).await;
     let _ = child.kill();
     let _ = child.wait();
     (rss_sum / samples, peak, cpu, count)

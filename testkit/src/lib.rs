@@ -9,14 +9,13 @@
 //! queries with series a test sets. [`SchemaCheck`] says what an apiserver would about an object
 //! under a CRD's schema. [`ControlPlane`] is a real Kubernetes control plane (etcd,
 //! kube-apiserver, kube-controller-manager, kube-scheduler) built from Go modules under
-//! `tools/k8s/`, one per test binary, each test in a namespace of its own. [`FakeApiServer`] is an
-//! in-process fake of the Kubernetes API server, served inside the test's tokio runtime, for
-//! running the real kube-rs client and controller runtime without a cluster.
+//! `tools/k8s/`, one per test binary, each test in a namespace of its own, with its audit log
+//! read back as [`AuditedRequest`]s; [`ProcessKubelet`] runs the pods bound to its Node as real
+//! processes, in memory cgroups where the machine allows.
 
 #![forbid(unsafe_code)]
 
 mod control_plane;
-mod kube_api;
 mod kubelet;
 mod loopback;
 mod postgres;
@@ -28,7 +27,6 @@ mod watchdog;
 use std::{io, path::PathBuf, process::ExitStatus};
 
 pub use control_plane::{AuditedRequest, ControlPlane};
-pub use kube_api::{Change, ChangeType, FakeApiServer, merge_patch};
 pub use kubelet::{ContainerExit, KubeletConfig, ProcessKubelet};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{KubernetesPods, PromServer, Target};

@@ -80,6 +80,13 @@ def test_water_marks_out_of_order_are_refused_with_their_values():
         render(SHORTENER_CHART, {"waterMarks": {"low": 80, "high": 70, "critical": 90}})
 
 
+def test_env_cannot_define_again_what_the_chart_sets():
+    with pytest.raises(helm.HelmError, match=r"env.SHORTENER_HIGH_WATER_MARK is set by the chart from waterMarks.high; set that instead"):
+        render(SHORTENER_CHART, {"env": {"SHORTENER_HIGH_WATER_MARK": "90"}})
+    with pytest.raises(helm.HelmError, match=r"env.DATABASE_URL is set by the chart from database"):
+        render(SHORTENER_CHART, {"env": {"DATABASE_URL": "postgres://elsewhere/db"}})
+
+
 def test_a_memory_limit_is_required():
     # null removes a default in Helm's merge of values.
     with pytest.raises(helm.HelmError, match="memory"):

@@ -42,6 +42,13 @@ app.kubernetes.io/component: server
 {{- if and .Values.serviceMonitor.enabled .Values.podMonitor.enabled }}
 {{- fail "enable serviceMonitor or podMonitor, not both: each scrapes every pod, and the policy would see every sample twice" }}
 {{- end }}
+{{- /* Variables the chart sets itself, and the value that sets each: an `env` entry of the same name would be a second, conflicting definition. */}}
+{{- $own := dict "POD_IP" "(the pod's address)" "SHORTENER_LISTEN" "listenAddress and port" "DATABASE_URL" "database" "SHORTENER_ADMIN_TOKEN" "admin" "SHORTENER_BASE_URL" "baseUrl" "SHORTENER_LOW_WATER_MARK" "waterMarks.low" "SHORTENER_HIGH_WATER_MARK" "waterMarks.high" "SHORTENER_CRITICAL_MARK" "waterMarks.critical" "SHORTENER_MONITOR_INTERVAL" "memory.monitorInterval" "SHORTENER_MIN_TRIM_INTERVAL" "memory.minTrimInterval" "RUST_LOG" "logLevel" }}
+{{- range $name, $_ := .Values.env }}
+{{- if hasKey $own $name }}
+{{- fail (printf "env.%s is set by the chart from %s; set that instead" $name (get $own $name)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Secret and key of DATABASE_URL: the user's, or the chart's own. */}}

@@ -267,7 +267,7 @@ impl Cluster {
             "scaling": {"minReplicas": 1, "maxReplicas": 4, "step": 1, "scaleInStabilization": "10m"},
             "safety": {"cooldown": "5m", "maxRestartsPerHour": 3, "maxUnavailable": 1}
         });
-        testkit::merge_patch(&mut spec, &extra);
+        json_patch::merge(&mut spec, &extra);
         self.apply(
             ApiResource::erase::<MemoryPolicy>(&()),
             json!({"metadata": {"name": name}, "spec": spec}),
