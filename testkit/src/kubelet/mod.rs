@@ -123,7 +123,7 @@ pub struct ProcessKubelet {
 }
 
 impl ProcessKubelet {
-    /// Registers the Node (Ready, 64 CPUs, 256 GiB, 1000 pods) and starts running its pods.
+    /// Registers the Node (Ready, 64 CPUs, 256 GiB, 10,000 pods) and starts running its pods.
     pub async fn start(client: Client, config: KubeletConfig) -> Result<ProcessKubelet> {
         std::fs::create_dir_all(&config.dir).map_err(|e| Error::Write(config.dir.clone(), e))?;
         register(&client, &config.node).await?;
@@ -206,7 +206,7 @@ async fn register(client: &Client, name: &str) -> Result<()> {
         Err(e) => return Err(failed(e)),
     }
     let now = Timestamp::now().to_string();
-    let room = json!({"cpu": "64", "memory": "256Gi", "pods": "1000"});
+    let room = json!({"cpu": "64", "memory": "256Gi", "pods": "10000"});
     let status = json!({"status": {
         "capacity": room, "allocatable": room,
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
