@@ -323,16 +323,8 @@ async fn a_policy_stored_under_an_older_schema_says_which_field_and_the_others_k
     let cluster = Cluster::start(1, 1).await;
     // An older CRD that did not yet restrict onCritical stored this policy; today's cannot
     // read it. No other test of this binary relies on the apiserver refusing a policy.
-    let path = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/onCritical/enum";
     plane
-        .run_kubectl(&[
-            "patch",
-            "crd",
-            "memorypolicies.shortener.dev",
-            "--type=json",
-            "-p",
-            &json!([{"op": "remove", "path": path}]).to_string(),
-        ])
+        .relax_crd("memorypolicies.shortener.dev", "onCritical/enum")
         .expect("relaxing the CRD");
     let stored = async {
         eventually("the relaxed schema in force", async || {
@@ -349,9 +341,8 @@ async fn a_policy_stored_under_an_older_schema_says_which_field_and_the_others_k
         .await
     };
     stored.await;
-    let crd = repo_root().join("crds/memorypolicy.yaml");
     plane
-        .run_kubectl(&["apply", "-f", crd.to_str().unwrap()])
+        .apply_crd(&repo_root().join("crds/memorypolicy.yaml"))
         .expect("restoring the CRD");
     cluster.policy("sound", "web", json!({})).await;
     eventually("explode Ready=False and sound Ready=True", async || {

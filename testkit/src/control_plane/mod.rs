@@ -181,6 +181,18 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Removes what `spec_path` points at (a path under the `spec` schema of CRD `crd`'s first
+    /// version, such as `onCritical/enum`), as an older CRD without that rule would have had
+    /// it: objects today's schema refuses can then be stored. [`Self::apply_crd`] puts it back.
+    pub fn relax_crd(&self, crd: &str, spec_path: &str) -> Result<()> {
+        let path = format!(
+            "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/{spec_path}"
+        );
+        let patch = format!(r#"[{{"op": "remove", "path": "{path}"}}]"#);
+        self.run_kubectl(&["patch", "crd", crd, "--type=json", "-p", &patch])?;
+        Ok(())
+    }
+
     /// A service account `namespace/name` that may read pods cluster-wide, as a cluster's
     /// Prometheus has, and a file holding its token: what [`crate::PromServer::discovering`]
     /// needs. The namespace must exist.

@@ -90,21 +90,11 @@ impl Cluster {
     /// `thresholds/x-kubernetes-validations`): the CRD is relaxed, the policy created, and the
     /// CRD from `crds/` applied again.
     pub async fn store_under_older_schema(&self, name: &str, relaxed: &str, spec: Value) {
-        let path =
-            format!("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/{relaxed}");
         let plane = self.plane;
-        blocking(move || {
-            plane.run_kubectl(&[
-                "patch",
-                "crd",
-                "memorypolicies.shortener.dev",
-                "--type=json",
-                "-p",
-                &json!([{"op": "remove", "path": path}]).to_string(),
-            ])
-        })
-        .await
-        .expect("relaxing the CRD");
+        let relaxed = relaxed.to_owned();
+        blocking(move || plane.relax_crd("memorypolicies.shortener.dev", &relaxed))
+            .await
+            .expect("relaxing the CRD");
         let policy: DynamicObject =
             serde_json::from_value(self.policy_object(name, spec)).expect("a policy object");
         let api = self.policies();

@@ -242,14 +242,13 @@ impl Cluster {
                 version["regarding"]["kind"], version["reason"], version["note"]
             );
         }
-        drop(record);
-        let names: std::collections::BTreeSet<String> = lock(&self.record).policy_names();
-        for name in names {
+        for name in record.policy_names() {
             eprintln!(
                 "--- status of policy {name}: {:#}",
-                self.policy(&name)["status"]
+                record.policy(&name)["status"]
             );
         }
+        drop(record);
         if let Ok(entries) = std::fs::read_dir(self.logs.path()) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
