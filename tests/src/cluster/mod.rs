@@ -216,7 +216,7 @@ impl Cluster {
             kubelet,
             prometheus: Arc::new(Mutex::new(prometheus)),
             prometheus_url,
-            database: database.clone(),
+            database,
             record,
             stop,
             logs,
