@@ -28,6 +28,12 @@ if complete; then
     exit 0
 fi
 
+# Go's build and module caches for this build take about 8 GB and are of no use once the
+# binaries are here (the next build is for another go.sum): they live beside the staging
+# directory and go when the build succeeds.
+work="${cache_root}/${key}/work"
+export GOCACHE="${work}/gocache" GOMODCACHE="${work}/gomod"
+
 # The versions come from go.mod, so /version and `helm version` tell the truth.
 module_version() {
     (cd "${here}" && go list -m -f '{{.Version}}' "$1")
@@ -71,6 +77,8 @@ go build -trimpath -ldflags "${prometheus_ldflags}" -o "${staging}/prometheus" \
 
 rm -rf "${bin}"
 mv "${staging}" "${bin}"
+chmod -R u+w "${work}"
+rm -rf "${work}"
 echo "built in $(( $(date +%s) - start )) s:" >&2
 (cd "${bin}" && ls -l "${tools[@]}" >&2)
 echo "${bin}"
