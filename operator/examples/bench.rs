@@ -24,7 +24,7 @@ use kube::{
 use memory_operator::{
     controller::{self, Context},
     crd::MemoryPolicy,
-    decide::{self, CriticalAction, HighAction, Memory, Policy, Sample, Workload},
+    decide::{self, CriticalAction, HighAction, Memory, MemoryResources, Policy, Sample, Workload},
     metrics::Metrics,
     prometheus::Prometheus,
 };
@@ -75,6 +75,7 @@ fn policy() -> Policy {
         cooldown: Duration::from_secs(300),
         max_restarts_per_hour: 3,
         max_unavailable: 1,
+        limits: MemoryResources::default(),
         dry_run: false,
         suspend: false,
     }
@@ -92,6 +93,7 @@ fn engine_rate() -> f64 {
         pods: pods.clone(),
         unready: Vec::new(),
         restarted: Vec::new(),
+        template: None,
     };
     let start = Timestamp::now();
     let mut memory = Memory::default();

@@ -1,9 +1,12 @@
 //! Carries out the engine's decisions on the cluster: the scale subresource,
-//! the Eviction API (PodDisruptionBudgets apply), and the pod-template
-//! annotation `kubectl rollout restart` sets.
+//! the Eviction API (PodDisruptionBudgets apply), the pod-template annotation
+//! `kubectl rollout restart` sets, and the container's memory resources.
 
 use jiff::Timestamp;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Pod},
+    apimachinery::pkg::api::resource::Quantity,
+};
 use kube::{
     Api, Client,
     api::{EvictParams, Patch, PatchParams},
@@ -11,28 +14,19 @@ use kube::{
 use serde_json::json;
 use tracing::info;
 
-use crate::decide::Action;
+use crate::decide::{Action, Outcome, size};
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
-/// How an action ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Done as decided.
-    Done,
-    /// Nothing to change on the cluster (an alert).
-    Reported,
-    /// The cluster refused; the reason says why, and nothing (more) was done.
-    Refused(String),
-}
-
-/// Applies `action` to `deployment` in `namespace`; evictions go through `evictions`.
+/// Applies `action` to `deployment` in `namespace`; evictions go through `evictions`;
+/// `container` is the one whose memory the policy sizes (the first when `None`).
 pub async fn apply(
     client: &Client,
     evictions: &Client,
     namespace: &str,
     deployment: &Deployment,
+    container: Option<&str>,
     action: &Action,
     now: Timestamp,
 ) -> Outcome {
@@ -47,7 +41,7 @@ pub async fn apply(
             {
                 Ok(_) => {
                     info!(deployment = name, from, to, "scaled");
-                    Outcome::Done
+                    Outcome::Applied
                 }
                 Err(error) => Outcome::Refused(format!(
                     "scaling {name} to {to} failed: {}",
@@ -71,11 +65,32 @@ pub async fn apply(
             {
                 Ok(_) => {
                     info!(deployment = name, "rolling restart started");
-                    Outcome::Done
+                    Outcome::Applied
                 }
                 Err(error) => {
                     Outcome::Refused(format!("restarting {name} failed: {}", describe(&error)))
                 }
+            }
+        }
+        Action::SetLimits { request, limit } => {
+            let Some(patch) = limits_patch(deployment, container, *request, *limit) else {
+                return Outcome::Refused(format!(
+                    "{name} has no container {} to size",
+                    container.unwrap_or("at all")
+                ));
+            };
+            match deployments
+                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+            {
+                Ok(_) => {
+                    info!(deployment = name, "container memory resources set");
+                    Outcome::Applied
+                }
+                Err(error) => Outcome::Refused(format!(
+                    "setting the memory resources of {name} failed: {}",
+                    describe(&error)
+                )),
             }
         }
         Action::Alert { .. } => Outcome::Reported,
@@ -102,7 +117,7 @@ async fn evict(client: &Client, namespace: &str, pods: &[String]) -> Outcome {
             }
         }
     }
-    Outcome::Done
+    Outcome::Applied
 }
 
 fn describe(error: &kube::Error) -> String {
@@ -112,74 +127,43 @@ fn describe(error: &kube::Error) -> String {
     }
 }
 
-/// The merge patch that brings the target container's memory request and
-/// limit to `limits`, or `None` when they already match. The whole container
-/// list is sent (a merge patch replaces lists) with the resourceVersion read,
-/// so a concurrent change makes it fail with 409 instead of being overwritten.
-pub fn limits_patch(
+/// The merge patch that sets the memory `request` and `limit` of `container` (the first
+/// when `None`) in the pod template, or `None` when there is no such container. The whole
+/// container list is sent (a merge patch replaces lists) with the resourceVersion read, so a
+/// concurrent change makes it fail with 409 instead of being overwritten.
+fn limits_patch(
     deployment: &Deployment,
-    limits: &crate::crd::Limits,
+    container: Option<&str>,
+    request: Option<u64>,
+    limit: Option<u64>,
 ) -> Option<serde_json::Value> {
-    let template = deployment.spec.template.spec.as_ref()?;
-    let mut containers = template.containers.clone();
-    let index = match &limits.container {
-        Some(name) => containers.iter().position(|c| &c.name == name)?,
-        None => 0,
+    let mut containers = deployment.spec.template.spec.as_ref()?.containers.clone();
+    let chosen = match container {
+        Some(name) => containers.iter_mut().find(|c| c.name == name)?,
+        None => containers.first_mut()?,
     };
-    let container = containers.get_mut(index)?;
-    let resources = container.resources.get_or_insert_with(Default::default);
-    let mut changed = false;
+    let resources = chosen.resources.get_or_insert_with(Default::default);
     for (wanted, current) in [
-        (
-            &limits.request,
-            resources.requests.get_or_insert_with(Default::default),
-        ),
-        (
-            &limits.limit,
-            resources.limits.get_or_insert_with(Default::default),
-        ),
+        (request, &mut resources.requests),
+        (limit, &mut resources.limits),
     ] {
-        if let Some(quantity) = wanted
-            && current.get("memory") != Some(quantity)
-        {
-            current.insert("memory".into(), quantity.clone());
-            changed = true;
+        if let Some(bytes) = wanted {
+            current
+                .get_or_insert_with(Default::default)
+                .insert("memory".into(), Quantity(size(bytes)));
         }
     }
-    changed.then(|| {
-        json!({
-            "metadata": { "resourceVersion": deployment.metadata.resource_version },
-            "spec": { "template": { "spec": { "containers": containers } } }
-        })
-    })
-}
-
-/// Applies a patch from [`limits_patch`].
-pub async fn enforce_limits(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    patch: serde_json::Value,
-) -> Outcome {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    match deployments
-        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-    {
-        Ok(_) => {
-            info!(deployment = name, "container memory limits enforced");
-            Outcome::Done
-        }
-        Err(error) => Outcome::Refused(format!(
-            "setting the memory limits of {name} failed: {}",
-            describe(&error)
-        )),
-    }
+    Some(json!({
+        "metadata": { "resourceVersion": deployment.metadata.resource_version },
+        "spec": { "template": { "spec": { "containers": containers } } }
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIB: u64 = 1 << 20;
 
     fn deployment(limit: &str) -> Deployment {
         serde_json::from_value(json!({
@@ -192,23 +176,13 @@ mod tests {
         .unwrap()
     }
 
-    fn limits(yaml: &str) -> crate::crd::Limits {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
     #[test]
-    fn matching_limits_need_no_patch() {
-        assert_eq!(
-            limits_patch(&deployment("256Mi"), &limits("{limit: 256Mi}")),
-            None
-        );
-    }
-
-    #[test]
-    fn a_different_limit_is_patched_on_the_named_container_only() {
+    fn limits_are_patched_on_the_named_container_only() {
         let patch = limits_patch(
             &deployment("512Mi"),
-            &limits("{container: app, request: 64Mi, limit: 256Mi}"),
+            Some("app"),
+            Some(64 * MIB),
+            Some(256 * MIB),
         )
         .unwrap();
         assert_eq!(patch["metadata"]["resourceVersion"], "7");
@@ -220,12 +194,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_container_is_left_alone() {
+    fn an_unset_value_is_left_as_it_is() {
+        let patch = limits_patch(&deployment("512Mi"), None, Some(64 * MIB), None).unwrap();
+        let resources = &patch["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(resources["limits"]["memory"], "512Mi");
+        assert_eq!(resources["requests"]["memory"], "64Mi");
+    }
+
+    #[test]
+    fn an_unknown_container_has_no_patch() {
         assert_eq!(
-            limits_patch(
-                &deployment("512Mi"),
-                &limits("{container: nope, limit: 256Mi}")
-            ),
+            limits_patch(&deployment("512Mi"), Some("nope"), None, Some(MIB)),
             None
         );
     }

@@ -3,15 +3,20 @@
 
 use std::collections::HashMap;
 
-use jiff::Timestamp;
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Pod},
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Container, Pod},
+    },
     apimachinery::pkg::apis::meta::v1::Time,
 };
 
 use crate::{
     crd::{self, ActionRecord, MemoryPolicySpec, quantity_bytes},
-    decide::{ActionKind, CriticalAction, HighAction, PastAction, Policy, Restarted, Workload},
+    decide::{
+        ActionKind, CriticalAction, HighAction, MemoryResources, PastAction, Policy, Restarted,
+        Workload,
+    },
 };
 
 /// The engine's view of a policy (validated beforehand).
@@ -41,13 +46,21 @@ pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
         cooldown: spec.safety.cooldown.into(),
         max_restarts_per_hour: spec.safety.max_restarts_per_hour,
         max_unavailable: count(spec.safety.max_unavailable),
+        limits: spec
+            .limits
+            .as_ref()
+            .map_or_else(MemoryResources::default, |limits| MemoryResources {
+                request: limits.request.as_ref().and_then(quantity_bytes),
+                limit: limits.limit.as_ref().and_then(quantity_bytes),
+            }),
         dry_run: spec.dry_run,
         suspend: spec.suspend,
     }
 }
 
-/// The Deployment and its live pods as the engine sees them.
-pub fn workload(deployment: &Deployment, pods: &[Pod]) -> Workload {
+/// The Deployment and its live pods as the engine sees them; `container` is the one whose
+/// memory the policy sizes (the first when `None`).
+pub fn workload(deployment: &Deployment, pods: &[Pod], container: Option<&str>) -> Workload {
     let spec = &deployment.spec;
     let status = deployment.status.clone().unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1);
@@ -78,7 +91,24 @@ pub fn workload(deployment: &Deployment, pods: &[Pod]) -> Workload {
             .map(|pod| name(pod).to_owned())
             .collect(),
         restarted: live_pods(pods).filter_map(restarted).collect(),
+        template: template_memory(deployment, container),
     }
+}
+
+/// The memory request and limit of `container` (the first when `None`) in the pod template.
+fn template_memory(deployment: &Deployment, container: Option<&str>) -> Option<MemoryResources> {
+    let chosen = target(
+        &deployment.spec.template.spec.as_ref()?.containers,
+        container,
+    )?;
+    let resources = chosen.resources.as_ref();
+    let memory = |map: Option<&std::collections::BTreeMap<String, _>>| {
+        map.and_then(|m| m.get("memory")).and_then(quantity_bytes)
+    };
+    Some(MemoryResources {
+        request: memory(resources.and_then(|r| r.requests.as_ref())),
+        limit: memory(resources.and_then(|r| r.limits.as_ref())),
+    })
 }
 
 /// How often the pod's containers restarted and how the latest run that ended did; `None`
@@ -120,15 +150,19 @@ fn is_ready(pod: &Pod) -> bool {
 pub fn pod_limits(pods: &[Pod], container: Option<&str>) -> HashMap<String, u64> {
     live_pods(pods)
         .filter_map(|pod| {
-            let containers = &pod.spec.as_ref()?.containers;
-            let chosen = match container {
-                Some(wanted) => containers.iter().find(|c| c.name == wanted)?,
-                None => containers.first()?,
-            };
+            let chosen = target(&pod.spec.as_ref()?.containers, container)?;
             let limit = chosen.resources.as_ref()?.limits.as_ref()?.get("memory")?;
             Some((name(pod).to_owned(), quantity_bytes(limit)?))
         })
         .collect()
+}
+
+/// The container a policy sizes: the named one, else the first.
+fn target<'a>(containers: &'a [Container], name: Option<&str>) -> Option<&'a Container> {
+    match name {
+        Some(wanted) => containers.iter().find(|c| c.name == wanted),
+        None => containers.first(),
+    }
 }
 
 /// Pods that count: not being deleted and not finished.
@@ -143,56 +177,32 @@ fn name(pod: &Pod) -> &str {
     pod.metadata.name.as_deref().unwrap_or_default()
 }
 
-/// The status `type` of a remembered action.
-pub fn action_type(kind: ActionKind) -> &'static str {
-    match kind {
-        ActionKind::ScaleOut => "ScaleOut",
-        ActionKind::ScaleIn => "ScaleIn",
-        ActionKind::Evict => "RestartPod",
-        ActionKind::RollingRestart => "RollingRestart",
-        ActionKind::HighAlert => "HighMemoryAlert",
-        ActionKind::CriticalAlert => "CriticalMemoryAlert",
-    }
-}
-
 /// A remembered action as a status record.
-pub fn record(action: &PastAction, reason: &str) -> ActionRecord {
+pub fn record(action: &PastAction) -> ActionRecord {
     ActionRecord {
-        r#type: action_type(action.kind).to_owned(),
+        r#type: action.kind.names().status.to_owned(),
         dry_run: action.dry_run,
         pods: action.pods.clone(),
-        reason: reason.to_owned(),
+        reason: action.reason.clone(),
         time: Time(action.at),
     }
 }
 
-/// A status record back as history, after an operator restart or failover.
+/// A status record back as history, after an operator restart or failover; `None` for a
+/// type this operator does not know.
 pub fn past_action(record: &ActionRecord) -> Option<PastAction> {
-    let kind = [
-        ActionKind::ScaleOut,
-        ActionKind::ScaleIn,
-        ActionKind::Evict,
-        ActionKind::RollingRestart,
-        ActionKind::HighAlert,
-        ActionKind::CriticalAlert,
-    ]
-    .into_iter()
-    .find(|kind| action_type(*kind) == record.r#type)?;
     Some(PastAction {
-        kind,
+        kind: ActionKind::from_status(&record.r#type)?,
         pods: record.pods.clone(),
         at: record.time.0,
         dry_run: record.dry_run,
+        reason: record.reason.clone(),
     })
-}
-
-/// Now, for a status timestamp.
-pub fn now() -> Timestamp {
-    Timestamp::now()
 }
 
 #[cfg(test)]
 mod tests {
+    use jiff::Timestamp;
     use serde_json::json;
 
     use super::*;
@@ -227,6 +237,7 @@ mod tests {
                 pod("web-a", "64Mi", json!({})),
                 pod("web-b", "64Mi", json!({})),
             ],
+            None,
         );
         assert!(!w.rollout_in_progress);
         assert_eq!((w.replicas, w.available_replicas), (2, 2));
@@ -251,6 +262,7 @@ mod tests {
         let w = workload(
             &d,
             &[pod("web-a", "64Mi", killed), pod("web-b", "64Mi", fresh)],
+            None,
         );
         assert_eq!(
             w.restarted,
@@ -277,6 +289,7 @@ mod tests {
         let w = workload(
             &d,
             &[pod("web-a", "64Mi", ready), pod("web-b", "64Mi", unready)],
+            None,
         );
         assert!(!w.rollout_in_progress);
         assert_eq!(w.unready, ["web-b"]);
@@ -289,7 +302,7 @@ mod tests {
             "spec": {"replicas": 2, "selector": {}, "template": {}, "paused": true},
             "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}
         }));
-        let w = workload(&d, &[]);
+        let w = workload(&d, &[], None);
         assert!(w.rollout_in_progress && w.paused);
     }
 
@@ -307,7 +320,35 @@ mod tests {
             ),
             pod("done", "64Mi", json!({"status": {"phase": "Succeeded"}})),
         ];
-        assert_eq!(workload(&d, &pods).pods, ["live"]);
+        assert_eq!(workload(&d, &pods, None).pods, ["live"]);
+    }
+
+    #[test]
+    fn the_template_memory_is_the_named_or_first_containers() {
+        let d = deployment(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "app", "resources": {"limits": {"memory": "512Mi"}}},
+                {"name": "sidecar", "resources": {"requests": {"memory": "16Mi"}}}
+            ]}}}
+        }));
+        let memory = |container| workload(&d, &[], container).template;
+        let mib = |n: u64| Some(n << 20);
+        assert_eq!(
+            memory(None),
+            Some(MemoryResources {
+                request: None,
+                limit: mib(512)
+            })
+        );
+        assert_eq!(
+            memory(Some("sidecar")),
+            Some(MemoryResources {
+                request: mib(16),
+                limit: None
+            })
+        );
+        assert_eq!(memory(Some("nope")), None);
     }
 
     #[test]
@@ -324,8 +365,9 @@ mod tests {
             pods: vec!["web-a".into()],
             at: Timestamp::from_second(1_000).unwrap(),
             dry_run: true,
+            reason: "critical for 1m".into(),
         };
-        let record = record(&past, "critical for 1m");
+        let record = record(&past);
         assert_eq!(record.r#type, "RestartPod");
         assert_eq!(past_action(&record), Some(past));
     }

@@ -25,10 +25,11 @@ use tracing::{Instrument, debug, info_span, instrument, warn};
 
 use self::recall::{Recall, Seen};
 use crate::{
-    Error, Result,
-    actions::Outcome,
-    adapt,
-    crd::{MemoryPolicy, MemoryPolicyStatus},
+    Error, Result, adapt,
+    crd::{
+        MemoryPolicy, MemoryPolicyStatus,
+        names::{condition, event, reason, state},
+    },
     decide,
     metrics::Metrics,
     prometheus::{Prometheus, build_query, samples_from},
@@ -227,17 +228,17 @@ async fn report_unreadable(object: &DynamicObject, problem: &str, ctx: &Context)
     let message = format!("the operator cannot read this policy: {problem}");
     status::set_condition(
         &mut status.conditions,
-        status::READY,
+        condition::READY,
         false,
-        "Unreadable",
+        reason::UNREADABLE,
         &message,
         object.metadata.generation,
         now,
     );
-    status.state = Some("Invalid".into());
+    status.state = Some(state::INVALID.into());
     let reference = object.object_ref(&ApiResource::erase::<MemoryPolicy>(&()));
-    let event = respond::event(EventType::Warning, "InvalidPolicy", "Read", &message);
-    respond::publish(ctx, &reference, event).await;
+    let notice = respond::notice(EventType::Warning, event::INVALID_POLICY, "Read", &message);
+    respond::publish(ctx, &reference, notice).await;
     write_status(ctx, &key, uid, cached.as_ref(), status).await
 }
 
@@ -259,16 +260,21 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
             .join("; ");
         status::set_condition(
             &mut status.conditions,
-            status::READY,
+            condition::READY,
             false,
-            "InvalidPolicy",
+            reason::INVALID_POLICY,
             &message,
             generation,
             now,
         );
-        status.state = Some("Invalid".into());
-        let event = respond::event(EventType::Warning, "InvalidPolicy", "Validate", &message);
-        respond::publish(ctx, &policy.object_ref(&()), event).await;
+        status.state = Some(state::INVALID.into());
+        let notice = respond::notice(
+            EventType::Warning,
+            event::INVALID_POLICY,
+            "Validate",
+            &message,
+        );
+        respond::publish(ctx, &policy.object_ref(&()), notice).await;
         write_status(ctx, &key, uid, cached, status).await?;
         return Ok(Requeue::requeue(interval));
     }
@@ -285,14 +291,14 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
         let message = format!("Deployment {namespace}/{target} not found");
         status::set_condition(
             &mut status.conditions,
-            status::READY,
+            condition::READY,
             false,
-            "TargetNotFound",
+            reason::TARGET_NOT_FOUND,
             &message,
             generation,
             now,
         );
-        status.state = Some("TargetMissing".into());
+        status.state = Some(state::TARGET_MISSING.into());
         write_status(ctx, &key, uid, cached, status).await?;
         return Ok(Requeue::requeue(interval));
     };
@@ -310,8 +316,13 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
         return Ok(Requeue::requeue(wait));
     }
 
+    let container = policy
+        .spec
+        .limits
+        .as_ref()
+        .and_then(|l| l.container.as_deref());
     let pods = list_pods(&ctx.client, &namespace, &deployment).await?;
-    let workload = adapt::workload(&deployment, &pods);
+    let workload = adapt::workload(&deployment, &pods, container);
     let (samples, metrics_error) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
     let engine = adapt::engine_policy(&policy.spec);
     let memory = ctx.recall.memory(&key, uid, &status);
@@ -321,27 +332,22 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
     }
     ctx.metrics.decided(respond::decision_kind(&decision));
 
-    let outcome = respond::act(ctx, policy, &namespace, &deployment, &decision, now).await;
-    if outcome.is_none() && !workload.rollout_in_progress && !policy.spec.suspend {
-        respond::enforce_limits(ctx, policy, &namespace, &deployment).await;
-    }
-    if matches!(outcome, Some(Outcome::Refused(_))) {
-        // Nothing happened, so nothing may count against cooldown or budget.
-        decision.memory.history.pop();
+    if let Some(outcome) = respond::act(ctx, policy, &deployment, container, &decision, now).await {
+        decision.settle(&outcome);
     }
     ctx.recall
         .evaluated(&key, uid, decision.memory.clone(), seen);
 
     status::fill(
         &mut status,
-        &decision,
-        outcome.as_ref(),
-        &samples,
-        &workload,
-        &engine,
-        generation,
-        now,
-        policy,
+        &status::Evaluated {
+            policy: &engine,
+            samples: &samples,
+            workload: &workload,
+            decision: &decision,
+            generation,
+            now,
+        },
     );
     status.last_evaluation_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
     write_status(ctx, &key, uid, cached, status).await?;

@@ -5,6 +5,7 @@
 //! same verdicts offline.
 
 mod duration;
+pub mod names;
 mod quantity;
 mod status;
 

@@ -13,161 +13,83 @@ use kube::{
 use tracing::warn;
 
 use crate::{
-    actions::{self, Outcome},
+    actions,
     controller::Context,
-    crd::MemoryPolicy,
-    decide::{Action, Decision},
+    crd::{MemoryPolicy, names::event},
+    decide::{Decision, Outcome},
 };
 
 /// Carries out (or, under dry run, only reports) the decision; publishes an
-/// Event for every action taken and every action held back.
+/// Event for every action taken and every action held back. `container` is the one whose
+/// memory the policy sizes.
 pub async fn act(
     ctx: &Context,
     policy: &MemoryPolicy,
-    namespace: &str,
     deployment: &Deployment,
+    container: Option<&str>,
     decision: &Decision,
     now: Timestamp,
 ) -> Option<Outcome> {
     if let Some(held) = &decision.held_back {
-        ctx.metrics.action(names(&held.action).kind, "held_back");
+        let names = held.action.kind().names();
+        ctx.metrics.action(names.metric, "held_back");
         let note = format!("held back {}: {}", held.action, held.reason);
-        publish(
-            ctx,
-            &policy.object_ref(&()),
-            event(
-                EventType::Warning,
-                "ActionHeldBack",
-                names(&held.action).verb,
-                &note,
-            ),
-        )
-        .await;
+        let notice = notice(
+            EventType::Warning,
+            event::ACTION_HELD_BACK,
+            names.verb,
+            &note,
+        );
+        publish(ctx, &policy.object_ref(&()), notice).await;
     }
     let action = decision.action.as_ref()?;
+    let names = action.kind().names();
     let reasons = decision.reasons.join("; ");
     if decision.dry_run {
-        ctx.metrics.action(names(action).kind, "dry_run");
+        ctx.metrics.action(names.metric, "dry_run");
         let note = format!("dry run: would {action}: {reasons}");
-        publish(
-            ctx,
-            &policy.object_ref(&()),
-            event(EventType::Normal, "DryRun", names(action).verb, &note),
-        )
-        .await;
+        let notice = notice(EventType::Normal, event::DRY_RUN, names.verb, &note);
+        publish(ctx, &policy.object_ref(&()), notice).await;
         return Some(Outcome::Reported);
     }
+    let namespace = deployment.namespace().unwrap_or_default();
     let outcome = actions::apply(
         &ctx.client,
         &ctx.evictions,
-        namespace,
+        &namespace,
         deployment,
+        container,
         action,
         now,
     )
     .await;
-    let (kind, outcome_label) = (
-        names(action).kind,
-        match &outcome {
-            Outcome::Done => "applied",
-            Outcome::Reported => "reported",
-            Outcome::Refused(_) => "failed",
-        },
-    );
-    ctx.metrics.action(kind, outcome_label);
-    match &outcome {
-        Outcome::Refused(why) => {
-            publish(
-                ctx,
-                &policy.object_ref(&()),
-                event(EventType::Warning, "ActionFailed", names(action).verb, why),
-            )
-            .await;
-        }
-        _ => {
-            let note = format!("{action}: {reasons}");
-            let reason = names(action).reason;
-            let kind = if matches!(action, Action::Alert { .. }) {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            let verb = names(action).verb;
-            record_action(
-                ctx,
-                &policy.object_ref(&()),
-                event(kind, reason, verb, &note),
-            )
-            .await;
-            if action.is_disruptive() {
-                record_action(
-                    ctx,
-                    &deployment.object_ref(&()),
-                    event(kind, reason, verb, &note),
-                )
-                .await;
-            }
-        }
+    ctx.metrics.action(names.metric, outcome.metric());
+    if let Outcome::Refused(why) = &outcome {
+        let notice = notice(EventType::Warning, event::ACTION_FAILED, names.verb, why);
+        publish(ctx, &policy.object_ref(&()), notice).await;
+        return Some(outcome);
     }
-    Some(outcome)
-}
-
-/// Brings the target container's memory request and limit to `spec.limits`
-/// (a rollout), unless another action ran this round or a rollout is under way.
-pub async fn enforce_limits(
-    ctx: &Context,
-    policy: &MemoryPolicy,
-    namespace: &str,
-    deployment: &Deployment,
-) {
-    let Some(limits) = &policy.spec.limits else {
-        return;
+    let note = format!("{action}: {reasons}");
+    let type_ = if names.disruptive {
+        EventType::Normal
+    } else {
+        EventType::Warning
     };
-    let Some(patch) = actions::limits_patch(deployment, limits) else {
-        return;
-    };
-    let wanted = format!(
-        "memory request {} and limit {}",
-        limits
-            .request
-            .as_ref()
-            .map_or("unchanged", |q| q.0.as_str()),
-        limits.limit.as_ref().map_or("unchanged", |q| q.0.as_str())
-    );
-    if policy.spec.dry_run {
-        ctx.metrics.action("limits", "dry_run");
-        publish(
+    record_action(
+        ctx,
+        &policy.object_ref(&()),
+        notice(type_, names.reason, names.verb, &note),
+    )
+    .await;
+    if names.disruptive {
+        record_action(
             ctx,
-            &policy.object_ref(&()),
-            event(
-                EventType::Normal,
-                "DryRun",
-                "EnforceLimits",
-                &format!("dry run: would set {wanted}"),
-            ),
+            &deployment.object_ref(&()),
+            notice(type_, names.reason, names.verb, &note),
         )
         .await;
-        return;
     }
-    match actions::enforce_limits(&ctx.client, namespace, &deployment.name_any(), patch).await {
-        Outcome::Refused(why) => {
-            ctx.metrics.action("limits", "failed");
-            publish(
-                ctx,
-                &policy.object_ref(&()),
-                event(EventType::Warning, "ActionFailed", "EnforceLimits", &why),
-            )
-            .await;
-        }
-        _ => {
-            ctx.metrics.action("limits", "applied");
-            let note = format!("set {wanted} on {}", deployment.name_any());
-            for object in [policy.object_ref(&()), deployment.object_ref(&())] {
-                let note = event(EventType::Normal, "LimitsEnforced", "EnforceLimits", &note);
-                record_action(ctx, &object, note).await;
-            }
-        }
-    }
+    Some(outcome)
 }
 
 /// A notice about `object`: it repeats every interval while its cause lasts, so repeats
@@ -185,7 +107,7 @@ async fn record_action(ctx: &Context, object: &ObjectReference, event: Event) {
 }
 
 /// An Event with its note cut to the 1 kB that Events allow.
-pub fn event(type_: EventType, reason: &str, action: &str, note: &str) -> Event {
+pub fn notice(type_: EventType, reason: &str, action: &str, note: &str) -> Event {
     Event {
         type_,
         reason: reason.to_owned(),
@@ -201,24 +123,10 @@ async fn send(recorder: &Recorder, object: &ObjectReference, event: Event) {
     }
 }
 
+/// The `kind` label of the decision's action, `none` without one.
 pub fn decision_kind(decision: &Decision) -> &'static str {
-    decision.action.as_ref().map_or("none", |a| names(a).kind)
-}
-
-/// How an action is named: its metric label, its Event action and its Event reason.
-struct Names {
-    kind: &'static str,
-    verb: &'static str,
-    reason: &'static str,
-}
-
-fn names(action: &Action) -> Names {
-    let (kind, verb, reason) = match action {
-        Action::ScaleTo { from, to } if to > from => ("scale_out", "ScaleOut", "ScaledOut"),
-        Action::ScaleTo { .. } => ("scale_in", "ScaleIn", "ScaledIn"),
-        Action::Evict { .. } => ("evict", "RestartPod", "PodEvicted"),
-        Action::RollingRestart => ("rolling_restart", "RollingRestart", "RollingRestartStarted"),
-        Action::Alert { .. } => ("alert", "Alert", "MemoryAlert"),
-    };
-    Names { kind, verb, reason }
+    decision
+        .action
+        .as_ref()
+        .map_or("none", |a| a.kind().names().metric)
 }

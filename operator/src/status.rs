@@ -6,25 +6,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Map, Value};
 
 use crate::{
-    actions::Outcome,
     adapt,
-    crd::{MemoryPolicy, MemoryPolicyStatus, PodMemory, PodRestarts},
+    crd::{
+        MemoryPolicyStatus, PodMemory, PodRestarts,
+        names::{condition, reason, state},
+    },
     decide::{Action, Decision, Policy, Sample, Workload},
 };
 
 /// `status.pods` lists at most this many pods, the most pressed first, so the
 /// object stays small for Deployments with hundreds of replicas.
 pub const MAX_PODS: usize = 50;
-/// `status.history` keeps this many records, newest last.
-pub const MAX_HISTORY: usize = 10;
-
-/// Condition types.
-pub const READY: &str = "Ready";
-pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
-pub const HIGH_MEMORY: &str = "HighMemory";
-pub const CRITICAL: &str = "Critical";
-pub const THROTTLED: &str = "Throttled";
-pub const DRY_RUN: &str = "DryRun";
 
 /// Sets a condition, keeping its `lastTransitionTime` when its status did not change.
 pub fn set_condition(
@@ -62,13 +54,13 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
         .filter(|s| workload.pods.contains(&s.pod))
         .collect();
     measured.sort_by(|a, b| b.usage_ratio.total_cmp(&a.usage_ratio));
-    let state = |ratio: f64| {
+    let pod_state = |ratio: f64| {
         if ratio >= policy.critical {
-            "Critical"
+            state::CRITICAL
         } else if ratio >= policy.high {
-            "High"
+            state::HIGH
         } else {
-            "Normal"
+            state::NORMAL
         }
     };
     let restarts = |pod: &str| {
@@ -92,7 +84,7 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             usage_ratio: 0.0,
             bytes: 0,
             limit_bytes: None,
-            state: "NoData".into(),
+            state: state::NO_DATA.into(),
             restarts: restarts(pod),
         });
     measured
@@ -102,7 +94,7 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             usage_ratio: (s.usage_ratio * 1000.0).round() / 1000.0,
             bytes: s.bytes,
             limit_bytes: Some(s.limit_bytes),
-            state: state(s.usage_ratio).into(),
+            state: pod_state(s.usage_ratio).into(),
             restarts: restarts(&s.pod),
         })
         .chain(unmeasured)
@@ -122,49 +114,59 @@ pub fn max_usage(samples: &[Sample], workload: &Workload) -> Option<f64> {
 /// The one-word state for the `State` column.
 pub fn state(decision: &Decision, suspended: bool) -> &'static str {
     if suspended {
-        "Suspended"
+        state::SUSPENDED
     } else if !decision.metrics_available {
-        "NoData"
+        state::NO_DATA
     } else if decision.critical {
-        "Critical"
+        state::CRITICAL
     } else if decision.high {
-        "High"
+        state::HIGH
     } else {
-        "Normal"
+        state::NORMAL
     }
 }
 
-/// Fills the status from one evaluation.
-#[allow(clippy::too_many_arguments)]
-pub fn fill(
-    status: &mut MemoryPolicyStatus,
-    decision: &Decision,
-    outcome: Option<&Outcome>,
-    samples: &[Sample],
-    workload: &Workload,
-    engine: &Policy,
-    generation: Option<i64>,
-    now: Timestamp,
-    policy: &MemoryPolicy,
-) {
+/// One evaluation, settled: what the status reports.
+pub struct Evaluated<'a> {
+    pub policy: &'a Policy,
+    pub samples: &'a [Sample],
+    pub workload: &'a Workload,
+    /// Settled: its memory holds the action if it was carried out or reported.
+    pub decision: &'a Decision,
+    /// The policy's `metadata.generation` that was evaluated.
+    pub generation: Option<i64>,
+    pub now: Timestamp,
+}
+
+/// Fills the status from one evaluation. The history is the engine's, whole: one cap, and
+/// what a new leader reads back is what this one counted.
+pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
+    let Evaluated {
+        policy,
+        samples,
+        workload,
+        decision,
+        generation,
+        now,
+    } = *evaluated;
     let c = &mut status.conditions;
     set_condition(
         c,
-        READY,
+        condition::READY,
         true,
-        "Evaluated",
+        reason::EVALUATED,
         "the policy is sound and its target exists",
         generation,
         now,
     );
     let (metrics_reason, metrics_message) = if decision.metrics_available {
-        ("SamplesFresh", decision.metrics_message.as_str())
+        (reason::SAMPLES_FRESH, decision.metrics_message.as_str())
     } else {
-        ("NoUsableSamples", decision.metrics_message.as_str())
+        (reason::NO_USABLE_SAMPLES, decision.metrics_message.as_str())
     };
     set_condition(
         c,
-        METRICS_AVAILABLE,
+        condition::METRICS_AVAILABLE,
         decision.metrics_available,
         metrics_reason,
         metrics_message,
@@ -178,12 +180,12 @@ pub fn fill(
     };
     set_condition(
         c,
-        HIGH_MEMORY,
+        condition::HIGH_MEMORY,
         decision.high,
         if decision.high {
-            "AboveHighWaterMark"
+            reason::ABOVE_HIGH_WATER_MARK
         } else {
-            "BelowHighWaterMark"
+            reason::BELOW_HIGH_WATER_MARK
         },
         high_message,
         generation,
@@ -199,12 +201,12 @@ pub fn fill(
     };
     set_condition(
         c,
-        CRITICAL,
+        condition::CRITICAL,
         decision.critical,
         if decision.critical {
-            "PodsCritical"
+            reason::PODS_CRITICAL
         } else {
-            "NoPodCritical"
+            reason::NO_POD_CRITICAL
         },
         &critical_message,
         generation,
@@ -216,23 +218,23 @@ pub fn fill(
     };
     set_condition(
         c,
-        THROTTLED,
+        condition::THROTTLED,
         throttled,
         if throttled {
-            "Throttled"
+            reason::THROTTLED
         } else {
-            "NotThrottled"
+            reason::NOT_THROTTLED
         },
         throttle_message,
         generation,
         now,
     );
-    let dry = policy.spec.dry_run;
+    let dry = policy.dry_run;
     set_condition(
         c,
-        DRY_RUN,
+        condition::DRY_RUN,
         dry,
-        if dry { "DryRun" } else { "Live" },
+        if dry { reason::DRY_RUN } else { reason::LIVE },
         if dry {
             "actions are only reported"
         } else {
@@ -243,23 +245,20 @@ pub fn fill(
     );
 
     status.observed_generation = generation;
-    status.pods = pods(samples, workload, engine);
+    status.pods = pods(samples, workload, policy);
     status.max_usage = max_usage(samples, workload);
     status.replicas = i32::try_from(workload.replicas).ok();
     status.desired_replicas = match &decision.action {
         Some(Action::ScaleTo { to, .. }) if !decision.dry_run => i32::try_from(*to).ok(),
         _ => status.replicas,
     };
-    status.state = Some(state(decision, policy.spec.suspend).to_owned());
-    if let (Some(_), Some(last)) = (decision.action.as_ref(), decision.memory.history.last())
-        && !matches!(outcome, Some(Outcome::Refused(_)))
-    {
-        let record = adapt::record(last, &decision.reasons.join("; "));
-        status.last_action = Some(record.clone());
-        status.history.push(record);
-        let excess = status.history.len().saturating_sub(MAX_HISTORY);
-        status.history.drain(..excess);
+    status.state = Some(state(decision, policy.suspend).to_owned());
+    let history = &decision.memory.history;
+    // Recorded this evaluation: settled into the history at `now`.
+    if let Some(last) = history.last().filter(|last| last.at == now) {
+        status.last_action = Some(adapt::record(last));
     }
+    status.history = history.iter().map(adapt::record).collect();
 }
 
 /// A JSON merge patch that turns `old` into `new`: what is new or changed is
@@ -329,7 +328,7 @@ mod tests {
         let mut conditions = Vec::new();
         set_condition(
             &mut conditions,
-            READY,
+            condition::READY,
             true,
             "Evaluated",
             "ok",
@@ -338,7 +337,7 @@ mod tests {
         );
         set_condition(
             &mut conditions,
-            READY,
+            condition::READY,
             true,
             "Evaluated",
             "still ok",
@@ -350,7 +349,7 @@ mod tests {
         assert_eq!(conditions[0].message, "still ok");
         set_condition(
             &mut conditions,
-            READY,
+            condition::READY,
             false,
             "TargetNotFound",
             "gone",
@@ -370,6 +369,7 @@ mod tests {
             paused: false,
             pods: vec!["a".into(), "b".into(), "c".into()],
             unready: Vec::new(),
+            template: None,
             restarted: vec![crate::decide::Restarted {
                 pod: "c".into(),
                 restarts: 1,
@@ -405,5 +405,63 @@ mod tests {
         assert_eq!(killed.last_finished_at, Some(Time(at(5))));
         assert!(listed[0].restarts.is_none());
         assert_eq!(max_usage(&samples, &workload), Some(97.0));
+    }
+
+    #[test]
+    fn a_restart_budget_above_ten_holds_across_a_failover() {
+        use crate::decide::{Memory, Outcome, Policy, decide};
+        let policy = Policy::test()
+            .with_sustain(std::time::Duration::ZERO)
+            .with_cooldown(std::time::Duration::ZERO)
+            .with_max_restarts_per_hour(12);
+        let workload = Workload::test(&["a", "b"]);
+        let critical = |minute: i64| {
+            let now = at(minute * 60);
+            let sample = |pod: &str, usage_ratio: f64| Sample {
+                pod: pod.into(),
+                usage_ratio,
+                bytes: 1,
+                limit_bytes: 2,
+                at: now,
+            };
+            (vec![sample("a", 0.99), sample("b", 0.5)], now)
+        };
+        let (mut memory, mut status) = (Memory::default(), MemoryPolicyStatus::default());
+        for minute in 0..12 {
+            let (samples, now) = critical(minute);
+            let mut decision = decide(&policy, &samples, &workload, &memory, now);
+            assert!(decision.action.is_some(), "eviction {minute}");
+            decision.settle(&Outcome::Applied);
+            fill(
+                &mut status,
+                &Evaluated {
+                    policy: &policy,
+                    samples: &samples,
+                    workload: &workload,
+                    decision: &decision,
+                    generation: Some(1),
+                    now,
+                },
+            );
+            memory = decision.memory;
+        }
+        assert_eq!(status.history.len(), 12);
+
+        // A new leader knows only the status.
+        let seeded = Memory {
+            history: status
+                .history
+                .iter()
+                .filter_map(adapt::past_action)
+                .collect(),
+            ..Memory::default()
+        };
+        let (samples, now) = critical(12);
+        let decision = decide(&policy, &samples, &workload, &seeded, now);
+        assert_eq!(decision.action, None);
+        assert_eq!(
+            decision.throttled.as_deref(),
+            Some("restart budget exhausted: 12 restarts in the last hour (maxRestartsPerHour 12)")
+        );
     }
 }

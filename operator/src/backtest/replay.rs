@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::decide::{Action, HeldBack, Memory, Policy, Sample, Workload, decide};
+use crate::decide::{Action, HeldBack, Memory, Outcome, Policy, Sample, Workload, decide};
 
 /// What the engine decided at one step of the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,8 +63,12 @@ pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step
                 pods: pods.iter().map(|pod| (*pod).to_owned()).collect(),
                 unready: Vec::new(),
                 restarted: Vec::new(),
+                // History has no pod template: take it to match the policy's limits.
+                template: Some(policy.limits),
             };
-            let decision = decide(policy, samples, &workload, &memory, *at);
+            let mut decision = decide(policy, samples, &workload, &memory, *at);
+            // A replay takes every action to succeed.
+            decision.settle(&Outcome::Applied);
             if let Some(Action::ScaleTo { to, .. }) = decision.action {
                 scaled_to = Some(to);
             }

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt::Write};
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Backtest, Step};
-use crate::decide::Action;
+use crate::decide::{Action, ActionKind};
 
 /// Header lines wrap here, to read well in a terminal.
 const LINE: usize = 100;
@@ -162,7 +162,8 @@ fn describe(step: &Step, action: &Action) -> (&'static str, String) {
                 format!("rolling restart for {}", pods.join(", ")),
             )
         }
-        Action::Alert { message } => ("ALERT", message.clone()),
+        Action::SetLimits { .. } => ("LIMITS", action.to_string()),
+        Action::Alert { message, .. } => ("ALERT", message.clone()),
     }
 }
 
@@ -179,9 +180,11 @@ fn critical(step: &Step, pod: &str) -> String {
 
 fn summary(steps: &[Step]) -> String {
     let actions: Vec<&Action> = steps.iter().filter_map(|s| s.action.as_ref()).collect();
-    let counts: Vec<String> = KINDS
-        .iter()
-        .map(|k| format!("{k} {}", actions.iter().filter(|a| kind(a) == *k).count()))
+    let counts: Vec<String> = ActionKind::all()
+        .map(|kind| {
+            let taken = actions.iter().filter(|a| a.kind() == kind).count();
+            format!("{} {taken}", kind.names().label)
+        })
         .collect();
     let held = steps.iter().filter(|s| s.held_back.is_some()).count();
     let throttled = steps.iter().filter(|s| s.throttled).count();
@@ -202,19 +205,6 @@ fn summary(steps: &[Step]) -> String {
         let _ = writeln!(out, "  {pod:<width$}  {:>6}  at {at}", one_decimal(ratio));
     }
     out
-}
-
-/// Action kinds in the order the summary counts them.
-const KINDS: [&str; 5] = ["evict", "rolling restart", "scale out", "scale in", "alert"];
-
-fn kind(action: &Action) -> &'static str {
-    match action {
-        Action::Evict { .. } => "evict",
-        Action::RollingRestart => "rolling restart",
-        Action::ScaleTo { from, to } if to > from => "scale out",
-        Action::ScaleTo { .. } => "scale in",
-        Action::Alert { .. } => "alert",
-    }
 }
 
 /// Each pod's highest usage and when it was first reached.

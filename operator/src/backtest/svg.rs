@@ -239,11 +239,9 @@ fn legend(svg: &mut String, pods: &[&str]) {
 /// A marker's few words.
 fn label(action: &Action) -> String {
     match action {
-        Action::Evict { pods } if pods.len() == 1 => "evict".to_owned(),
-        Action::Evict { pods } => format!("evict {}", pods.len()),
+        Action::Evict { pods } if pods.len() > 1 => format!("evict {}", pods.len()),
         Action::ScaleTo { from, to } => format!("scale {from}→{to}"),
-        Action::RollingRestart => "restart".to_owned(),
-        Action::Alert { .. } => "alert".to_owned(),
+        _ => action.kind().names().label.to_owned(),
     }
 }
 

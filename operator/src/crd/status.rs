@@ -26,7 +26,9 @@ pub struct MemoryPolicyStatus {
     /// The most recent action.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_action: Option<ActionRecord>,
-    /// Recent actions, newest last; the operator keeps it bounded.
+    /// The actions the operator remembers, newest last: those of the last hour (longer
+    /// when `cooldown`, `for` or `scaleInStabilization` is), at most 50 unless the restart
+    /// budget still counts more. A new leader continues from it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<ActionRecord>,
     /// When the policy was last evaluated.
@@ -35,7 +37,8 @@ pub struct MemoryPolicyStatus {
     /// The highest pod usage, in percent of its limit (as the thresholds are).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_usage: Option<f64>,
-    /// Overall state, such as `Ok`, `High`, `Critical` or `Unknown`.
+    /// Overall state: `Normal`, `High`, `Critical`, `NoData`, `Suspended`, `Invalid` or
+    /// `TargetMissing`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }
@@ -53,7 +56,7 @@ pub struct PodMemory {
     /// Memory limit in bytes, if the pod has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_bytes: Option<u64>,
-    /// `Ok`, `High`, `Critical` or `Stale`.
+    /// `Normal`, `High`, `Critical` or `NoData`.
     pub state: String,
     /// Its containers have restarted: how often, and how the latest run ended (an
     /// `OOMKilled` one hit its memory limit).
@@ -80,7 +83,8 @@ pub struct PodRestarts {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionRecord {
-    /// `ScaleOut`, `ScaleIn`, `RestartPod`, `RollingRestart`, `HighMemoryAlert` or `CriticalMemoryAlert`.
+    /// `RestartPod`, `RollingRestart`, `ScaleOut`, `ScaleIn`, `SetLimits`, `HighMemoryAlert`
+    /// or `CriticalMemoryAlert`.
     pub r#type: String,
     /// Only reported: the policy was in dry run, nothing was changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -1,5 +1,6 @@
 //! Which action the conditions call for, in precedence order: a critical pod
-//! first, then a high fleet, then scale-in. The first rule that wants to act
+//! first, then a high fleet, then scale-in, then the container's memory request
+//! and limit when they differ from the policy's. The first rule that wants to act
 //! decides; its own limits (max replicas, max unavailable, restart budget, a
 //! paused Deployment) may hold it back. The gates every action shares
 //! (suspend, rollout, cooldown) live in the parent module.
@@ -10,10 +11,10 @@
 
 use jiff::Timestamp;
 
-use super::memory::{ActionKind, History, Memory};
+use super::memory::{History, Memory};
 use super::observe::{Observation, Workload, describe};
 use super::policy::{CriticalAction, HighAction, Policy};
-use super::{Action, elapsed, human, percent};
+use super::{Action, ActionKind, Alarm, elapsed, human, percent, size};
 
 /// Everything the rules look at.
 pub(super) struct Facts<'a> {
@@ -28,7 +29,6 @@ pub(super) struct Facts<'a> {
 /// The action a rule wants, and whether its own limits hold it back.
 pub(super) struct Wanted {
     pub action: Action,
-    pub kind: ActionKind,
     /// The pods to remember with the action.
     pub pods: Vec<String>,
     pub hold: Option<Hold>,
@@ -63,15 +63,12 @@ pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted>
     critical(facts, reasons)
         .or_else(|| high(facts, reasons))
         .or_else(|| scale_in(facts, reasons))
+        .or_else(|| limits(facts, reasons))
 }
 
 fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
     let p = f.policy;
-    let kind = match p.on_critical {
-        CriticalAction::RestartPod => ActionKind::Evict,
-        CriticalAction::RollingRestart => ActionKind::RollingRestart,
-        CriticalAction::AlertOnly => ActionKind::CriticalAlert,
-    };
+    let kind = p.on_critical.kind();
     let mut due = Vec::new();
     for (pod, since) in &f.memory.critical_since {
         let Some(reading) = f.observation.readings.get(pod) else {
@@ -115,9 +112,9 @@ fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
         CriticalAction::RollingRestart => rolling_restart(f, pods),
         CriticalAction::AlertOnly => Wanted {
             action: Action::Alert {
+                about: Alarm::Critical,
                 message: format!("memory critical (>= {}): {list}", percent(p.critical)),
             },
-            kind,
             pods,
             hold: None,
         },
@@ -163,7 +160,6 @@ fn evict(f: &Facts, mut pods: Vec<String>, reasons: &mut Vec<String>) -> Wanted 
     };
     Wanted {
         action: Action::Evict { pods: pods.clone() },
-        kind: ActionKind::Evict,
         pods,
         hold,
     }
@@ -182,7 +178,6 @@ fn rolling_restart(f: &Facts, pods: Vec<String>) -> Wanted {
     };
     Wanted {
         action: Action::RollingRestart,
-        kind: ActionKind::RollingRestart,
         pods,
         hold,
     }
@@ -206,10 +201,7 @@ fn high(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
         return None;
     }
     let since = f.memory.high_since?;
-    let kind = match p.on_high {
-        HighAction::ScaleOut => ActionKind::ScaleOut,
-        HighAction::AlertOnly => ActionKind::HighAlert,
-    };
+    let kind = p.on_high.kind();
     let start = f
         .history
         .last(&[kind])
@@ -245,20 +237,19 @@ fn high(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
             };
             Wanted {
                 action: Action::ScaleTo { from, to },
-                kind,
                 pods: Vec::new(),
                 hold,
             }
         }
         HighAction::AlertOnly => Wanted {
             action: Action::Alert {
+                about: Alarm::High,
                 message: format!(
                     "fleet memory high: average {mean} of the limit for {} (high {}, {from} replicas)",
                     human(held),
                     percent(p.high)
                 ),
             },
-            kind,
             pods: Vec::new(),
             hold: None,
         },
@@ -305,8 +296,42 @@ fn scale_in(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
             from,
             to: from.saturating_sub(p.step).max(p.min_replicas),
         },
-        kind: ActionKind::ScaleIn,
         pods: Vec::new(),
         hold: None,
+    })
+}
+
+/// Brings the target container's memory request and limit to the policy's: a change of the
+/// pod template, which the Deployment rolls out, so it costs one restart like a rolling
+/// restart and waits for the budget. Only the values the policy sets are compared.
+fn limits(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    let wanted = f.policy.limits;
+    if wanted.request.is_none() && wanted.limit.is_none() {
+        return None;
+    }
+    let Some(current) = f.workload.template else {
+        reasons.push("limits: the pod template has no such container; nothing to set".into());
+        return None;
+    };
+    let differs =
+        |wanted: Option<u64>, current: Option<u64>| wanted.is_some_and(|w| Some(w) != current);
+    if !differs(wanted.request, current.request) && !differs(wanted.limit, current.limit) {
+        return None;
+    }
+    let shown = |bytes: Option<u64>| bytes.map_or_else(|| "unset".to_owned(), size);
+    reasons.push(format!(
+        "the container's memory request {} and limit {} differ from the policy's",
+        shown(current.request),
+        shown(current.limit)
+    ));
+    let used = f.history.restarts_in_window(f.now);
+    let hold = (used >= f.policy.max_restarts_per_hour).then(|| budget_exhausted(used, f.policy));
+    Some(Wanted {
+        action: Action::SetLimits {
+            request: wanted.request,
+            limit: wanted.limit,
+        },
+        pods: Vec::new(),
+        hold,
     })
 }

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::elapsed;
+use super::{ActionKind, elapsed};
 
 /// The restart budget looks back this far, so history must reach at least as far.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60 * 60);
 
-/// Keeps the status object small: at a one-minute cadence with a cooldown,
-/// an hour holds far fewer actions than this.
+/// The one cap on history, which the status shows whole and a new leader reads back: at a
+/// one-minute cadence with a cooldown, an hour holds far fewer actions than this, and
+/// restarts the budget still counts are kept even beyond it.
 pub const HISTORY_LIMIT: usize = 50;
 
 /// State carried from one evaluation to the next; the operator stores it in status.
@@ -28,30 +29,6 @@ pub struct Memory {
     pub history: Vec<PastAction>,
 }
 
-/// The kind of an action, as remembered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActionKind {
-    /// Replicas went up.
-    ScaleOut,
-    /// Replicas went down.
-    ScaleIn,
-    /// Critical pods were evicted.
-    Evict,
-    /// The whole Deployment was restarted.
-    RollingRestart,
-    /// An alert about a high fleet.
-    HighAlert,
-    /// An alert about critical pods.
-    CriticalAlert,
-}
-
-impl ActionKind {
-    /// Disruptive actions change the cluster and are subject to the cooldown.
-    pub fn is_disruptive(self) -> bool {
-        !matches!(self, Self::HighAlert | Self::CriticalAlert)
-    }
-}
-
 /// One remembered action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastAction {
@@ -63,16 +40,14 @@ pub struct PastAction {
     pub at: Timestamp,
     /// Only reported, under dry run; live mode ignores these entries.
     pub dry_run: bool,
+    /// Why, in words: the engine's reasons at the time.
+    pub reason: String,
 }
 
 impl PastAction {
     /// Restarts this action counts against the budget: one per evicted pod, one per rolling restart.
     pub fn restarts(&self) -> u32 {
-        match self.kind {
-            ActionKind::Evict => u32::try_from(self.pods.len()).unwrap_or(u32::MAX),
-            ActionKind::RollingRestart => 1,
-            _ => 0,
-        }
+        self.kind.restarts(self.pods.len())
     }
 
     /// True when this action acted on `pod` (a rolling restart acts on every pod).
@@ -88,6 +63,19 @@ impl Memory {
     pub(super) fn forget(&mut self, now: Timestamp, keep_for: Duration) {
         self.history
             .retain(|entry| elapsed(entry.at, now) <= keep_for);
+        self.cap(now);
+    }
+
+    /// Remembers an action that was carried out or reported, within the cap.
+    pub(super) fn record(&mut self, action: PastAction) {
+        let now = action.at;
+        self.history.push(action);
+        self.cap(now);
+    }
+
+    /// Drops the oldest entries beyond [`HISTORY_LIMIT`] that are neither the newest of
+    /// their kind nor restarts the budget still counts.
+    fn cap(&mut self, now: Timestamp) {
         while self.history.len() > HISTORY_LIMIT {
             let needed = |i: usize| {
                 let entry = &self.history[i];

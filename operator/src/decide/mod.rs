@@ -20,18 +20,27 @@
 //!   (the average would hide one pod that still needs its memory), one
 //!   `step` at a time, never below `min_replicas`, and only under
 //!   [`HighAction::ScaleOut`]: an alert-only policy never touches replicas.
-//! - **Precedence**: critical, then high, then scale-in; at most one action
-//!   per evaluation, and every rule needs evidence newer than its own last
-//!   action, so an alert repeats at most once per `sustain`.
+//! - **Precedence**: critical, then high, then scale-in, then bringing the
+//!   container's memory request and limit to the policy's (a rollout, so a
+//!   disruptive action like the others); at most one action per evaluation,
+//!   and every rule needs evidence newer than its own last action, so an alert
+//!   repeats at most once per `sustain`.
 //! - **Restarts** counted against `max_restarts_per_hour`: one per evicted
-//!   pod, and one per rolling restart (the Deployment paces that one itself).
+//!   pod, and one per rolling restart or change of limits (the Deployment
+//!   paces those itself).
+//! - **History is what happened.** The decision carries the entry to remember;
+//!   the caller reports how the action ended with [`Decision::settle`], and
+//!   only an action carried out or reported is remembered. The memory is the
+//!   whole history under one cap ([`HISTORY_LIMIT`]); the operator shows it in
+//!   status and reads it back after a restart.
 //! - **Dry run** returns the action it would take with
-//!   [`Decision::dry_run`] set, and remembers it, so cooldown, budget and
-//!   evidence pace the reports exactly as live mode would pace actions.
-//!   Live mode ignores dry-run history, since nothing happened.
+//!   [`Decision::dry_run`] set, and remembers it once reported, so cooldown,
+//!   budget and evidence pace the reports exactly as live mode would pace
+//!   actions. Live mode ignores dry-run history, since nothing happened.
 //! - **Suspend** and **a rollout in progress** hold every action back (a
 //!   rollout lets alerts through); the clocks keep running meanwhile.
 
+mod action;
 mod choose;
 mod memory;
 mod observe;
@@ -39,49 +48,18 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-pub use memory::{ActionKind, HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW};
-pub use observe::{Restarted, Sample, Workload};
+pub use action::{Action, ActionKind, Alarm, Names, Outcome, Restarts};
+pub use memory::{HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW};
+pub use observe::{MemoryResources, Restarted, Sample, Workload};
 pub use policy::{CriticalAction, HighAction, Policy};
 
 use choose::{Facts, Hold, Wanted, choose};
 use memory::History;
 use observe::{Observation, observe, track};
-
-/// Something to do to the cluster, or to tell a human.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Set `spec.replicas` from `from` to `to`.
-    ScaleTo { from: u32, to: u32 },
-    /// Evict these pods through the Eviction API (PodDisruptionBudgets still apply).
-    Evict { pods: Vec<String> },
-    /// Restart every pod, the way `kubectl rollout restart` does.
-    RollingRestart,
-    /// No cluster change: raise an event and a condition with this message.
-    Alert { message: String },
-}
-
-impl Action {
-    /// Scale, evict and rolling restart change the cluster; an alert does not.
-    pub fn is_disruptive(&self) -> bool {
-        !matches!(self, Self::Alert { .. })
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ScaleTo { from, to } => write!(f, "scale from {from} to {to} replicas"),
-            Self::Evict { pods } => write!(f, "evict {}", pods.join(", ")),
-            Self::RollingRestart => f.write_str("rolling restart"),
-            Self::Alert { message } => write!(f, "alert: {message}"),
-        }
-    }
-}
 
 /// An action the engine wanted but did not take, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +93,29 @@ pub struct Decision {
     pub critical_pods: Vec<String>,
     /// Human-readable explanation, in the order the engine reasoned.
     pub reasons: Vec<String>,
-    /// What to pass to the next evaluation.
+    /// What to pass to the next evaluation, once [`Decision::settle`] has told it how the
+    /// action ended.
     pub memory: Memory,
+    /// What history remembers of the action if it is carried out or reported.
+    pending: Option<PastAction>,
+}
+
+impl Decision {
+    /// Records how the action ended, the one place history is written: an action carried
+    /// out or reported (an alert, or anything under dry run) is remembered and counts
+    /// against cooldown and budget; one the cluster refused is not, since nothing happened.
+    pub fn settle(&mut self, outcome: &Outcome) {
+        if let Some(pending) = self.pending.take()
+            && !matches!(outcome, Outcome::Refused(_))
+        {
+            self.memory.record(pending);
+        }
+    }
+
+    /// The history entry [`Decision::settle`] records if the action is not refused.
+    pub fn pending(&self) -> Option<&PastAction> {
+        self.pending.as_ref()
+    }
 }
 
 /// Decides what to do about one Deployment's memory right now.
@@ -161,7 +160,7 @@ pub fn decide(
         }
     };
 
-    let (mut action, mut held_back, mut throttled) = (None, None, None);
+    let (mut action, mut held_back, mut throttled, mut pending) = (None, None, None, None);
     match outcome {
         None => reasons.push("no action".to_owned()),
         Some((Some(hold), wanted)) => {
@@ -178,13 +177,13 @@ pub fn decide(
             } else {
                 format!("action: {}", wanted.action)
             });
-            memory.history.push(PastAction {
-                kind: wanted.kind,
+            pending = Some(PastAction {
+                kind: wanted.action.kind(),
                 pods: wanted.pods,
                 at: now,
                 dry_run: policy.dry_run,
+                reason: reasons.join("; "),
             });
-            memory.forget(now, retention(policy));
             action = Some(wanted.action);
         }
     }
@@ -209,6 +208,7 @@ pub fn decide(
         critical_pods,
         reasons,
         memory,
+        pending,
     }
 }
 
@@ -221,7 +221,7 @@ fn gate(facts: &Facts, wanted: &Wanted) -> Option<Hold> {
         now,
         ..
     } = facts;
-    let disruptive = wanted.kind.is_disruptive();
+    let disruptive = wanted.action.is_disruptive();
     if policy.suspend {
         return Some(Hold::plain("the policy is suspended"));
     }
@@ -276,19 +276,6 @@ fn summary(policy: &Policy, observation: &Observation) -> String {
     )
 }
 
-impl fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::ScaleOut => "scale-out",
-            Self::ScaleIn => "scale-in",
-            Self::Evict => "eviction",
-            Self::RollingRestart => "rolling restart",
-            Self::HighAlert => "high alert",
-            Self::CriticalAlert => "critical alert",
-        })
-    }
-}
-
 /// Time from `since` to `now`; zero when `since` is in the future (clock skew).
 fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO)
@@ -303,4 +290,16 @@ fn human(duration: Duration) -> String {
 /// A ratio as a whole percentage: `0.8` is `80%`.
 fn percent(ratio: f64) -> String {
     format!("{:.0}%", ratio * 100.0)
+}
+
+/// Bytes as a Kubernetes quantity, with the largest binary suffix that divides them
+/// exactly: `134217728` is `128Mi`.
+pub fn size(bytes: u64) -> String {
+    [("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)]
+        .into_iter()
+        .find(|(_, shift)| bytes != 0 && bytes.trailing_zeros() >= *shift)
+        .map_or_else(
+            || bytes.to_string(),
+            |(suffix, shift)| format!("{}{suffix}", bytes >> shift),
+        )
 }

@@ -46,6 +46,16 @@ pub struct Workload {
     /// The current pods whose containers have restarted, and how the last run ended (an
     /// `OOMKilled` one is a limit the operator did not keep the pod under).
     pub restarted: Vec<Restarted>,
+    /// The target container's memory request and limit in the pod template; `None` when the
+    /// template has no such container.
+    pub template: Option<MemoryResources>,
+}
+
+/// A container's memory request and limit, in bytes; `None` is unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryResources {
+    pub request: Option<u64>,
+    pub limit: Option<u64>,
 }
 
 /// A pod whose containers have restarted.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::{ActionKind, MemoryResources};
+
 /// What to do when the fleet stays in the high state for `sustain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HighAction {
@@ -9,6 +11,16 @@ pub enum HighAction {
     ScaleOut,
     /// Raise an alert and leave the replica count alone, in both directions.
     AlertOnly,
+}
+
+impl HighAction {
+    /// The kind of the action it takes.
+    pub fn kind(self) -> ActionKind {
+        match self {
+            Self::ScaleOut => ActionKind::ScaleOut,
+            Self::AlertOnly => ActionKind::HighAlert,
+        }
+    }
 }
 
 /// What to do when a pod stays at or above the critical mark for `sustain`.
@@ -20,6 +32,17 @@ pub enum CriticalAction {
     RollingRestart,
     /// Raise an alert and leave the pods alone.
     AlertOnly,
+}
+
+impl CriticalAction {
+    /// The kind of the action it takes.
+    pub fn kind(self) -> ActionKind {
+        match self {
+            Self::RestartPod => ActionKind::Evict,
+            Self::RollingRestart => ActionKind::RollingRestart,
+            Self::AlertOnly => ActionKind::CriticalAlert,
+        }
+    }
 }
 
 /// One Deployment's memory policy, mapped from the `MemoryPolicy` spec and already validated.
@@ -53,6 +76,9 @@ pub struct Policy {
     pub max_restarts_per_hour: u32,
     /// Pods that may be unavailable at once, counting those already unavailable.
     pub max_unavailable: u32,
+    /// The memory request and limit the target container's template must have; `None` in
+    /// either leaves that one to the Deployment.
+    pub limits: MemoryResources,
     /// Report the action the engine would take without taking it.
     pub dry_run: bool,
     /// Observe only: never act.
@@ -78,6 +104,7 @@ impl Policy {
             cooldown: Duration::from_secs(300),
             max_restarts_per_hour: 3,
             max_unavailable: 1,
+            limits: MemoryResources::default(),
             dry_run: false,
             suspend: false,
         }
@@ -144,6 +171,15 @@ impl Policy {
     /// Sets `max_unavailable`.
     pub fn with_max_unavailable(mut self, pods: u32) -> Self {
         self.max_unavailable = pods;
+        self
+    }
+
+    /// Sets the memory request and limit the template must have, in MiB.
+    pub fn with_limits(mut self, request: Option<u64>, limit: Option<u64>) -> Self {
+        self.limits = MemoryResources {
+            request: request.map(|mib| mib << 20),
+            limit: limit.map(|mib| mib << 20),
+        };
         self
     }
 

@@ -20,7 +20,7 @@ use crate::{
     Error, Result,
     adapt::engine_policy,
     crd::MemoryPolicy,
-    decide::{Memory, Sample, Workload, decide},
+    decide::{Memory, Outcome, Sample, Workload, decide},
 };
 use oracle::Verdict;
 
@@ -92,6 +92,7 @@ fn workload() -> impl Strategy<Value = Workload> {
                 pods: (0..pods).map(|i| format!("pod-{i}")).collect(),
                 unready: Vec::new(),
                 restarted: Vec::new(),
+                template: None,
             },
         )
 }
@@ -229,8 +230,9 @@ proptest! {
                     at: now - jiff::SignedDuration::from_secs(*age),
                 })
                 .collect();
-            let decision = decide(&policy, &samples, &workload, &memory, now);
+            let mut decision = decide(&policy, &samples, &workload, &memory, now);
             prop_assert!(!decision.reasons.is_empty());
+            decision.settle(&Outcome::Applied);
             memory = decision.memory;
         }
     }

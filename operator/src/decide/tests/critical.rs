@@ -203,7 +203,7 @@ fn alert_only_raises_an_alert_once_per_sustain_and_changes_nothing() {
 
     let first = run.at(300, &usage).action.expect("an alert");
     assert!(!first.is_disruptive());
-    assert!(matches!(&first, Action::Alert { message } if message.contains("a 97%")));
+    assert!(matches!(&first, Action::Alert { message, .. } if message.contains("a 97%")));
     assert_eq!(run.at(360, &usage).action, None);
     assert!(matches!(
         run.at(600, &usage).action,

@@ -191,6 +191,7 @@ fn memory_forgets_actions_older_than_an_hour_and_stays_bounded() {
         pods: Vec::new(),
         at: at(seconds),
         dry_run: false,
+        reason: "high".into(),
     };
     let mut run = Run::new(Policy::test(), Workload::test(&["a", "b"]));
     run.memory.history = (0..200).map(|n| alert(3000 + 10 * n)).collect();

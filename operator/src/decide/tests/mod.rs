@@ -4,6 +4,7 @@
 mod critical;
 mod data;
 mod guards;
+mod outcomes;
 mod properties;
 mod scaling;
 mod sim;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{Decision, Memory, Policy, Sample, Workload, decide};
+use super::{Decision, Memory, MemoryResources, Outcome, Policy, Sample, Workload, decide};
 
 /// Every test pod's limit: 1 GiB, the size of a typical shortener pod.
 const LIMIT_BYTES: u64 = 1 << 30;
@@ -51,7 +52,17 @@ impl Workload {
             pods: pods.iter().map(|pod| (*pod).to_owned()).collect(),
             unready: Vec::new(),
             restarted: Vec::new(),
+            template: None,
         }
+    }
+
+    /// The target container's template has this memory request and limit, in MiB.
+    pub fn with_template(mut self, request: Option<u64>, limit: Option<u64>) -> Self {
+        self.template = Some(MemoryResources {
+            request: request.map(|mib| mib << 20),
+            limit: limit.map(|mib| mib << 20),
+        });
+        self
     }
 
     /// `pods` are not Ready (and so not available).
@@ -113,9 +124,20 @@ impl Run {
         self.at(seconds, &usage)
     }
 
-    /// Evaluates these samples at `now`.
+    /// Evaluates these samples at `now`; the action, if any, is carried out.
     pub fn eval(&mut self, samples: &[Sample], now: Timestamp) -> Decision {
-        let decision = decide(&self.policy, samples, &self.workload, &self.memory, now);
+        self.eval_ending(samples, now, &Outcome::Applied)
+    }
+
+    /// Evaluates these samples at `now`; the action, if any, ends with `outcome`.
+    pub fn eval_ending(
+        &mut self,
+        samples: &[Sample],
+        now: Timestamp,
+        outcome: &Outcome,
+    ) -> Decision {
+        let mut decision = decide(&self.policy, samples, &self.workload, &self.memory, now);
+        decision.settle(outcome);
         self.memory = decision.memory.clone();
         decision
     }

@@ -2,7 +2,7 @@
 //! inputs that drive it.
 
 use super::*;
-use crate::decide::Action;
+use crate::decide::{Action, MemoryResources, Outcome};
 
 /// Usage values per step; more than any generated `max_replicas` (3 + 4).
 pub(super) const MAX_PODS: usize = 8;
@@ -111,13 +111,14 @@ impl Sim {
 
         let samples = self.samples(step);
         let before = self.workload.clone();
-        let decision = decide(
+        let mut decision = decide(
             &self.policy,
             &samples,
             &self.workload,
             &self.memory,
             self.now,
         );
+        decision.settle(&Outcome::Applied);
         self.memory = decision.memory.clone();
         if !decision.dry_run
             && let Some(action) = &decision.action
@@ -176,6 +177,13 @@ impl Sim {
                 }
             }
             Action::RollingRestart => self.rollout = 3,
+            Action::SetLimits { request, limit } => {
+                self.workload.template = Some(MemoryResources {
+                    request: *request,
+                    limit: *limit,
+                });
+                self.rollout = 3;
+            }
             Action::Alert { .. } => {}
         }
     }
@@ -199,7 +207,7 @@ impl Sim {
 pub(super) fn restarts(action: &Action) -> u32 {
     match action {
         Action::Evict { pods } => u32::try_from(pods.len()).expect("few pods"),
-        Action::RollingRestart => 1,
-        _ => 0,
+        Action::RollingRestart | Action::SetLimits { .. } => 1,
+        Action::ScaleTo { .. } | Action::Alert { .. } => 0,
     }
 }

@@ -1,0 +1,59 @@
+//! The words a MemoryPolicy's status and Events use, one definition each: condition types
+//! and reasons, the `State` column's words, and the Event reasons that are not an action's
+//! own (those are in the engine's action table, `decide::ActionKind::names`).
+
+/// Condition types.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
+    pub const HIGH_MEMORY: &str = "HighMemory";
+    pub const CRITICAL: &str = "Critical";
+    pub const THROTTLED: &str = "Throttled";
+    pub const DRY_RUN: &str = "DryRun";
+}
+
+/// Condition reasons.
+pub mod reason {
+    /// `Ready=True`: sound, with a target, evaluated.
+    pub const EVALUATED: &str = "Evaluated";
+    /// `Ready=False`: the spec breaks a rule.
+    pub const INVALID_POLICY: &str = "InvalidPolicy";
+    /// `Ready=False`: the spec cannot be read at all.
+    pub const UNREADABLE: &str = "Unreadable";
+    /// `Ready=False`: the target Deployment does not exist.
+    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+    pub const SAMPLES_FRESH: &str = "SamplesFresh";
+    pub const NO_USABLE_SAMPLES: &str = "NoUsableSamples";
+    pub const ABOVE_HIGH_WATER_MARK: &str = "AboveHighWaterMark";
+    pub const BELOW_HIGH_WATER_MARK: &str = "BelowHighWaterMark";
+    pub const PODS_CRITICAL: &str = "PodsCritical";
+    pub const NO_POD_CRITICAL: &str = "NoPodCritical";
+    pub const THROTTLED: &str = "Throttled";
+    pub const NOT_THROTTLED: &str = "NotThrottled";
+    pub const DRY_RUN: &str = "DryRun";
+    pub const LIVE: &str = "Live";
+}
+
+/// The `State` column (`status.state`) and each pod's `state`.
+pub mod state {
+    pub const NORMAL: &str = "Normal";
+    pub const HIGH: &str = "High";
+    pub const CRITICAL: &str = "Critical";
+    /// No usable samples (the policy), or none for this pod.
+    pub const NO_DATA: &str = "NoData";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const INVALID: &str = "Invalid";
+    pub const TARGET_MISSING: &str = "TargetMissing";
+}
+
+/// Event reasons besides the actions' own.
+pub mod event {
+    /// An action was called for and held back.
+    pub const ACTION_HELD_BACK: &str = "ActionHeldBack";
+    /// The cluster refused an action.
+    pub const ACTION_FAILED: &str = "ActionFailed";
+    /// Under dry run, the action that would have been taken.
+    pub const DRY_RUN: &str = "DryRun";
+    /// The policy is invalid or unreadable.
+    pub const INVALID_POLICY: &str = "InvalidPolicy";
+}
