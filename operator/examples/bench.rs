@@ -21,13 +21,15 @@ use kube::{
     config::Kubeconfig,
     runtime::events::Reporter,
 };
+use memory_engine::{
+    CriticalAction, HighAction, Memory, MemoryResources, Policy, Sample, Workload,
+};
 use memory_operator::{
     controller::{self, Context},
-    crd::MemoryPolicy,
-    decide::{self, CriticalAction, HighAction, Memory, MemoryResources, Policy, Sample, Workload},
     metrics::Metrics,
     prometheus::Prometheus,
 };
+use memory_policy_api::crd::MemoryPolicy;
 use serde_json::json;
 use testkit::{ControlPlane, KubeletConfig, ProcessKubelet, ScriptedPrometheus};
 use tokio_util::sync::CancellationToken;
@@ -112,7 +114,7 @@ fn engine_rate() -> f64 {
                 at: now,
             })
             .collect();
-        let decision = decide::decide(&policy, &samples, &workload, &memory, now);
+        let decision = memory_engine::decide(&policy, &samples, &workload, &memory, now);
         memory = decision.memory;
         count += 1;
     }

@@ -14,7 +14,7 @@ use kube::{
 use serde_json::json;
 use tracing::info;
 
-use crate::decide::{Action, Outcome, size};
+use memory_engine::{Action, Outcome, size};
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";

@@ -11,52 +11,8 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::Time,
 };
 
-use crate::{
-    crd::{self, ActionRecord, MemoryPolicySpec, quantity_bytes},
-    decide::{
-        ActionKind, CriticalAction, HighAction, MemoryResources, PastAction, Policy, Restarted,
-        Workload,
-    },
-};
-
-/// The engine's view of a policy (validated beforehand).
-pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
-    let t = &spec.thresholds;
-    let ratio = |percent: u32| f64::from(percent) / 100.0;
-    let count = |n: i32| u32::try_from(n).unwrap_or(1).max(1);
-    Policy {
-        low: ratio(t.low_water_mark),
-        high: ratio(t.high_water_mark),
-        critical: ratio(t.critical),
-        sustain: t.r#for.into(),
-        stale_after: t.stale_after.into(),
-        on_high: match spec.on_high {
-            crd::HighAction::ScaleOut => HighAction::ScaleOut,
-            crd::HighAction::AlertOnly => HighAction::AlertOnly,
-        },
-        on_critical: match spec.on_critical {
-            crd::CriticalAction::RestartPod => CriticalAction::RestartPod,
-            crd::CriticalAction::RollingRestart => CriticalAction::RollingRestart,
-            crd::CriticalAction::AlertOnly => CriticalAction::AlertOnly,
-        },
-        min_replicas: count(spec.scaling.min_replicas),
-        max_replicas: count(spec.scaling.max_replicas),
-        step: count(spec.scaling.step),
-        scale_in_stabilization: spec.scaling.scale_in_stabilization.into(),
-        cooldown: spec.safety.cooldown.into(),
-        max_restarts_per_hour: spec.safety.max_restarts_per_hour,
-        max_unavailable: count(spec.safety.max_unavailable),
-        limits: spec
-            .limits
-            .as_ref()
-            .map_or_else(MemoryResources::default, |limits| MemoryResources {
-                request: limits.request.as_ref().and_then(quantity_bytes),
-                limit: limits.limit.as_ref().and_then(quantity_bytes),
-            }),
-        dry_run: spec.dry_run,
-        suspend: spec.suspend,
-    }
-}
+use memory_engine::{ActionKind, MemoryResources, PastAction, Restarted, Workload};
+use memory_policy_api::crd::{ActionRecord, quantity_bytes};
 
 /// The Deployment and its live pods as the engine sees them; `container` is the one whose
 /// memory the policy sizes (the first when `None`).
@@ -370,17 +326,5 @@ mod tests {
         let record = record(&past);
         assert_eq!(record.r#type, "RestartPod");
         assert_eq!(past_action(&record), Some(past));
-    }
-
-    #[test]
-    fn the_spec_becomes_ratios_and_counts() {
-        let spec = MemoryPolicySpec::for_deployment("web");
-        let policy = engine_policy(&spec);
-        assert_eq!((policy.low, policy.high, policy.critical), (0.6, 0.8, 0.95));
-        assert_eq!(
-            (policy.min_replicas, policy.max_replicas, policy.step),
-            (1, 10, 1)
-        );
-        assert_eq!(policy.on_critical, CriticalAction::RestartPod);
     }
 }

@@ -25,13 +25,11 @@ pub use history::{RangeQuery, fetch, range_query, timeline};
 pub use replay::{Step, replay};
 pub use window::{MAX_POINTS, When, Window};
 
-use crate::{
-    Error, Result,
-    adapt::engine_policy,
-    crd::{self, MemoryPolicy, MemoryPolicySpec},
-    decide::Policy,
-    validate::check_documents,
-};
+use crate::{Error, Result};
+use memory_engine::Policy;
+use memory_policy_api::crd::{self, MemoryPolicy, MemoryPolicySpec};
+use memory_policy_api::reading::engine_policy;
+use memory_policy_api::validate::check_documents;
 
 /// Flags of `memory-operator backtest`.
 #[derive(Debug, clap::Args)]

@@ -13,33 +13,36 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action as Requeue,
         events::{EventType, Recorder, Reporter},
-        reflector::{ObjectRef, Store},
+        predicates,
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
 use serde_json::json;
 use tracing::{Instrument, debug, info_span, instrument, warn};
 
-use self::recall::{Recall, Seen};
+use self::recall::Recall;
 use crate::{
     Error, Result, adapt,
-    crd::{
-        MemoryPolicy, MemoryPolicyStatus,
-        names::{condition, event, reason, state},
-    },
-    decide,
     metrics::Metrics,
     prometheus::{Prometheus, build_query, samples_from},
     respond, status,
-    validate::validate,
 };
+use memory_policy_api::crd::{
+    MemoryPolicy, MemoryPolicyStatus,
+    names::{condition, event, reason, state},
+};
+use memory_policy_api::{reading, validate::validate};
 
 /// After a failed reconcile, try again this soon: long enough not to hammer
 /// the API server, short enough that a 409 or a blip heals quickly.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+/// The field manager of the status the operator applies.
+pub const FIELD_MANAGER: &str = "memory-operator";
 
 /// How often to forget deleted policies: their leftovers are a few kB each, so only a
 /// cluster that creates and deletes policies all day would notice, and then only slowly.
@@ -127,8 +130,17 @@ pub async fn run(
         Some(namespace) => Api::namespaced(client, namespace),
         None => Api::all(client),
     };
-    let controller = Controller::new_with(policies, watcher::Config::default(), resource.clone());
-    let store = controller.store();
+    let writer = reflector::store::Writer::new(resource.clone());
+    let store = writer.as_reader();
+    // The store sees every change; a reconcile only a new generation (a change of the spec)
+    // or a new object: the operator's own status writes do not wake the policy. It is
+    // evaluated again every interval, and when its Deployment changes.
+    let changed = watcher(policies, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let controller = Controller::for_stream_with(changed, store.clone(), resource.clone());
     let forget_deleted = forget_deleted(store.clone(), ctx.clone());
     let controller = controller
         .watches(deployments, watcher::Config::default(), move |deployment| {
@@ -303,30 +315,13 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
         return Ok(Requeue::requeue(interval));
     };
 
-    let seen = Seen {
-        at: std::time::Instant::now(),
-        generation,
-        target_version: deployment.metadata.resource_version.clone(),
-    };
-    if let Some(wait) = ctx.recall.too_soon(&key, uid, &seen, interval) {
-        debug!(
-            ?wait,
-            "evaluated recently with nothing new; waiting for the next interval"
-        );
-        return Ok(Requeue::requeue(wait));
-    }
-
-    let container = policy
-        .spec
-        .limits
-        .as_ref()
-        .and_then(|l| l.container.as_deref());
+    let container = reading::container(&policy.spec);
     let pods = list_pods(&ctx.client, &namespace, &deployment).await?;
     let workload = adapt::workload(&deployment, &pods, container);
     let (samples, metrics_error) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
-    let engine = adapt::engine_policy(&policy.spec);
+    let engine = reading::engine_policy(&policy.spec);
     let memory = ctx.recall.memory(&key, uid, &status);
-    let mut decision = decide::decide(&engine, &samples, &workload, &memory, now);
+    let mut decision = memory_engine::decide(&engine, &samples, &workload, &memory, now);
     if let Some(error) = &metrics_error {
         decision.metrics_message = error.clone();
     }
@@ -335,8 +330,7 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
     if let Some(outcome) = respond::act(ctx, policy, &deployment, container, &decision, now).await {
         decision.settle(&outcome);
     }
-    ctx.recall
-        .evaluated(&key, uid, decision.memory.clone(), seen);
+    ctx.recall.evaluated(&key, uid, decision.memory.clone());
 
     status::fill(
         &mut status,
@@ -388,8 +382,8 @@ async fn read_samples(
     policy: &MemoryPolicy,
     namespace: &str,
     pods: &[Pod],
-    workload: &decide::Workload,
-) -> (Vec<decide::Sample>, Option<String>) {
+    workload: &memory_engine::Workload,
+) -> (Vec<memory_engine::Sample>, Option<String>) {
     let query = match build_query(&policy.spec, namespace) {
         Ok(query) => query,
         Err(error) => return (Vec::new(), Some(error.to_string())),
@@ -412,12 +406,12 @@ async fn read_samples(
     }
 }
 
-/// Writes `status` as a merge patch against the status the server showed this reconcile
-/// (`cached`), so that fields the new status no longer has are deleted and whatever another
-/// writer changed is put back. Writes nothing when the server already shows it: each write
-/// wakes this policy's reconcile again, and a policy that is invalid, unreadable or missing
-/// its target is not evaluated, so its status stays the same. When the cache lags behind this
-/// process's last write, the patch repeats some of it, which is harmless.
+/// Applies `status` server-side as [`FIELD_MANAGER`], the one owner of the status: what
+/// the new status no longer has (`maxUsage` without metrics, say) is removed, and whatever
+/// another writer changed is taken back. Writes nothing when the cache already shows it, so
+/// a policy that is invalid, unreadable or missing its target, which is not evaluated, is
+/// not written every interval; when the cache lags behind this process's last write, the
+/// same status is applied again, which changes nothing.
 async fn write_status(
     ctx: &Context,
     key: &ObjectRef<MemoryPolicy>,
@@ -425,22 +419,23 @@ async fn write_status(
     cached: Option<&MemoryPolicyStatus>,
     status: MemoryPolicyStatus,
 ) -> Result<()> {
-    let shown = cached.map_or_else(|| json!({}), |status| json!(status));
-    let patch = status::merge_patch(&shown, &json!(status));
-    if patch == json!({}) {
+    if cached == Some(&status) {
         debug!("status unchanged; not writing it");
         return Ok(());
     }
     let namespace = key.namespace.as_deref().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        namespace,
-        &ApiResource::erase::<MemoryPolicy>(&()),
-    );
+    let resource = ApiResource::erase::<MemoryPolicy>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+    let applied = json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": { "name": key.name },
+        "status": status,
+    });
     api.patch_status(
         &key.name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": patch })),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(applied),
     )
     .await
     .map_err(Error::kube(format!("writing the status of {}", key.name)))?;

@@ -1,8 +1,6 @@
-//! The crate's one error type.
+//! The crate's one error type; a policy's own problems are the API crate's errors.
 
 use std::path::PathBuf;
-
-use crate::validate::FieldError;
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -15,37 +13,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A YAML document is not a well-formed `MemoryPolicy`: bad syntax, a
-    /// missing field, a value of the wrong type or enum. The YAML error is
-    /// part of the message (it names the field and line), not a cause.
-    #[error("document {document}: {error}")]
-    Yaml {
-        document: usize,
-        error: serde_yaml::Error,
-    },
-
-    /// A YAML document parsed but has fields a `MemoryPolicy` does not.
-    #[error("document {document}:{}", fields.iter().map(|f| format!("\n  unknown field {f}")).collect::<String>())]
-    UnknownFields {
-        document: usize,
-        fields: Vec<String>,
-    },
-
-    /// A YAML document is some other kind of object.
-    #[error("document {document}: expected {expected}, found {found}")]
-    WrongKind {
-        document: usize,
-        expected: String,
-        found: String,
-    },
-
-    /// A policy parsed but breaks rules the schema enforces.
-    #[error("document {document}{}:{}", named(name), list(errors))]
-    Invalid {
-        document: usize,
-        name: String,
-        errors: Vec<FieldError>,
-    },
+    /// A policy document that is not a sound `MemoryPolicy`, or a bad duration.
+    #[error(transparent)]
+    Policy(#[from] memory_policy_api::Error),
 
     /// The Kubernetes API refused or failed a request.
     #[error("{context}: {source}")]
@@ -82,7 +52,10 @@ pub enum Error {
 
     /// A backtest's policy is not sound; the problem names the fields.
     #[error("{}: {problem}", path.display())]
-    Unsound { path: PathBuf, problem: Box<Error> },
+    Unsound {
+        path: PathBuf,
+        problem: Box<memory_policy_api::Error>,
+    },
 
     /// `--start` or `--end` is not a time.
     #[error(
@@ -105,12 +78,6 @@ pub enum Error {
          memory limit from: set spec.limits.limit to replay it"
     )]
     NoLimit,
-
-    /// A string is not a duration such as `15s`.
-    #[error(
-        "`{0}` is not a duration: use whole numbers with units ms, s, m or h, like 15s, 1m30s or 500ms"
-    )]
-    Duration(String),
 }
 
 impl Error {
@@ -132,15 +99,3 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn named(name: &str) -> String {
-    if name.is_empty() {
-        String::new()
-    } else {
-        format!(" ({name})")
-    }
-}
-
-fn list(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| format!("\n  {e}")).collect()
-}

@@ -1,18 +1,18 @@
 //! memory-operator: keeps shortener Deployments healthy by memory policy.
 //!
-//! Layout: `crd` holds the `MemoryPolicy` types (the CRD YAML is generated
-//! from them); `validate` gives the verdict on a policy that both the
-//! schema's CEL rules and `memory-operator check` enforce; `decide` is the
-//! pure decision engine: plain data in, a decision with its reasons out.
-
+//! Three crates, one per layer: the `MemoryPolicy` API (types, validation and the one reading
+//! of a policy) is `memory-policy-api` under `api/`; the pure decision engine is
+//! `memory-engine` under `engine/`; this crate is the operator on top of them. `adapt` maps the
+//! cluster's objects onto the engine's types; `prometheus` reads usage; the controller gathers,
+//! asks the engine, has `respond` act (through `actions`) and tell, and writes what `status`
+//! builds; `backtest` replays history through the engine; `leader`, `metrics`, `server` and
+//! `rbac` run it.
 #![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod adapt;
 pub mod backtest;
 pub mod controller;
-pub mod crd;
-pub mod decide;
 pub mod leader;
 pub mod metrics;
 pub mod prometheus;
@@ -20,7 +20,6 @@ pub mod rbac;
 pub mod respond;
 pub mod server;
 pub mod status;
-pub mod validate;
 
 mod error;
 pub use error::{Error, Result};

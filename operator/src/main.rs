@@ -16,13 +16,13 @@ use kube::{Client, CustomResourceExt, runtime::events::Reporter};
 use memory_operator::{
     Error,
     controller::{self, Context as Shared},
-    crd::MemoryPolicy,
     leader::Elector,
     metrics::Metrics,
     prometheus::Prometheus,
     server::{Health, router},
-    validate::check_documents,
 };
+use memory_policy_api::crd::MemoryPolicy;
+use memory_policy_api::validate::check_documents;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use tracing_subscriber::{EnvFilter, prelude::*};
@@ -88,7 +88,7 @@ struct RunArgs {
 
 /// A lease duration in the CRD's duration syntax, at least a second.
 fn lease_duration(text: &str) -> Result<Duration, String> {
-    let duration: memory_operator::crd::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    let duration: memory_policy_api::crd::Duration = text.parse().map_err(|e| format!("{e}"))?;
     let duration = Duration::from(duration);
     if duration < Duration::from_secs(1) {
         return Err(format!("{text} is shorter than 1s"));

@@ -15,11 +15,9 @@ use jiff::Timestamp;
 use prometheus_http_query::{Client, response::Data};
 use tracing::debug;
 
-use crate::{
-    Error, Result,
-    crd::{MemoryPolicySpec, MetricSource},
-    decide::Sample,
-};
+use crate::{Error, Result};
+use memory_engine::Sample;
+use memory_policy_api::crd::{MemoryPolicySpec, MetricSource};
 
 /// Series the shortener exports about itself.
 const SERVICE_SERIES: (&str, &str) = (

@@ -12,12 +12,9 @@ use kube::{
 
 use tracing::warn;
 
-use crate::{
-    actions,
-    controller::Context,
-    crd::{MemoryPolicy, names::event},
-    decide::{Decision, Outcome},
-};
+use crate::{actions, controller::Context};
+use memory_engine::{Decision, Outcome};
+use memory_policy_api::crd::{MemoryPolicy, names::event};
 
 /// Carries out (or, under dry run, only reports) the decision; publishes an
 /// Event for every action taken and every action held back. `container` is the one whose

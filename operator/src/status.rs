@@ -3,15 +3,12 @@
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use serde_json::{Map, Value};
 
-use crate::{
-    adapt,
-    crd::{
-        MemoryPolicyStatus, PodMemory, PodRestarts,
-        names::{condition, reason, state},
-    },
-    decide::{Action, Decision, Policy, Sample, Workload},
+use crate::adapt;
+use memory_engine::{Action, Decision, Policy, Sample, Workload};
+use memory_policy_api::crd::{
+    MemoryPolicyStatus, PodMemory, PodRestarts,
+    names::{condition, reason, state},
 };
 
 /// `status.pods` lists at most this many pods, the most pressed first, so the
@@ -261,63 +258,9 @@ pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
     status.history = history.iter().map(adapt::record).collect();
 }
 
-/// A JSON merge patch that turns `old` into `new`: what is new or changed is
-/// sent, and what `new` no longer has is sent as `null`, which deletes it (a
-/// plain merge patch of `new` would leave, say, `maxUsage` from before the
-/// metrics went away, or the `pods` of an earlier `lastAction`).
-pub fn merge_patch(old: &Value, new: &Value) -> Value {
-    let (Value::Object(old), Value::Object(new)) = (old, new) else {
-        return new.clone();
-    };
-    let mut patch = Map::new();
-    for (key, value) in new {
-        match old.get(key) {
-            Some(before) if before == value => {}
-            Some(before) => {
-                patch.insert(key.clone(), merge_patch(before, value));
-            }
-            None => {
-                patch.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    for key in old.keys().filter(|key| !new.contains_key(*key)) {
-        patch.insert(key.clone(), Value::Null);
-    }
-    Value::Object(patch)
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-
-    #[test]
-    fn a_merge_patch_deletes_what_is_gone_and_sends_only_what_changed() {
-        let old = json!({
-            "maxUsage": 97.0,
-            "state": "Critical",
-            "lastAction": {"type": "RestartPod", "pods": ["web-0"], "reason": "r"},
-            "history": [1, 2],
-        });
-        let new = json!({
-            "state": "NoData",
-            "lastAction": {"type": "ScaleOut", "reason": "r"},
-            "history": [1, 2, 3],
-        });
-        let patch = merge_patch(&old, &new);
-        assert_eq!(
-            patch,
-            json!({
-                "maxUsage": null,
-                "state": "NoData",
-                "lastAction": {"type": "ScaleOut", "pods": null},
-                "history": [1, 2, 3],
-            })
-        );
-        assert_eq!(merge_patch(&new, &new), json!({}));
-    }
 
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).unwrap()
@@ -370,7 +313,7 @@ mod tests {
             pods: vec!["a".into(), "b".into(), "c".into()],
             unready: Vec::new(),
             template: None,
-            restarted: vec![crate::decide::Restarted {
+            restarted: vec![memory_engine::Restarted {
                 pod: "c".into(),
                 restarts: 1,
                 last_reason: "OOMKilled".into(),
@@ -386,8 +329,9 @@ mod tests {
             at: at(0),
         };
         let samples = [sample("a", 0.5), sample("b", 0.97), sample("gone", 0.99)];
-        let policy =
-            crate::adapt::engine_policy(&crate::crd::MemoryPolicySpec::for_deployment("w"));
+        let policy = memory_policy_api::reading::engine_policy(
+            &memory_policy_api::crd::MemoryPolicySpec::for_deployment("w"),
+        );
         let listed = pods(&samples, &workload, &policy);
         let names: Vec<&str> = listed.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["b", "a", "c"]);
@@ -409,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_restart_budget_above_ten_holds_across_a_failover() {
-        use crate::decide::{Memory, Outcome, Policy, decide};
+        use memory_engine::{Memory, Outcome, Policy, decide};
         let policy = Policy::test()
             .with_sustain(std::time::Duration::ZERO)
             .with_cooldown(std::time::Duration::ZERO)

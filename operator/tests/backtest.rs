@@ -16,11 +16,9 @@ use std::{
 };
 
 use jiff::Timestamp;
-use memory_operator::{
-    adapt::engine_policy,
-    backtest::{Window, fetch, range_query, read_policy, replay, timeline},
-    decide::Action,
-};
+use memory_engine::Action;
+use memory_operator::backtest::{Window, fetch, range_query, read_policy, replay, timeline};
+use memory_policy_api::reading::engine_policy;
 use testkit::{PromServer, Target};
 
 const LIMIT: u64 = 100 << 20;

@@ -11,10 +11,8 @@ use std::{
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::CustomResourceExt;
-use memory_operator::{
-    crd::{Duration, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource},
-    validate::validate,
-};
+use memory_policy_api::crd::{Duration, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource};
+use memory_policy_api::validate::validate;
 
 /// A duration the schema's pattern accepts but its CEL rules refuse.
 const ZERO: Duration = Duration::from_secs(0);

@@ -2,10 +2,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use memory_operator::{
-    crd::MemoryPolicySpec,
-    prometheus::{Prometheus, build_query, samples_from},
-};
+use memory_operator::prometheus::{Prometheus, build_query, samples_from};
+use memory_policy_api::crd::MemoryPolicySpec;
 use shortener::{Config, Server, units::ByteSize};
 use testkit::{PromServer, Target};
 use tokio_util::sync::CancellationToken;

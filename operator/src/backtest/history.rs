@@ -18,10 +18,10 @@ use tracing::debug;
 use super::Window;
 use crate::{
     Error, Result,
-    crd::{MemoryPolicySpec, MetricSource, quantity_bytes},
-    decide::Sample,
     prometheus::{build_query, most_pressed},
 };
+use memory_engine::Sample;
+use memory_policy_api::crd::{MemoryPolicySpec, MetricSource, quantity_bytes};
 
 /// A range query reads far more than the live one; a minute covers days of
 /// history on a busy server, and a dead server fails at once anyway.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::decide::{Action, HeldBack, Memory, Outcome, Policy, Sample, Workload, decide};
+use memory_engine::{Action, HeldBack, Memory, Outcome, Policy, Sample, Workload, decide};
 
 /// What the engine decided at one step of the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +140,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::decide::HighAction;
+    use memory_engine::HighAction;
 
     fn fast_policy() -> Policy {
         Policy::test()

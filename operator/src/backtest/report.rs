@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, fmt::Write};
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Backtest, Step};
-use crate::decide::{Action, ActionKind};
+use memory_engine::{Action, ActionKind};
 
 /// Header lines wrap here, to read well in a terminal.
 const LINE: usize = 100;
@@ -266,11 +266,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::{
-        backtest::{Window, replay, replay::history},
-        crd::MemoryPolicySpec,
-        decide::Policy,
-    };
+    use crate::backtest::{Window, replay, replay::history};
+    use memory_engine::Policy;
+    use memory_policy_api::crd::MemoryPolicySpec;
 
     fn backtest(usage: &[&[(&str, f64)]]) -> Backtest {
         let policy = Policy::test()

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::Step;
 use super::report::max_usage;
-use crate::decide::{Action, Policy};
+use memory_engine::{Action, Policy};
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 420.0;
@@ -258,7 +258,7 @@ mod tests {
     use std::{collections::BTreeMap, time::Duration};
 
     use super::*;
-    use crate::decide::Policy;
+    use memory_engine::Policy;
 
     fn step(second: u64, usage: &[(&str, f64)], action: Option<Action>) -> Step {
         Step {

@@ -1,35 +1,23 @@
-//! What the controller remembers of each policy between reconciles: the
-//! engine's memory, when it last evaluated and on what, and the status it
-//! last wrote. Entries belong to one object: a policy deleted and created
-//! again under the same name (a new uid) starts afresh.
+//! What the controller remembers of each policy between evaluations: the
+//! engine's memory and the status it last wrote. Entries belong to one object:
+//! a policy deleted and created again under the same name (a new uid) starts
+//! afresh.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
 };
 
 use kube::runtime::reflector::ObjectRef;
 
-use crate::{
-    adapt,
-    crd::{MemoryPolicy, MemoryPolicyStatus},
-    decide::Memory,
-};
-
-/// When a policy was evaluated, and on which spec and Deployment.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Seen {
-    pub at: Instant,
-    pub generation: Option<i64>,
-    pub target_version: Option<String>,
-}
+use crate::adapt;
+use memory_engine::Memory;
+use memory_policy_api::crd::{MemoryPolicy, MemoryPolicyStatus};
 
 #[derive(Default)]
 struct Entry {
     uid: Option<String>,
     memory: Option<Memory>,
-    seen: Option<Seen>,
     written: Option<MemoryPolicyStatus>,
 }
 
@@ -57,26 +45,6 @@ impl Recall {
             };
         }
         f(entry)
-    }
-
-    /// How long to wait when the policy was evaluated less than `interval` ago on the same
-    /// spec and Deployment: the reconcile our own status write triggers has nothing new.
-    pub fn too_soon(
-        &self,
-        key: &ObjectRef<MemoryPolicy>,
-        uid: Option<&str>,
-        seen: &Seen,
-        interval: Duration,
-    ) -> Option<Duration> {
-        self.with(key, uid, |entry| {
-            let last = entry.seen.as_ref()?;
-            let unchanged =
-                last.generation == seen.generation && last.target_version == seen.target_version;
-            let elapsed = seen.at.saturating_duration_since(last.at);
-            // A little slack so a requeue that fires a hair early still evaluates.
-            (unchanged && elapsed + Duration::from_millis(50) < interval)
-                .then(|| interval - elapsed)
-        })
     }
 
     /// The status to build on: the one this process last wrote, else the cached one. While
@@ -117,18 +85,9 @@ impl Recall {
         })
     }
 
-    /// Keeps an evaluation's outcome for the next one.
-    pub fn evaluated(
-        &self,
-        key: &ObjectRef<MemoryPolicy>,
-        uid: Option<&str>,
-        memory: Memory,
-        seen: Seen,
-    ) {
-        self.with(key, uid, |entry| {
-            entry.memory = Some(memory);
-            entry.seen = Some(seen);
-        });
+    /// Keeps the engine's memory after an evaluation for the next one.
+    pub fn evaluated(&self, key: &ObjectRef<MemoryPolicy>, uid: Option<&str>, memory: Memory) {
+        self.with(key, uid, |entry| entry.memory = Some(memory));
     }
 
     /// Forgets every policy but those `live` names: a deleted policy is never reconciled
@@ -184,16 +143,14 @@ mod tests {
     fn a_policy_created_again_under_the_same_name_starts_afresh() {
         let recall = Recall::default();
         recall.written(&key(), Some("a"), status("old object"));
-        let seen = Seen {
-            at: Instant::now(),
-            generation: Some(1),
-            target_version: Some("7".into()),
+        let remembered = Memory {
+            high_since: Some(jiff::Timestamp::UNIX_EPOCH),
+            ..Memory::default()
         };
-        recall.evaluated(&key(), Some("a"), Memory::default(), seen.clone());
-        assert!(
-            recall
-                .too_soon(&key(), Some("a"), &seen, Duration::from_secs(10))
-                .is_some()
+        recall.evaluated(&key(), Some("a"), remembered.clone());
+        assert_eq!(
+            recall.memory(&key(), Some("a"), &MemoryPolicyStatus::default()),
+            remembered
         );
 
         assert_eq!(
@@ -201,8 +158,8 @@ mod tests {
             MemoryPolicyStatus::default()
         );
         assert_eq!(
-            recall.too_soon(&key(), Some("b"), &seen, Duration::from_secs(10)),
-            None
+            recall.memory(&key(), Some("b"), &MemoryPolicyStatus::default()),
+            Memory::default()
         );
     }
 
@@ -218,24 +175,5 @@ mod tests {
             recall.status(&other, None, None),
             MemoryPolicyStatus::default()
         );
-    }
-
-    #[test]
-    fn an_evaluation_is_too_soon_only_when_nothing_changed_within_the_interval() {
-        let recall = Recall::default();
-        let at = Instant::now();
-        let seen = |after: u64, generation: i64| Seen {
-            at: at + Duration::from_secs(after),
-            generation: Some(generation),
-            target_version: Some("7".into()),
-        };
-        let interval = Duration::from_secs(10);
-        recall.evaluated(&key(), None, Memory::default(), seen(0, 1));
-        assert_eq!(
-            recall.too_soon(&key(), None, &seen(4, 1), interval),
-            Some(Duration::from_secs(6))
-        );
-        assert_eq!(recall.too_soon(&key(), None, &seen(4, 2), interval), None);
-        assert_eq!(recall.too_soon(&key(), None, &seen(10, 1), interval), None);
     }
 }

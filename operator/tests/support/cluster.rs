@@ -17,10 +17,10 @@ use kube::{
 };
 use memory_operator::{
     controller::{self, Context},
-    crd::MemoryPolicy,
     metrics::Metrics,
     prometheus::Prometheus,
 };
+use memory_policy_api::crd::MemoryPolicy;
 use serde_json::{Value, json};
 use testkit::{AuditedRequest, KubeletConfig, ProcessKubelet, ScriptedPrometheus};
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@ use kube::{
     Api,
     api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
 };
-use memory_operator::crd::MemoryPolicy;
+use memory_policy_api::crd::MemoryPolicy;
 use serde_json::{Value, json};
 use testkit::AuditedRequest;
 

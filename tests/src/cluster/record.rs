@@ -17,7 +17,7 @@ use kube::{
     api::{ApiResource, DynamicObject},
     runtime::{WatchStreamExt, watcher},
 };
-use memory_operator::crd::MemoryPolicy;
+use memory_policy_api::crd::MemoryPolicy;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -5,7 +5,7 @@
 use kube::CustomResourceExt;
 use testkit::SchemaCheck;
 
-use crate::crd::{MemoryPolicy, MemoryPolicySpec};
+use memory_policy_api::crd::{MemoryPolicy, MemoryPolicySpec};
 
 thread_local! {
     static APISERVER: SchemaCheck = {

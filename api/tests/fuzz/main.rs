@@ -15,12 +15,12 @@ use jiff::Timestamp;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-use super::{check_documents, validate};
-use crate::{
+use memory_engine::{Memory, Outcome, Sample, Workload, decide};
+use memory_policy_api::{
     Error, Result,
-    adapt::engine_policy,
     crd::MemoryPolicy,
-    decide::{Memory, Outcome, Sample, Workload, decide},
+    reading::engine_policy,
+    validate::{check_documents, validate},
 };
 use oracle::Verdict;
 

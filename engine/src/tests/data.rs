@@ -1,7 +1,7 @@
 //! Missing, stale and foreign data never acts.
 
 use super::*;
-use crate::decide::Action;
+use crate::Action;
 
 /// Acts at the first critical sample, so only the data can stop it.
 fn eager() -> Policy {

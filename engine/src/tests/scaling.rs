@@ -2,7 +2,7 @@
 //! memory-based HPAs never do.
 
 use super::*;
-use crate::decide::{Action, HighAction};
+use crate::{Action, HighAction};
 
 fn three_pods() -> Workload {
     Workload::test(&["a", "b", "c"])

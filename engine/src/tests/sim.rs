@@ -2,7 +2,7 @@
 //! inputs that drive it.
 
 use super::*;
-use crate::decide::{Action, MemoryResources, Outcome};
+use crate::{Action, MemoryResources, Outcome};
 
 /// Usage values per step; more than any generated `max_replicas` (3 + 4).
 pub(super) const MAX_PODS: usize = 8;

@@ -2,7 +2,7 @@
 //! never one the cluster refused; and the limits rule, which acts under the same rules.
 
 use super::*;
-use crate::decide::{Action, ActionKind, Outcome};
+use crate::{Action, ActionKind, Outcome};
 
 const HEALTHY: f64 = 50.0;
 const MIB: u64 = 1 << 20;
@@ -45,7 +45,7 @@ fn a_refused_action_is_not_remembered_and_costs_nothing() {
 fn a_reported_alert_is_remembered_and_paces_the_next_one() {
     let policy = Policy::test()
         .with_sustain(Duration::from_secs(60))
-        .on_critical(crate::decide::CriticalAction::AlertOnly);
+        .on_critical(crate::CriticalAction::AlertOnly);
     let mut run = Run::new(policy, Workload::test(&["a", "b"]));
     let usage = |seconds| {
         [

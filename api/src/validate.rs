@@ -6,8 +6,6 @@
 //! strict parsing (unknown fields are errors) followed by [`validate`].
 
 mod documents;
-#[cfg(test)]
-mod fuzz;
 
 use std::fmt;
 

@@ -1,6 +1,8 @@
 //! The pure decision engine: `(policy, samples, workload, memory, now) -> Decision`.
 //!
-//! No clocks, no I/O, no Kubernetes or Prometheus types: an adapter maps the
+//! No clocks, no I/O, no Kubernetes or Prometheus types, and no dependency that could bring
+//! them (the crate depends on `jiff` for timestamps and `strum` for the list of action kinds
+//! only), so the compiler holds the engine to its purity: an adapter maps the
 //! `MemoryPolicy` spec and the cluster into [`Policy`], [`Sample`]s and a
 //! [`Workload`], passes back the [`Memory`] from the previous [`Decision`],
 //! and carries out [`Decision::action`].
@@ -39,6 +41,8 @@
 //!   actions. Live mode ignores dry-run history, since nothing happened.
 //! - **Suspend** and **a rollout in progress** hold every action back (a
 //!   rollout lets alerts through); the clocks keep running meanwhile.
+
+#![forbid(unsafe_code)]
 
 mod action;
 mod choose;

@@ -8,7 +8,7 @@ use proptest::test_runner::Config;
 
 use super::sim::{Data, MAX_PODS, Scenario, Sim, Step, restarts};
 use super::*;
-use crate::decide::{Action, CriticalAction, HighAction, RESTART_WINDOW};
+use crate::{Action, CriticalAction, HighAction, RESTART_WINDOW};
 
 /// Cases per property: enough to shake out ordering bugs, few enough to keep `cargo test` fast.
 const CASES: u32 = 256;

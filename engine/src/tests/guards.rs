@@ -2,7 +2,7 @@
 //! and dry run; and how memory stays small.
 
 use super::*;
-use crate::decide::{Action, ActionKind, HISTORY_LIMIT, PastAction};
+use crate::{Action, ActionKind, HISTORY_LIMIT, PastAction};
 
 const HEALTHY: f64 = 50.0;
 

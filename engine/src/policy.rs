@@ -85,7 +85,7 @@ pub struct Policy {
     pub suspend: bool,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 impl Policy {
     /// A realistic policy: 60/80/95 %, sustain 5m, 2..=6 replicas, cooldown 5m, 3 restarts an hour.
     pub fn test() -> Self {

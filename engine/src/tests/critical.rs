@@ -1,7 +1,7 @@
 //! The critical rule: which pods, how many at once, and how.
 
 use super::*;
-use crate::decide::{Action, CriticalAction};
+use crate::{Action, CriticalAction};
 
 const HEALTHY: f64 = 50.0;
 
@@ -30,7 +30,7 @@ fn samples_from_before_a_pods_restart_say_nothing_about_it() {
     run.at(0, &[("a", 97.0), ("b", HEALTHY)]);
     // a's container was OOM-killed at 290.5 (290 as the API says it) and runs again; its
     // latest sample, from before, is critical, and a has been critical for the whole sustain.
-    run.workload.restarted = vec![crate::decide::Restarted {
+    run.workload.restarted = vec![crate::Restarted {
         pod: "a".into(),
         restarts: 1,
         last_reason: "OOMKilled".into(),

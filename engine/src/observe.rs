@@ -58,6 +58,58 @@ pub struct MemoryResources {
     pub limit: Option<u64>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
+impl Workload {
+    /// A settled Deployment running exactly these pods.
+    pub fn test(pods: &[&str]) -> Self {
+        let replicas = u32::try_from(pods.len()).expect("few pods");
+        Self {
+            replicas,
+            available_replicas: replicas,
+            rollout_in_progress: false,
+            paused: false,
+            pods: pods.iter().map(|pod| (*pod).to_owned()).collect(),
+            unready: Vec::new(),
+            restarted: Vec::new(),
+            template: None,
+        }
+    }
+
+    /// The target container's template has this memory request and limit, in MiB.
+    pub fn with_template(mut self, request: Option<u64>, limit: Option<u64>) -> Self {
+        self.template = Some(MemoryResources {
+            request: request.map(|mib| mib << 20),
+            limit: limit.map(|mib| mib << 20),
+        });
+        self
+    }
+
+    /// `pods` are not Ready (and so not available).
+    pub fn with_unready(mut self, pods: &[&str]) -> Self {
+        self.unready = pods.iter().map(|pod| (*pod).to_owned()).collect();
+        self.available_replicas = self.replicas.saturating_sub(self.unready.len() as u32);
+        self
+    }
+
+    /// Only `available` of the replicas are available.
+    pub fn with_available(mut self, available: u32) -> Self {
+        self.available_replicas = available;
+        self
+    }
+
+    /// A rollout has not finished.
+    pub fn rolling_out(mut self) -> Self {
+        self.rollout_in_progress = true;
+        self
+    }
+
+    /// `spec.paused` is set.
+    pub fn paused(mut self) -> Self {
+        self.paused = true;
+        self
+    }
+}
+
 /// A pod whose containers have restarted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restarted {

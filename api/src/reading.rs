@@ -1,0 +1,91 @@
+//! The one reading of a policy: what the engine, the status, the Prometheus query and the
+//! actions take from a `MemoryPolicySpec`, so none of them reaches into the spec beside it.
+
+use memory_engine::{CriticalAction, HighAction, MemoryResources, Policy};
+
+use crate::crd::{self, MemoryPolicySpec, quantity_bytes};
+
+/// The engine's reading of a policy, which [`crate::validate::validate`] found sound: ratios,
+/// counts and byte sizes. A value validation would refuse reads as the nearest sound one.
+pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
+    let t = &spec.thresholds;
+    let ratio = |percent: u32| f64::from(percent) / 100.0;
+    let count = |n: i32| u32::try_from(n).unwrap_or(1).max(1);
+    Policy {
+        low: ratio(t.low_water_mark),
+        high: ratio(t.high_water_mark),
+        critical: ratio(t.critical),
+        sustain: t.r#for.into(),
+        stale_after: t.stale_after.into(),
+        on_high: match spec.on_high {
+            crd::HighAction::ScaleOut => HighAction::ScaleOut,
+            crd::HighAction::AlertOnly => HighAction::AlertOnly,
+        },
+        on_critical: match spec.on_critical {
+            crd::CriticalAction::RestartPod => CriticalAction::RestartPod,
+            crd::CriticalAction::RollingRestart => CriticalAction::RollingRestart,
+            crd::CriticalAction::AlertOnly => CriticalAction::AlertOnly,
+        },
+        min_replicas: count(spec.scaling.min_replicas),
+        max_replicas: count(spec.scaling.max_replicas),
+        step: count(spec.scaling.step),
+        scale_in_stabilization: spec.scaling.scale_in_stabilization.into(),
+        cooldown: spec.safety.cooldown.into(),
+        max_restarts_per_hour: spec.safety.max_restarts_per_hour,
+        max_unavailable: count(spec.safety.max_unavailable),
+        limits: spec
+            .limits
+            .as_ref()
+            .map_or_else(MemoryResources::default, |limits| MemoryResources {
+                request: limits.request.as_ref().and_then(quantity_bytes),
+                limit: limits.limit.as_ref().and_then(quantity_bytes),
+            }),
+        dry_run: spec.dry_run,
+        suspend: spec.suspend,
+    }
+}
+
+/// The container whose memory the policy sizes and reads limits from: `spec.limits.container`,
+/// or the pod's first container when `None`.
+pub fn container(spec: &MemoryPolicySpec) -> Option<&str> {
+    spec.limits.as_ref().and_then(|l| l.container.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_becomes_ratios_and_counts() {
+        let spec = MemoryPolicySpec::for_deployment("web");
+        let policy = engine_policy(&spec);
+        assert_eq!((policy.low, policy.high, policy.critical), (0.6, 0.8, 0.95));
+        assert_eq!(
+            (policy.min_replicas, policy.max_replicas, policy.step),
+            (1, 10, 1)
+        );
+        assert_eq!(policy.on_critical, CriticalAction::RestartPod);
+    }
+
+    #[test]
+    fn declared_limits_are_read_in_bytes_with_their_container() {
+        let mut spec = MemoryPolicySpec::for_deployment("web");
+        assert_eq!(engine_policy(&spec).limits, MemoryResources::default());
+        assert_eq!(container(&spec), None);
+        spec.limits = Some(crd::Limits {
+            container: Some("app".into()),
+            request: None,
+            limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                "0.5Gi".into(),
+            )),
+        });
+        assert_eq!(
+            engine_policy(&spec).limits,
+            MemoryResources {
+                request: None,
+                limit: Some(512 << 20)
+            }
+        );
+        assert_eq!(container(&spec), Some("app"));
+    }
+}
