@@ -24,11 +24,7 @@ use kube::{
 use memory_engine::{
     CriticalAction, HighAction, Memory, MemoryResources, Policy, Sample, Workload,
 };
-use memory_operator::{
-    controller::{self, Context},
-    metrics::Metrics,
-    prometheus::Prometheus,
-};
+use memory_operator::{context::Context, controller, metrics::Metrics, prometheus::Prometheus};
 use memory_policy_api::crd::MemoryPolicy;
 use serde_json::json;
 use testkit::{ControlPlane, KubeletConfig, ProcessKubelet, ScriptedPrometheus};

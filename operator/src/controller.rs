@@ -1,94 +1,44 @@
 //! The controller: watches MemoryPolicies and their target Deployments,
 //! evaluates each policy every `interval`, acts, and reports through status
-//! conditions and Events. `reconcile` is thin: gather, decide, act, report.
-
-mod recall;
+//! conditions and Events. An evaluation is a call into each step's module:
+//! `gather`, the engine, `respond` (which acts and says how it ended, for the
+//! engine to record), `recall`, `report`.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
-    Api, Client, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
+    Api, Client, ResourceExt,
+    api::{ApiResource, DynamicObject, ListParams},
     runtime::{
         Controller, WatchStreamExt,
         controller::Action as Requeue,
-        events::{EventType, Recorder, Reporter},
         predicates,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
-use serde_json::json;
+use memory_policy_api::{
+    crd::{
+        MemoryPolicy,
+        names::{reason, state},
+    },
+    reading,
+    validate::validate,
+};
 use tracing::{Instrument, debug, info_span, instrument, warn};
 
-use self::recall::Recall;
-use crate::{
-    Error, Result, adapt,
-    metrics::Metrics,
-    prometheus::{Prometheus, build_query, samples_from},
-    respond, status,
-};
-use memory_policy_api::crd::{
-    MemoryPolicy, MemoryPolicyStatus,
-    names::{condition, event, reason, state},
-};
-use memory_policy_api::{reading, validate::validate};
+use crate::{Error, Result, context::Context, gather, report::Report, respond, status};
 
 /// After a failed reconcile, try again this soon: long enough not to hammer
 /// the API server, short enough that a 409 or a blip heals quickly.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
-/// The field manager of the status the operator applies.
-pub const FIELD_MANAGER: &str = "memory-operator";
-
 /// How often to forget deleted policies: their leftovers are a few kB each, so only a
 /// cluster that creates and deletes policies all day would notice, and then only slowly.
 const FORGET_EVERY: Duration = Duration::from_secs(600);
-
-/// What the controller shares between reconciles.
-pub struct Context {
-    pub client: Client,
-    /// Like `client` but without the retry on 429: a PodDisruptionBudget's
-    /// refusal is an answer to report now and retry next interval, not a blip
-    /// to retry inside one reconcile for minutes.
-    pub(crate) evictions: Client,
-    pub prometheus: Prometheus,
-    /// Folds repeated notices (held back, invalid) into Event series.
-    pub recorder: Recorder,
-    /// The source named on Events; each action taken gets an Event of its own.
-    pub reporter: Reporter,
-    pub metrics: Arc<Metrics>,
-    recall: Recall,
-}
-
-impl Context {
-    /// A context for the cluster `config` names, whose Events name `reporter` as their source.
-    pub fn new(
-        config: kube::Config,
-        prometheus: Prometheus,
-        metrics: Arc<Metrics>,
-        reporter: Reporter,
-    ) -> Result<Arc<Context>> {
-        let mut no_retry = config.clone();
-        no_retry.default_retry = false;
-        let evictions =
-            Client::try_from(no_retry).map_err(Error::kube("creating the Kubernetes client"))?;
-        let client =
-            Client::try_from(config).map_err(Error::kube("creating the Kubernetes client"))?;
-        Ok(Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter.clone()),
-            reporter,
-            client,
-            evictions,
-            prometheus,
-            metrics,
-            recall: Recall::default(),
-        }))
-    }
-}
 
 /// The policies the operator serves: those of `namespace`, or of every namespace. As untyped
 /// objects, so that one the operator cannot read is reported rather than stopping the rest.
@@ -191,7 +141,10 @@ async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requ
     match read_policy(&object) {
         Ok(policy) => evaluate(&policy, &ctx).await,
         Err(problem) => {
-            report_unreadable(&object, &problem, &ctx).await?;
+            let message = format!("the operator cannot read this policy: {problem}");
+            Report::on_object(&ctx, &object, Timestamp::now())
+                .not_ready(reason::UNREADABLE, state::INVALID, &message, Some("Read"))
+                .await?;
             // Nothing to evaluate until the object changes, which wakes us anyway.
             Ok(Requeue::await_change())
         }
@@ -229,40 +182,11 @@ fn read_part<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// `Ready=False` for a policy that cannot be read, naming the field; the rest of its status
-/// (its history above all) stays as it was.
-async fn report_unreadable(object: &DynamicObject, problem: &str, ctx: &Context) -> Result<()> {
-    let now = Timestamp::now();
-    let key = ObjectRef::new(&object.name_any()).within(&object.namespace().unwrap_or_default());
-    let uid = object.metadata.uid.as_deref();
-    let cached = serde_json::from_value::<MemoryPolicyStatus>(object.data["status"].clone()).ok();
-    let mut status = ctx.recall.status(&key, uid, cached.as_ref());
-    let message = format!("the operator cannot read this policy: {problem}");
-    status::set_condition(
-        &mut status.conditions,
-        condition::READY,
-        false,
-        reason::UNREADABLE,
-        &message,
-        object.metadata.generation,
-        now,
-    );
-    status.state = Some(state::INVALID.into());
-    let reference = object.object_ref(&ApiResource::erase::<MemoryPolicy>(&()));
-    let notice = respond::notice(EventType::Warning, event::INVALID_POLICY, "Read", &message);
-    respond::publish(ctx, &reference, notice).await;
-    write_status(ctx, &key, uid, cached.as_ref(), status).await
-}
-
+/// One evaluation: gather, decide, act (and record how it ended), remember, report.
 async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
-    let namespace = policy.namespace().unwrap_or_default();
     let interval: Duration = policy.spec.interval.into();
-    let key = ObjectRef::from_obj(policy);
-    let uid = policy.metadata.uid.as_deref();
     let now = Timestamp::now();
-    let cached = policy.status.as_ref();
-    let mut status = ctx.recall.status(&key, uid, cached);
-    let generation = policy.meta().generation;
+    let report = Report::on_policy(ctx, policy, now);
 
     if let Err(errors) = validate(&policy.spec) {
         let message = errors
@@ -270,81 +194,63 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
-        status::set_condition(
-            &mut status.conditions,
-            condition::READY,
-            false,
-            reason::INVALID_POLICY,
-            &message,
-            generation,
-            now,
-        );
-        status.state = Some(state::INVALID.into());
-        let notice = respond::notice(
-            EventType::Warning,
-            event::INVALID_POLICY,
-            "Validate",
-            &message,
-        );
-        respond::publish(ctx, &policy.object_ref(&()), notice).await;
-        write_status(ctx, &key, uid, cached, status).await?;
+        report
+            .not_ready(
+                reason::INVALID_POLICY,
+                state::INVALID,
+                &message,
+                Some("Validate"),
+            )
+            .await?;
         return Ok(Requeue::requeue(interval));
     }
-
-    let target = &policy.spec.target_ref.name;
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(deployment) = deployments
-        .get_opt(target)
-        .await
-        .map_err(Error::kube(format!(
-            "reading Deployment {namespace}/{target}"
-        )))?
-    else {
-        let message = format!("Deployment {namespace}/{target} not found");
-        status::set_condition(
-            &mut status.conditions,
-            condition::READY,
-            false,
-            reason::TARGET_NOT_FOUND,
-            &message,
-            generation,
-            now,
+    let Some(observed) = gather::gather(ctx, policy).await? else {
+        let message = format!(
+            "Deployment {}/{} not found",
+            policy.namespace().unwrap_or_default(),
+            policy.spec.target_ref.name
         );
-        status.state = Some(state::TARGET_MISSING.into());
-        write_status(ctx, &key, uid, cached, status).await?;
+        report
+            .not_ready(
+                reason::TARGET_NOT_FOUND,
+                state::TARGET_MISSING,
+                &message,
+                None,
+            )
+            .await?;
         return Ok(Requeue::requeue(interval));
     };
 
-    let container = reading::container(&policy.spec);
-    let pods = list_pods(&ctx.client, &namespace, &deployment).await?;
-    let workload = adapt::workload(&deployment, &pods, container);
-    let (samples, metrics_error) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
     let engine = reading::engine_policy(&policy.spec);
-    let memory = ctx.recall.memory(&key, uid, &status);
-    let mut decision = memory_engine::decide(&engine, &samples, &workload, &memory, now);
-    if let Some(error) = &metrics_error {
+    let memory = ctx
+        .recall
+        .memory(report.key(), report.uid(), report.status());
+    let mut decision =
+        memory_engine::decide(&engine, &observed.samples, &observed.workload, &memory, now);
+    if let Some(error) = &observed.metrics_error {
         decision.metrics_message = error.clone();
     }
     ctx.metrics.decided(respond::decision_kind(&decision));
 
-    if let Some(outcome) = respond::act(ctx, policy, &deployment, container, &decision, now).await {
+    let container = reading::container(&policy.spec);
+    if let Some(outcome) =
+        respond::act(ctx, policy, &observed.deployment, container, &decision, now).await
+    {
         decision.settle(&outcome);
     }
-    ctx.recall.evaluated(&key, uid, decision.memory.clone());
+    ctx.recall
+        .evaluated(report.key(), report.uid(), decision.memory.clone());
 
-    status::fill(
-        &mut status,
-        &status::Evaluated {
+    report
+        .evaluated(&status::Evaluated {
             policy: &engine,
-            samples: &samples,
-            workload: &workload,
+            samples: &observed.samples,
+            workload: &observed.workload,
             decision: &decision,
-            generation,
+            generation: policy.metadata.generation,
             now,
-        },
-    );
-    status.last_evaluation_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
-    write_status(ctx, &key, uid, cached, status).await?;
+        })
+        .await?;
     Ok(Requeue::requeue(interval))
 }
 
@@ -352,95 +258,6 @@ fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) ->
     warn!(policy = %object.name_any(), %error, "reconcile failed; retrying");
     ctx.metrics.reconcile_failed(error.metric_label());
     Requeue::requeue(RETRY_AFTER_ERROR)
-}
-
-/// The Deployment's pods, by its label selector.
-async fn list_pods(client: &Client, namespace: &str, deployment: &Deployment) -> Result<Vec<Pod>> {
-    let selector = deployment
-        .spec
-        .selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube(format!(
-            "listing the pods of {namespace}/{}",
-            deployment.name_any()
-        )))?;
-    Ok(list.items)
-}
-
-/// One Prometheus query, mapped to the current pods; an error leaves no samples.
-async fn read_samples(
-    ctx: &Context,
-    policy: &MemoryPolicy,
-    namespace: &str,
-    pods: &[Pod],
-    workload: &memory_engine::Workload,
-) -> (Vec<memory_engine::Sample>, Option<String>) {
-    let query = match build_query(&policy.spec, namespace) {
-        Ok(query) => query,
-        Err(error) => return (Vec::new(), Some(error.to_string())),
-    };
-    match ctx.prometheus.query(&policy.spec, &query).await {
-        Ok((data, took)) => {
-            ctx.metrics.queried(Some(took.as_secs_f64()));
-            let container = policy
-                .spec
-                .limits
-                .as_ref()
-                .and_then(|l| l.container.as_deref());
-            let limits = adapt::pod_limits(pods, container);
-            (samples_from(&query, &data, &workload.pods, &limits), None)
-        }
-        Err(error) => {
-            ctx.metrics.queried(None);
-            (Vec::new(), Some(error.to_string()))
-        }
-    }
-}
-
-/// Applies `status` server-side as [`FIELD_MANAGER`], the one owner of the status: what
-/// the new status no longer has (`maxUsage` without metrics, say) is removed, and whatever
-/// another writer changed is taken back. Writes nothing when the cache already shows it, so
-/// a policy that is invalid, unreadable or missing its target, which is not evaluated, is
-/// not written every interval; when the cache lags behind this process's last write, the
-/// same status is applied again, which changes nothing.
-async fn write_status(
-    ctx: &Context,
-    key: &ObjectRef<MemoryPolicy>,
-    uid: Option<&str>,
-    cached: Option<&MemoryPolicyStatus>,
-    status: MemoryPolicyStatus,
-) -> Result<()> {
-    if cached == Some(&status) {
-        debug!("status unchanged; not writing it");
-        return Ok(());
-    }
-    let namespace = key.namespace.as_deref().unwrap_or_default();
-    let resource = ApiResource::erase::<MemoryPolicy>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
-    let applied = json!({
-        "apiVersion": resource.api_version,
-        "kind": resource.kind,
-        "metadata": { "name": key.name },
-        "status": status,
-    });
-    api.patch_status(
-        &key.name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(applied),
-    )
-    .await
-    .map_err(Error::kube(format!("writing the status of {}", key.name)))?;
-    ctx.recall.written(key, uid, status);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,11 +12,15 @@
 pub mod actions;
 pub mod adapt;
 pub mod backtest;
+pub mod context;
 pub mod controller;
+pub mod gather;
 pub mod leader;
 pub mod metrics;
 pub mod prometheus;
 pub mod rbac;
+pub mod recall;
+pub mod report;
 pub mod respond;
 pub mod server;
 pub mod status;

@@ -15,7 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use kube::{Client, CustomResourceExt, runtime::events::Reporter};
 use memory_operator::{
     Error,
-    controller::{self, Context as Shared},
+    context::Context as Shared,
+    controller,
     leader::Elector,
     metrics::Metrics,
     prometheus::Prometheus,

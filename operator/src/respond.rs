@@ -12,7 +12,7 @@ use kube::{
 
 use tracing::warn;
 
-use crate::{actions, controller::Context};
+use crate::{actions, context::Context};
 use memory_engine::{Decision, Outcome};
 use memory_policy_api::crd::{MemoryPolicy, names::event};
 

@@ -86,13 +86,9 @@ async fn start_up_fails_fast_when_the_crd_is_not_installed() {
     };
     let metrics = std::sync::Arc::new(memory_operator::metrics::Metrics::default());
     let prometheus = memory_operator::prometheus::Prometheus::new("http://127.0.0.1:9");
-    let ctx = memory_operator::controller::Context::new(
-        admin_config().await,
-        prometheus,
-        metrics,
-        reporter,
-    )
-    .unwrap();
+    let ctx =
+        memory_operator::context::Context::new(admin_config().await, prometheus, metrics, reporter)
+            .unwrap();
     let error = memory_operator::controller::run(ctx, None, std::future::pending())
         .await
         .unwrap_err();

@@ -5,11 +5,7 @@ use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
 };
-
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
 use crate::{Result, metrics::Metrics, store::Store};
 
@@ -99,31 +95,6 @@ pub async fn flush(buffer: &ClickBuffer, store: &Store, metrics: &Metrics) -> Re
             buffer.restore(counts);
             metrics.record_flush_failure();
             Err(error)
-        }
-    }
-}
-
-/// Flushes every `interval`, and once more when `shutdown` is cancelled.
-pub async fn run_flusher(
-    state: Arc<crate::state::AppState>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopping = tokio::select! {
-            _ = ticker.tick() => false,
-            _ = shutdown.cancelled() => true,
-        };
-        match flush(&state.clicks, &state.store, &state.metrics).await {
-            Ok(links) => debug!(links, "click counts flushed; waiting for the next interval"),
-            Err(error) => {
-                warn!(%error, pending = state.clicks.len(), "click flush failed; counts kept for the next try")
-            }
-        }
-        if stopping {
-            break;
         }
     }
 }

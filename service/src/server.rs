@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::{Config, Error, Result, clicks, http::app, state::AppState};
+use crate::{Config, Error, Result, http::app, state::AppState};
 
 /// A shortener bound to its port, ready to serve.
 pub struct Server {
@@ -62,7 +62,9 @@ impl Server {
                 .instrument(info_span!("memory_manager")),
         );
         let flusher = tokio::spawn(
-            clicks::run_flusher(state.clone(), config.click_flush_interval, tasks.clone())
+            state
+                .clone()
+                .flush_clicks_every(config.click_flush_interval, tasks.clone())
                 .instrument(info_span!("click_flusher")),
         );
         info!(address = %listener.local_addr().map_err(|source| Error::Io { context: "cannot read the bound address".into(), source })?, "serving");

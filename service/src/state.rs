@@ -1,14 +1,15 @@
 //! The state every handler shares, built once from the configuration.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::http::StatusCode;
-use tracing::info;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
 
 use crate::{
     Config, Result,
     cache::RedirectCache,
-    clicks::ClickBuffer,
+    clicks::{self, ClickBuffer},
     memory::{ManagerSettings, MemoryLimit, MemoryManager, allocator},
     metrics::Metrics,
     store::Store,
@@ -98,6 +99,32 @@ impl AppState {
                 pprof: config.pprof,
             },
         }))
+    }
+
+    /// Writes the pending click counts every `interval`, and once more when `shutdown` is
+    /// cancelled.
+    pub async fn flush_clicks_every(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = ticker.tick() => false,
+                _ = shutdown.cancelled() => true,
+            };
+            match clicks::flush(&self.clicks, &self.store, &self.metrics).await {
+                Ok(links) => debug!(links, "click counts flushed; waiting for the next interval"),
+                Err(error) => {
+                    warn!(%error, pending = self.clicks.len(), "click flush failed; counts kept for the next try")
+                }
+            }
+            if stopping {
+                break;
+            }
+        }
     }
 }
 

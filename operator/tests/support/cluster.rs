@@ -15,11 +15,7 @@ use kube::{
     api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
     runtime::events::Reporter,
 };
-use memory_operator::{
-    controller::{self, Context},
-    metrics::Metrics,
-    prometheus::Prometheus,
-};
+use memory_operator::{context::Context, controller, metrics::Metrics, prometheus::Prometheus};
 use memory_policy_api::crd::MemoryPolicy;
 use serde_json::{Value, json};
 use testkit::{AuditedRequest, KubeletConfig, ProcessKubelet, ScriptedPrometheus};

@@ -1,0 +1,179 @@
+//! Reports on a policy: its status, applied server-side by the operator's one field manager
+//! and built on what this process last wrote, and the Event of a policy that cannot be
+//! evaluated.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    runtime::{events::EventType, reflector::ObjectRef},
+};
+use memory_policy_api::crd::{
+    MemoryPolicy, MemoryPolicyStatus,
+    names::{condition, event},
+};
+use serde_json::json;
+use tracing::debug;
+
+use crate::{Error, Result, context::Context, respond, status};
+
+/// The field manager of the status the operator applies.
+pub const FIELD_MANAGER: &str = "memory-operator";
+
+/// One report on one policy, built on the status this process last wrote (else the one the
+/// cache shows).
+pub struct Report<'a> {
+    ctx: &'a Context,
+    key: ObjectRef<MemoryPolicy>,
+    uid: Option<String>,
+    reference: ObjectReference,
+    generation: Option<i64>,
+    now: Timestamp,
+    /// What the cache shows.
+    cached: Option<MemoryPolicyStatus>,
+    status: MemoryPolicyStatus,
+}
+
+impl<'a> Report<'a> {
+    /// A report on a policy that was read.
+    pub fn on_policy(ctx: &'a Context, policy: &MemoryPolicy, now: Timestamp) -> Self {
+        Self::new(
+            ctx,
+            ObjectRef::from_obj(policy),
+            policy.metadata.uid.clone(),
+            policy.object_ref(&()),
+            policy.metadata.generation,
+            now,
+            policy.status.clone(),
+        )
+    }
+
+    /// A report on a policy that could not be read; its status is taken as it is, if it can
+    /// be read itself.
+    pub fn on_object(ctx: &'a Context, object: &DynamicObject, now: Timestamp) -> Self {
+        let namespace = object.namespace().unwrap_or_default();
+        let cached = serde_json::from_value(object.data["status"].clone()).ok();
+        Self::new(
+            ctx,
+            ObjectRef::new(&object.name_any()).within(&namespace),
+            object.metadata.uid.clone(),
+            object.object_ref(&ApiResource::erase::<MemoryPolicy>(&())),
+            object.metadata.generation,
+            now,
+            cached,
+        )
+    }
+
+    fn new(
+        ctx: &'a Context,
+        key: ObjectRef<MemoryPolicy>,
+        uid: Option<String>,
+        reference: ObjectReference,
+        generation: Option<i64>,
+        now: Timestamp,
+        cached: Option<MemoryPolicyStatus>,
+    ) -> Self {
+        let status = ctx.recall.status(&key, uid.as_deref(), cached.as_ref());
+        Self {
+            ctx,
+            key,
+            uid,
+            reference,
+            generation,
+            now,
+            cached,
+            status,
+        }
+    }
+
+    /// The policy's key in the controller's memory.
+    pub fn key(&self) -> &ObjectRef<MemoryPolicy> {
+        &self.key
+    }
+
+    /// The policy's uid.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// The status this report builds on.
+    pub fn status(&self) -> &MemoryPolicyStatus {
+        &self.status
+    }
+
+    /// `Ready=False` for `reason`, the `State` word `state`, and a Warning Event with the
+    /// Event action `verb` when the policy itself is at fault; the rest of the status (its
+    /// history above all) stays as it was.
+    pub async fn not_ready(
+        mut self,
+        reason: &str,
+        state: &str,
+        message: &str,
+        verb: Option<&str>,
+    ) -> Result<()> {
+        status::set_condition(
+            &mut self.status.conditions,
+            condition::READY,
+            false,
+            reason,
+            message,
+            self.generation,
+            self.now,
+        );
+        self.status.state = Some(state.to_owned());
+        if let Some(verb) = verb {
+            let notice = respond::notice(EventType::Warning, event::INVALID_POLICY, verb, message);
+            respond::publish(self.ctx, &self.reference, notice).await;
+        }
+        self.write().await
+    }
+
+    /// The status of an evaluation.
+    pub async fn evaluated(mut self, evaluated: &status::Evaluated<'_>) -> Result<()> {
+        status::fill(&mut self.status, evaluated);
+        self.status.last_evaluation_time = Some(Time(self.now));
+        self.write().await
+    }
+
+    /// Applies `status` server-side as [`FIELD_MANAGER`], the one owner of the status: what
+    /// the new status no longer has (`maxUsage` without metrics, say) is removed, and whatever
+    /// another writer changed is taken back. Writes nothing when the cache already shows it, so
+    /// a policy that is invalid, unreadable or missing its target, which is not evaluated, is
+    /// not written every interval; when the cache lags behind this process's last write, the
+    /// same status is applied again, which changes nothing.
+    async fn write(self) -> Result<()> {
+        let Self {
+            ctx,
+            key,
+            uid,
+            cached,
+            status,
+            ..
+        } = self;
+        if cached.as_ref() == Some(&status) {
+            debug!("status unchanged; not writing it");
+            return Ok(());
+        }
+        let namespace = key.namespace.as_deref().unwrap_or_default();
+        let resource = ApiResource::erase::<MemoryPolicy>(&());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+        let applied = json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": { "name": key.name },
+            "status": status,
+        });
+        api.patch_status(
+            &key.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(applied),
+        )
+        .await
+        .map_err(Error::kube(format!("writing the status of {}", key.name)))?;
+        ctx.recall.written(&key, uid.as_deref(), status);
+        Ok(())
+    }
+}
