@@ -1,7 +1,7 @@
 //! Maps the `MemoryPolicy` spec and the cluster's objects onto the engine's
 //! plain types, and the engine's history onto status records. Pure.
 
-use std::collections::HashMap;
+use std::{borrow::Borrow, collections::HashMap};
 
 use k8s_openapi::{
     api::{
@@ -16,7 +16,11 @@ use memory_policy_api::crd::{ActionRecord, quantity_bytes};
 
 /// The Deployment and its live pods as the engine sees them; `container` is the one whose
 /// memory the policy sizes (the first when `None`).
-pub fn workload(deployment: &Deployment, pods: &[Pod], container: Option<&str>) -> Workload {
+pub fn workload<P: Borrow<Pod>>(
+    deployment: &Deployment,
+    pods: &[P],
+    container: Option<&str>,
+) -> Workload {
     let spec = &deployment.spec;
     let status = deployment.status.clone().unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1);
@@ -103,7 +107,7 @@ fn is_ready(pod: &Pod) -> bool {
 
 /// Each live pod's memory limit, for custom queries that report bytes only:
 /// the named container's, else the first container's.
-pub fn pod_limits(pods: &[Pod], container: Option<&str>) -> HashMap<String, u64> {
+pub fn pod_limits<P: Borrow<Pod>>(pods: &[P], container: Option<&str>) -> HashMap<String, u64> {
     live_pods(pods)
         .filter_map(|pod| {
             let chosen = target(&pod.spec.as_ref()?.containers, container)?;
@@ -122,8 +126,8 @@ fn target<'a>(containers: &'a [Container], name: Option<&str>) -> Option<&'a Con
 }
 
 /// Pods that count: not being deleted and not finished.
-fn live_pods(pods: &[Pod]) -> impl Iterator<Item = &Pod> {
-    pods.iter().filter(|pod| {
+fn live_pods<P: Borrow<Pod>>(pods: &[P]) -> impl Iterator<Item = &Pod> {
+    pods.iter().map(Borrow::borrow).filter(|pod: &&Pod| {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
     })
@@ -258,7 +262,7 @@ mod tests {
             "spec": {"replicas": 2, "selector": {}, "template": {}, "paused": true},
             "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}
         }));
-        let w = workload(&d, &[], None);
+        let w = workload::<Pod>(&d, &[], None);
         assert!(w.rollout_in_progress && w.paused);
     }
 
@@ -288,7 +292,7 @@ mod tests {
                 {"name": "sidecar", "resources": {"requests": {"memory": "16Mi"}}}
             ]}}}
         }));
-        let memory = |container| workload(&d, &[], container).template;
+        let memory = |container| workload::<Pod>(&d, &[], container).template;
         let mib = |n: u64| Some(n << 20);
         assert_eq!(
             memory(None),

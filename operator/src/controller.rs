@@ -8,7 +8,6 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, ListParams},
@@ -30,7 +29,13 @@ use memory_policy_api::{
 };
 use tracing::{Instrument, debug, info_span, instrument, warn};
 
-use crate::{Error, Result, context::Context, gather, report::Report, respond, status};
+use crate::{
+    Error, Result,
+    context::Context,
+    gather::{self, Cluster},
+    report::Report,
+    respond, status,
+};
 
 /// After a failed reconcile, try again this soon: long enough not to hammer
 /// the API server, short enough that a 409 or a blip heals quickly.
@@ -76,10 +81,6 @@ pub async fn run(
     let client = ctx.client.clone();
     ensure_crd(&client, namespace).await?;
     let policies = policies_api(client.clone(), namespace);
-    let deployments: Api<Deployment> = match namespace {
-        Some(namespace) => Api::namespaced(client, namespace),
-        None => Api::all(client),
-    };
     let writer = reflector::store::Writer::new(resource.clone());
     let store = writer.as_reader();
     // The store sees every change; a reconcile only a new generation (a change of the spec)
@@ -90,23 +91,28 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let controller = Controller::for_stream_with(changed, store.clone(), resource.clone());
+    let (cluster, deployment_changes, pod_changes) = Cluster::watch(&client, namespace);
     let forget_deleted = forget_deleted(store.clone(), ctx.clone());
-    let controller = controller
-        .watches(deployments, watcher::Config::default(), move |deployment| {
-            let (namespace, name) = (deployment.namespace(), deployment.name_any());
-            store
-                .state()
-                .into_iter()
-                .filter(|p| {
-                    p.namespace() == namespace
-                        && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
-                })
-                .map(|p| ObjectRef::from_obj_with(&*p, resource.clone()))
-                .collect::<Vec<_>>()
-        })
+    let evaluator = Arc::new(Evaluator { ctx, cluster });
+    let controller = Controller::for_stream_with(changed, store.clone(), resource.clone())
+        .watches_stream_with(
+            deployment_changes,
+            move |deployment| {
+                let (namespace, name) = (deployment.namespace(), deployment.name_any());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.namespace() == namespace
+                            && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
+                    })
+                    .map(|p| ObjectRef::from_obj_with(&*p, resource.clone()))
+                    .collect::<Vec<_>>()
+            },
+            (),
+        )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, evaluator)
         .for_each(|result| async move {
             match result {
                 Ok((policy, _)) => debug!(policy = %policy, "reconciled"),
@@ -114,11 +120,22 @@ pub async fn run(
             }
         })
         .instrument(info_span!("controller"));
+    // The pods' cache is filled by its own stream; a pod change wakes no policy.
+    let pods = pod_changes
+        .for_each(|_| async {})
+        .instrument(info_span!("pod_cache"));
     tokio::select! {
         () = controller => {}
         () = forget_deleted => {}
+        () = pods => {}
     }
     Ok(())
+}
+
+/// What a reconcile works with: the shared context and the watch caches.
+struct Evaluator {
+    ctx: Arc<Context>,
+    cluster: Cluster,
 }
 
 /// Every [`FORGET_EVERY`], drops what the context keeps of policies that no longer exist.
@@ -136,13 +153,14 @@ async fn forget_deleted(store: Store<DynamicObject>, ctx: Arc<Context>) {
 }
 
 #[instrument(skip_all, fields(policy = %object.name_any(), namespace = object.namespace().unwrap_or_default()))]
-async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Requeue> {
+async fn reconcile(object: Arc<DynamicObject>, evaluator: Arc<Evaluator>) -> Result<Requeue> {
+    let Evaluator { ctx, cluster } = &*evaluator;
     let _timer = ctx.metrics.reconcile();
     match read_policy(&object) {
-        Ok(policy) => evaluate(&policy, &ctx).await,
+        Ok(policy) => evaluate(&policy, ctx, cluster).await,
         Err(problem) => {
             let message = format!("the operator cannot read this policy: {problem}");
-            Report::on_object(&ctx, &object, Timestamp::now())
+            Report::on_object(ctx, &object, Timestamp::now())
                 .not_ready(reason::UNREADABLE, state::INVALID, &message, Some("Read"))
                 .await?;
             // Nothing to evaluate until the object changes, which wakes us anyway.
@@ -183,7 +201,7 @@ fn read_part<T: serde::de::DeserializeOwned>(
 }
 
 /// One evaluation: gather, decide, act (and record how it ended), remember, report.
-async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
+async fn evaluate(policy: &MemoryPolicy, ctx: &Context, cluster: &Cluster) -> Result<Requeue> {
     let interval: Duration = policy.spec.interval.into();
     let now = Timestamp::now();
     let report = Report::on_policy(ctx, policy, now);
@@ -204,7 +222,8 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
             .await?;
         return Ok(Requeue::requeue(interval));
     }
-    let Some(observed) = gather::gather(ctx, policy).await? else {
+    cluster.ready().await;
+    let Some(observed) = gather::gather(ctx, cluster, policy).await? else {
         let message = format!(
             "Deployment {}/{} not found",
             policy.namespace().unwrap_or_default(),
@@ -254,9 +273,9 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context) -> Result<Requeue> {
     Ok(Requeue::requeue(interval))
 }
 
-fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Requeue {
+fn error_policy(object: Arc<DynamicObject>, error: &Error, evaluator: Arc<Evaluator>) -> Requeue {
     warn!(policy = %object.name_any(), %error, "reconcile failed; retrying");
-    ctx.metrics.reconcile_failed(error.metric_label());
+    evaluator.ctx.metrics.reconcile_failed(error.metric_label());
     Requeue::requeue(RETRY_AFTER_ERROR)
 }
 

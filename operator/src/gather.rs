@@ -1,20 +1,33 @@
-//! Gathers what one evaluation looks at: the target Deployment, its live pods, and the
-//! samples of one Prometheus query, mapped onto the engine's types.
+//! Gathers what one evaluation looks at: the target Deployment and its live pods from the
+//! operator's watch caches, and the samples of one Prometheus query, mapped onto the
+//! engine's types. An evaluation asks the API server nothing: at 500 policies, a GET and a
+//! LIST each per evaluation were most of the operator's work.
 
+use std::sync::Arc;
+
+use futures::Stream;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
-use kube::{Api, Client, ResourceExt, api::ListParams};
+use kube::{
+    Api, Client, ResourceExt,
+    core::{Selector, SelectorExt},
+    runtime::{
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
 use memory_engine::{Sample, Workload};
 use memory_policy_api::{crd::MemoryPolicy, reading};
 
 use crate::{
-    Error, Result, adapt,
+    Result, adapt,
     context::Context,
     prometheus::{build_query, samples_from},
 };
 
 /// What one evaluation looks at.
 pub struct Observed {
-    pub deployment: Deployment,
+    pub deployment: Arc<Deployment>,
     pub workload: Workload,
     /// Empty when the query failed.
     pub samples: Vec<Sample>,
@@ -22,21 +35,123 @@ pub struct Observed {
     pub metrics_error: Option<String>,
 }
 
+/// The watch caches of Deployments and pods (of one namespace, or of all), kept small: what
+/// no evaluation reads (managed fields, annotations, volumes, the containers' commands,
+/// environment and probes) is dropped as each object arrives.
+#[derive(Clone)]
+pub struct Cluster {
+    deployments: Store<Deployment>,
+    pods: Store<Pod>,
+}
+
+impl Cluster {
+    /// The caches, and the watch streams that fill them: the Deployments' stream also wakes
+    /// the policies that target them, and the pods' must be polled by the caller.
+    pub fn watch(
+        client: &Client,
+        namespace: Option<&str>,
+    ) -> (
+        Self,
+        impl Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static,
+        impl Stream<Item = Result<Pod, watcher::Error>> + Send + 'static,
+    ) {
+        let (deployments, deployment_writer) = reflector::store();
+        let (pods, pod_writer) = reflector::store();
+        let deployment_changes = watcher(api(client, namespace), watcher::Config::default())
+            .default_backoff()
+            .modify(slim_deployment)
+            .reflect(deployment_writer)
+            .touched_objects();
+        let pod_changes = watcher(api(client, namespace), watcher::Config::default())
+            .default_backoff()
+            .modify(slim_pod)
+            .reflect(pod_writer)
+            .touched_objects();
+        (Self { deployments, pods }, deployment_changes, pod_changes)
+    }
+
+    /// Waits until both caches hold a first full list, so that no evaluation takes a
+    /// Deployment that is not yet cached for a missing one.
+    pub async fn ready(&self) {
+        // Only a dropped writer ends the wait early, and the streams own the writers.
+        let _ = self.deployments.wait_until_ready().await;
+        let _ = self.pods.wait_until_ready().await;
+    }
+
+    /// A cached Deployment.
+    fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.deployments
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The cached pods of `namespace` that `deployment`'s selector matches.
+    fn pods_of(&self, namespace: &str, deployment: &Deployment) -> Vec<Arc<Pod>> {
+        // A selector the API server accepted always converts; one that did not selects none.
+        let Ok(selector) = Selector::try_from(deployment.spec.selector.clone()) else {
+            return Vec::new();
+        };
+        self.pods.state_filter(|pod| {
+            pod.metadata.namespace.as_deref() == Some(namespace) && selector.matches(pod.labels())
+        })
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// What no evaluation reads of a Deployment. The pod template stays whole: setting limits
+/// sends its container list back.
+fn slim_deployment(deployment: &mut Deployment) {
+    deployment.metadata.managed_fields = None;
+    deployment.metadata.annotations = None;
+}
+
+/// What no evaluation reads of a pod: it keeps its labels, phase, conditions, container
+/// statuses and the containers' names and resources.
+fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    if let Some(spec) = &mut pod.spec {
+        spec.volumes = None;
+        spec.affinity = None;
+        spec.tolerations = None;
+        for container in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            container.command = None;
+            container.args = None;
+            container.env = None;
+            container.env_from = None;
+            container.volume_mounts = None;
+            container.liveness_probe = None;
+            container.readiness_probe = None;
+            container.startup_probe = None;
+            container.ports = None;
+        }
+    }
+}
+
 /// The policy's target, its pods and their samples; `None` when the Deployment does not exist.
-pub async fn gather(ctx: &Context, policy: &MemoryPolicy) -> Result<Option<Observed>> {
+pub async fn gather(
+    ctx: &Context,
+    cluster: &Cluster,
+    policy: &MemoryPolicy,
+) -> Result<Option<Observed>> {
     let namespace = policy.namespace().unwrap_or_default();
-    let target = &policy.spec.target_ref.name;
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(deployment) = deployments
-        .get_opt(target)
-        .await
-        .map_err(Error::kube(format!(
-            "reading Deployment {namespace}/{target}"
-        )))?
-    else {
+    let Some(deployment) = cluster.deployment(&namespace, &policy.spec.target_ref.name) else {
         return Ok(None);
     };
-    let pods = list_pods(&ctx.client, &namespace, &deployment).await?;
+    let pods = cluster.pods_of(&namespace, &deployment);
     let workload = adapt::workload(&deployment, &pods, reading::container(&policy.spec));
     let (samples, metrics_error) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
     Ok(Some(Observed {
@@ -47,34 +162,12 @@ pub async fn gather(ctx: &Context, policy: &MemoryPolicy) -> Result<Option<Obser
     }))
 }
 
-/// The Deployment's pods, by its label selector.
-async fn list_pods(client: &Client, namespace: &str, deployment: &Deployment) -> Result<Vec<Pod>> {
-    let selector = deployment
-        .spec
-        .selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube(format!(
-            "listing the pods of {namespace}/{}",
-            deployment.name_any()
-        )))?;
-    Ok(list.items)
-}
-
 /// One Prometheus query, mapped to the current pods; an error leaves no samples.
 async fn read_samples(
     ctx: &Context,
     policy: &MemoryPolicy,
     namespace: &str,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     workload: &Workload,
 ) -> (Vec<Sample>, Option<String>) {
     let query = match build_query(&policy.spec, namespace) {
@@ -91,5 +184,59 @@ async fn read_samples(
             ctx.metrics.queried(None);
             (Vec::new(), Some(error.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(namespace: &str, name: &str, app: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": app},
+                "annotations": {"note": "big"}},
+            "spec": {"containers": [{"name": "app", "env": [{"name": "A", "value": "1"}],
+                "resources": {"limits": {"memory": "64Mi"}}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deployments_pods_are_those_its_selector_matches_in_its_namespace() {
+        let (pods, mut writer) = reflector::store();
+        for mut pod in [
+            pod("shop", "web-a", "web"),
+            pod("shop", "web-b", "web"),
+            pod("shop", "db-a", "db"),
+            pod("other", "web-c", "web"),
+        ] {
+            slim_pod(&mut pod);
+            writer.apply_watcher_event(&Event::Apply(pod));
+        }
+        let (deployments, _) = reflector::store();
+        let cluster = Cluster { deployments, pods };
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"selector": {"matchExpressions": [
+                {"key": "app", "operator": "In", "values": ["web"]}
+            ]}, "template": {}}
+        }))
+        .unwrap();
+        let mut names: Vec<String> = cluster
+            .pods_of("shop", &deployment)
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["web-a", "web-b"]);
+
+        let cached = &cluster.pods_of("shop", &deployment)[0];
+        let container = &cached.spec.as_ref().unwrap().containers[0];
+        assert_eq!(container.env, None);
+        assert_eq!(cached.metadata.annotations, None);
+        assert!(container.resources.is_some(), "limits are kept");
     }
 }

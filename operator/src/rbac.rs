@@ -27,7 +27,7 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "apps",
         resource: "deployments",
-        verbs: &["get", "list", "watch", "patch"],
+        verbs: &["list", "watch", "patch"],
     },
     // Scale out and in.
     Permission {
@@ -39,7 +39,7 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resource: "pods",
-        verbs: &["list"],
+        verbs: &["list", "watch"],
     },
     Permission {
         group: "",
