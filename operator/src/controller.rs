@@ -92,41 +92,50 @@ pub async fn run(
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let (cluster, deployment_changes, pod_changes) = Cluster::watch(&client, namespace);
-    let forget_deleted = forget_deleted(store.clone(), ctx.clone());
-    let evaluator = Arc::new(Evaluator { ctx, cluster });
-    let controller = Controller::for_stream_with(changed, store.clone(), resource.clone())
-        .watches_stream_with(
-            deployment_changes,
-            move |deployment| {
+    // A change of a Deployment wakes the policies that target it.
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let targets = store.clone();
+    let deployments = deployment_changes
+        .for_each(move |changed| {
+            if let Ok(deployment) = changed {
                 let (namespace, name) = (deployment.namespace(), deployment.name_any());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|p| {
-                        p.namespace() == namespace
-                            && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
-                    })
-                    .map(|p| ObjectRef::from_obj_with(&*p, resource.clone()))
-                    .collect::<Vec<_>>()
-            },
-            (),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, evaluator)
-        .for_each(|result| async move {
-            match result {
-                Ok((policy, _)) => debug!(policy = %policy, "reconciled"),
-                Err(error) => warn!(%error, "reconcile failed"),
+                for policy in targets.state().iter().filter(|p| {
+                    p.namespace() == namespace
+                        && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
+                }) {
+                    let _ =
+                        wake.unbounded_send(ObjectRef::from_obj_with(&**policy, resource.clone()));
+                }
             }
+            async {}
         })
-        .instrument(info_span!("controller"));
-    // The pods' cache is filled by its own stream; a pod change wakes no policy.
+        .instrument(info_span!("deployment_cache"));
     let pods = pod_changes
         .for_each(|_| async {})
         .instrument(info_span!("pod_cache"));
+    let forget_deleted = forget_deleted(store.clone(), ctx.clone());
+    let controller = async move {
+        // No evaluation may take a Deployment that is not cached yet for a missing one.
+        cluster.ready().await;
+        let evaluator = Arc::new(Evaluator { ctx, cluster });
+        Controller::for_stream_with(changed, store, ApiResource::erase::<MemoryPolicy>(&()))
+            .reconcile_on(woken)
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, evaluator)
+            .for_each(|result| async move {
+                match result {
+                    Ok((policy, _)) => debug!(policy = %policy, "reconciled"),
+                    Err(error) => warn!(%error, "reconcile failed"),
+                }
+            })
+            .await;
+    }
+    .instrument(info_span!("controller"));
+    // The caches are filled by their own streams, polled here beside the controller.
     tokio::select! {
         () = controller => {}
         () = forget_deleted => {}
+        () = deployments => {}
         () = pods => {}
     }
     Ok(())
@@ -222,7 +231,6 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context, cluster: &Cluster) -> Re
             .await?;
         return Ok(Requeue::requeue(interval));
     }
-    cluster.ready().await;
     let Some(observed) = gather::gather(ctx, cluster, policy).await? else {
         let message = format!(
             "Deployment {}/{} not found",

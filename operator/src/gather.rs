@@ -45,8 +45,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The caches, and the watch streams that fill them: the Deployments' stream also wakes
-    /// the policies that target them, and the pods' must be polled by the caller.
+    /// The caches, and the watch streams that fill them, which the caller polls.
     pub fn watch(
         client: &Client,
         namespace: Option<&str>,
@@ -70,8 +69,7 @@ impl Cluster {
         (Self { deployments, pods }, deployment_changes, pod_changes)
     }
 
-    /// Waits until both caches hold a first full list, so that no evaluation takes a
-    /// Deployment that is not yet cached for a missing one.
+    /// Waits until both caches hold a first full list (while their streams are polled).
     pub async fn ready(&self) {
         // Only a dropped writer ends the wait early, and the streams own the writers.
         let _ = self.deployments.wait_until_ready().await;

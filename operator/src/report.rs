@@ -152,7 +152,8 @@ impl<'a> Report<'a> {
             status,
             ..
         } = self;
-        if cached.as_ref() == Some(&status) {
+        // Compared as JSON: the API server keeps timestamps to the second.
+        if cached.as_ref().map(|cached| json!(cached)) == Some(json!(status)) {
             debug!("status unchanged; not writing it");
             return Ok(());
         }
