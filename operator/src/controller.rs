@@ -88,6 +88,11 @@ pub async fn run(
     // evaluated again every interval, and when its Deployment changes.
     let changed = watcher(policies, watcher::Config::default())
         .default_backoff()
+        .modify(|policy| {
+            // Nothing reads them, and field ownership alone is larger than the rest.
+            policy.metadata.managed_fields = None;
+            policy.metadata.annotations = None;
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());

@@ -32,13 +32,13 @@ use tracing_subscriber::{EnvFilter, prelude::*};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc reads its options before `main`. A controller is small and mostly waits: one
-/// arena, small thread caches, and a background thread that returns freed pages within
+/// arena, and a background thread that returns freed pages within
 /// about a second keep its resident memory near what it uses (glibc's malloc kept a
 /// 500-policy operator at about 100 MiB).
 #[allow(unsafe_code)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static MALLOC_CONF: &[u8] =
-    b"background_thread:true,narenas:1,tcache_max:1024,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+    b"background_thread:true,narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// Keeps URL-shortener Deployments healthy by memory policy.
 #[derive(Parser)]

@@ -48,9 +48,19 @@ enum Reading {
     Custom,
 }
 
-/// Builds the one query of an evaluation.
+/// Builds the one query of an evaluation: every sample of the last `staleAfter`.
 pub fn build_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery> {
-    let window = prometheus_duration(spec.thresholds.stale_after.into());
+    let mut query = build_selector(spec, namespace)?;
+    if query.reading != Reading::Custom {
+        let window = prometheus_duration(spec.thresholds.stale_after.into());
+        query.promql = format!("{}[{window}]", query.promql);
+    }
+    Ok(query)
+}
+
+/// The query without its window: for a built-in source, the instant selector of the usage
+/// and limit series (a backtest evaluates it at every step); a custom query as written.
+pub fn build_selector(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery> {
     let namespace = escape(namespace);
     let (series, extra) = match spec.metric.source {
         MetricSource::Service => (SERVICE_SERIES, String::new()),
@@ -71,9 +81,7 @@ pub fn build_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQu
     };
     let (usage, limit) = series;
     Ok(MetricsQuery {
-        promql: format!(
-            "{{__name__=~\"{usage}|{limit}\",namespace=\"{namespace}\"{extra}}}[{window}]"
-        ),
+        promql: format!("{{__name__=~\"{usage}|{limit}\",namespace=\"{namespace}\"{extra}}}"),
         reading: Reading::UsageAndLimit { usage, limit },
     })
 }

@@ -2,6 +2,8 @@
 //! and built on what this process last wrote, and the Event of a policy that cannot be
 //! evaluated.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,6 +31,8 @@ pub struct Report<'a> {
     key: ObjectRef<MemoryPolicy>,
     uid: Option<String>,
     reference: ObjectReference,
+    /// How old the readings shown may grow before a status that says nothing new is written.
+    refresh: Duration,
     generation: Option<i64>,
     now: Timestamp,
     /// What the cache shows.
@@ -39,53 +43,47 @@ pub struct Report<'a> {
 impl<'a> Report<'a> {
     /// A report on a policy that was read.
     pub fn on_policy(ctx: &'a Context, policy: &MemoryPolicy, now: Timestamp) -> Self {
-        Self::new(
+        let interval = Duration::from(policy.spec.interval);
+        Self {
             ctx,
-            ObjectRef::from_obj(policy),
-            policy.metadata.uid.clone(),
-            policy.object_ref(&()),
-            policy.metadata.generation,
+            key: ObjectRef::from_obj(policy),
+            uid: policy.metadata.uid.clone(),
+            reference: policy.object_ref(&()),
+            refresh: interval.saturating_mul(status::REFRESH_INTERVALS),
+            generation: policy.metadata.generation,
             now,
-            policy.status.clone(),
-        )
+            cached: policy.status.clone(),
+            status: MemoryPolicyStatus::default(),
+        }
+        .built_on_the_last_write()
     }
 
     /// A report on a policy that could not be read; its status is taken as it is, if it can
     /// be read itself.
     pub fn on_object(ctx: &'a Context, object: &DynamicObject, now: Timestamp) -> Self {
         let namespace = object.namespace().unwrap_or_default();
-        let cached = serde_json::from_value(object.data["status"].clone()).ok();
-        Self::new(
-            ctx,
-            ObjectRef::new(&object.name_any()).within(&namespace),
-            object.metadata.uid.clone(),
-            object.object_ref(&ApiResource::erase::<MemoryPolicy>(&())),
-            object.metadata.generation,
-            now,
-            cached,
-        )
-    }
-
-    fn new(
-        ctx: &'a Context,
-        key: ObjectRef<MemoryPolicy>,
-        uid: Option<String>,
-        reference: ObjectReference,
-        generation: Option<i64>,
-        now: Timestamp,
-        cached: Option<MemoryPolicyStatus>,
-    ) -> Self {
-        let status = ctx.recall.status(&key, uid.as_deref(), cached.as_ref());
         Self {
             ctx,
-            key,
-            uid,
-            reference,
-            generation,
+            key: ObjectRef::new(&object.name_any()).within(&namespace),
+            uid: object.metadata.uid.clone(),
+            reference: object.object_ref(&ApiResource::erase::<MemoryPolicy>(&())),
+            // Not evaluated: there are no readings to refresh.
+            refresh: Duration::MAX,
+            generation: object.metadata.generation,
             now,
-            cached,
-            status,
+            cached: serde_json::from_value(object.data["status"].clone()).ok(),
+            status: MemoryPolicyStatus::default(),
         }
+        .built_on_the_last_write()
+    }
+
+    /// Starts from the status this process last wrote, else the one the cache shows.
+    fn built_on_the_last_write(mut self) -> Self {
+        self.status = self
+            .ctx
+            .recall
+            .status(&self.key, self.uid.as_deref(), self.cached.as_ref());
+        self
     }
 
     /// The policy's key in the controller's memory.
@@ -139,22 +137,23 @@ impl<'a> Report<'a> {
 
     /// Applies `status` server-side as [`FIELD_MANAGER`], the one owner of the status: what
     /// the new status no longer has (`maxUsage` without metrics, say) is removed, and whatever
-    /// another writer changed is taken back. Writes nothing when the cache already shows it, so
-    /// a policy that is invalid, unreadable or missing its target, which is not evaluated, is
-    /// not written every interval; when the cache lags behind this process's last write, the
-    /// same status is applied again, which changes nothing.
+    /// another writer changed is taken back. Writes only what is worth writing over what the
+    /// cache shows ([`status::worth_writing`]), so a policy that is invalid, unreadable or
+    /// missing its target is not written every interval, and a calm one only every few; when
+    /// the cache lags behind this process's last write, the same status is applied again,
+    /// which changes nothing.
     async fn write(self) -> Result<()> {
         let Self {
             ctx,
             key,
             uid,
+            refresh,
             cached,
             status,
             ..
         } = self;
-        // Compared as JSON: the API server keeps timestamps to the second.
-        if cached.as_ref().map(|cached| json!(cached)) == Some(json!(status)) {
-            debug!("status unchanged; not writing it");
+        if !status::worth_writing(cached.as_ref(), &status, refresh) {
+            debug!("the status says nothing new; not writing it");
             return Ok(());
         }
         let namespace = key.namespace.as_deref().unwrap_or_default();

@@ -258,6 +258,59 @@ pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
     status.history = history.iter().map(adapt::record).collect();
 }
 
+/// A status that says nothing new but its readings is written only once the written ones
+/// are this many intervals old.
+pub const REFRESH_INTERVALS: u32 = 4;
+
+/// Whether `status` is worth writing over `shown` (what the API server shows): when what it
+/// says changed (conditions' status and reason, the state, the pods and their states,
+/// replicas, actions), at once; when only its readings changed (usage, `maxUsage`, condition
+/// messages, `lastEvaluationTime`), once those shown are `refresh` old. Each write costs the
+/// API server a write and every watcher an event, at every interval of every policy.
+pub fn worth_writing(
+    shown: Option<&MemoryPolicyStatus>,
+    status: &MemoryPolicyStatus,
+    refresh: std::time::Duration,
+) -> bool {
+    let Some(shown) = shown else {
+        return true;
+    };
+    // Compared as JSON: the API server keeps timestamps to the second.
+    let (old, new) = (serde_json::json!(shown), serde_json::json!(status));
+    if old == new {
+        return false;
+    }
+    if said(old) != said(new) {
+        return true;
+    }
+    match (&shown.last_evaluation_time, &status.last_evaluation_time) {
+        (Some(Time(then)), Some(Time(now))) => {
+            std::time::Duration::try_from(now.duration_since(*then)).unwrap_or_default() >= refresh
+        }
+        _ => true,
+    }
+}
+
+/// What a status says, without its readings.
+fn said(mut status: serde_json::Value) -> serde_json::Value {
+    if let Some(status) = status.as_object_mut() {
+        status.remove("lastEvaluationTime");
+        status.remove("maxUsage");
+    }
+    for pod in status["pods"].as_array_mut().into_iter().flatten() {
+        if let Some(pod) = pod.as_object_mut() {
+            pod.remove("usageRatio");
+            pod.remove("bytes");
+        }
+    }
+    for condition in status["conditions"].as_array_mut().into_iter().flatten() {
+        if let Some(condition) = condition.as_object_mut() {
+            condition.remove("message");
+        }
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,5 +460,36 @@ mod tests {
             decision.throttled.as_deref(),
             Some("restart budget exhausted: 12 restarts in the last hour (maxRestartsPerHour 12)")
         );
+    }
+
+    #[test]
+    fn a_status_is_written_when_it_says_something_new_and_readings_only_when_old() {
+        let refresh = std::time::Duration::from_secs(60);
+        let shown = MemoryPolicyStatus {
+            state: Some(state::NORMAL.into()),
+            max_usage: Some(40.0),
+            last_evaluation_time: Some(Time(at(100))),
+            ..MemoryPolicyStatus::default()
+        };
+        assert!(worth_writing(None, &shown, refresh));
+        assert!(!worth_writing(Some(&shown), &shown, refresh));
+
+        let fresher = MemoryPolicyStatus {
+            max_usage: Some(41.0),
+            last_evaluation_time: Some(Time(at(130))),
+            ..shown.clone()
+        };
+        assert!(!worth_writing(Some(&shown), &fresher, refresh));
+        let stale = MemoryPolicyStatus {
+            last_evaluation_time: Some(Time(at(160))),
+            ..fresher.clone()
+        };
+        assert!(worth_writing(Some(&shown), &stale, refresh));
+
+        let high = MemoryPolicyStatus {
+            state: Some(state::HIGH.into()),
+            ..fresher
+        };
+        assert!(worth_writing(Some(&shown), &high, refresh));
     }
 }

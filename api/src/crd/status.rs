@@ -31,7 +31,9 @@ pub struct MemoryPolicyStatus {
     /// budget still counts more. A new leader continues from it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<ActionRecord>,
-    /// When the policy was last evaluated.
+    /// When an evaluation last wrote the status: at once when what it says changed, and
+    /// otherwise once its readings (usage, `maxUsage`, condition messages) are four intervals
+    /// old, so they may be that old.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_evaluation_time: Option<Time>,
     /// The highest pod usage, in percent of its limit (as the thresholds are).

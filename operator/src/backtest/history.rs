@@ -1,7 +1,7 @@
 //! Reading a policy's memory history out of Prometheus with one range query.
 //!
-//! The selector is the live query's (see [`crate::prometheus::build_query`])
-//! without its `[staleAfter]` window, evaluated at every step: Prometheus
+//! The selector is the live query's without its `[staleAfter]` window
+//! ([`crate::prometheus::build_selector`]), evaluated at every step: Prometheus
 //! answers each step with the newest sample within its lookback, stamped
 //! with the step's time, and a series it has marked stale (its pod gone, a
 //! failed scrape) has no point there, so the pod is missing at that step.
@@ -18,7 +18,7 @@ use tracing::debug;
 use super::Window;
 use crate::{
     Error, Result,
-    prometheus::{build_query, most_pressed},
+    prometheus::{build_selector, most_pressed},
 };
 use memory_engine::Sample;
 use memory_policy_api::crd::{MemoryPolicySpec, MetricSource, quantity_bytes};
@@ -48,7 +48,7 @@ enum Limit {
 
 /// The range query for `spec`'s metric source in `namespace`.
 pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuery> {
-    let live = build_query(spec, namespace)?;
+    let query = build_selector(spec, namespace)?;
     if spec.metric.source == MetricSource::Custom {
         // Live, the operator reads each pod's limit from its spec; history has no pod specs.
         let limit = spec
@@ -58,16 +58,12 @@ pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuer
             .ok_or(Error::NoLimit)?;
         let bytes = quantity_bytes(limit).ok_or(Error::NoLimit)?;
         return Ok(RangeQuery {
-            promql: live.promql,
+            promql: query.promql,
             limit: Limit::Fixed(bytes),
         });
     }
-    let selector = match live.promql.rsplit_once('[') {
-        Some((selector, _window)) => selector.to_owned(),
-        None => live.promql,
-    };
     Ok(RangeQuery {
-        promql: selector,
+        promql: query.promql,
         limit: Limit::Series,
     })
 }
