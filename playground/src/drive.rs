@@ -10,6 +10,16 @@ use serde_json::json;
 
 use crate::cluster::APP_NAMESPACE;
 
+/// Above this share of its memory limit a pod is fed slowly.
+const SLOW_ABOVE: f64 = 0.75;
+/// Links a second once a pod is above [`SLOW_ABOVE`]: about 80 kB of cache a second, so the
+/// last 5 % of a 64 MiB limit take some 40 s, longer than the playground policy's `for` (15 s)
+/// and two of its intervals (5 s each). Unpaced, the pod reaches its limit and the kernel's
+/// OOM killer ends it before the operator could see it critical for `for`.
+const SLOW_RATE: u32 = 40;
+/// How often, in links, the pod's memory is looked at.
+const LOOK_EVERY: usize = 200;
+
 /// A pod to drive: its name and address.
 pub struct Target {
     pub pod: String,
@@ -46,7 +56,8 @@ pub async fn targets() -> anyhow::Result<Vec<Target>> {
     Ok(targets)
 }
 
-/// Creates and follows `links` distinct ~1.5 kB links through `target`, printing progress;
+/// Creates and follows `links` distinct ~1.5 kB links through `target`, printing progress,
+/// fast while the pod is under [`SLOW_ABOVE`] of its limit and at [`SLOW_RATE`] above it;
 /// stops early when the pod stops answering (evicted, say).
 pub async fn drive(target: &Target, links: usize) -> anyhow::Result<usize> {
     let http = reqwest::Client::builder()
@@ -55,7 +66,25 @@ pub async fn drive(target: &Target, links: usize) -> anyhow::Result<usize> {
         .build()?;
     let base = format!("http://{}:8080", target.ip);
     let padding = "x".repeat(1500);
+    let mut pace = None;
     for i in 0..links {
+        if i % LOOK_EVERY == 0 {
+            // The shortener trims its cache once on its way up: fast again below the mark.
+            let slow = usage_ratio(&http, &base)
+                .await
+                .is_some_and(|r| r > SLOW_ABOVE);
+            if slow && pace.is_none() {
+                println!(
+                    "{}: over {:.0} % of its limit; {SLOW_RATE} links/s while it stays there, as a slow leak grows",
+                    target.pod,
+                    SLOW_ABOVE * 100.0
+                );
+            }
+            pace = slow.then(|| Duration::from_secs(1) / SLOW_RATE);
+        }
+        if let Some(pause) = pace {
+            tokio::time::sleep(pause).await;
+        }
         let url = format!("https://example.com/{}/{i}/{padding}", target.pod);
         let created = http
             .post(format!("{base}/api/v1/links"))
@@ -75,4 +104,20 @@ pub async fn drive(target: &Target, links: usize) -> anyhow::Result<usize> {
         }
     }
     Ok(links)
+}
+
+/// The pod's own `shortener_memory_usage_ratio`, when it answers.
+async fn usage_ratio(http: &reqwest::Client, base: &str) -> Option<f64> {
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("shortener_memory_usage_ratio "))
+        .and_then(|value| value.trim().parse().ok())
 }
