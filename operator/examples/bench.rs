@@ -21,11 +21,12 @@ use kube::{
     config::Kubeconfig,
     runtime::events::Reporter,
 };
-use memory_engine::{
-    CriticalAction, HighAction, Memory, MemoryResources, Policy, Sample, Workload,
-};
+use memory_engine::{Memory, Policy, Sample, Workload};
 use memory_operator::{context::Context, controller, metrics::Metrics, prometheus::Prometheus};
-use memory_policy_api::crd::MemoryPolicy;
+use memory_policy_api::{
+    crd::{MemoryPolicy, MemoryPolicySpec},
+    reading,
+};
 use serde_json::json;
 use testkit::{ControlPlane, KubeletConfig, ProcessKubelet, ScriptedPrometheus};
 use tokio_util::sync::CancellationToken;
@@ -57,26 +58,9 @@ async fn main() {
     println!("| 500 policies: operator CPU, mean over 60 s | {cpu:.1} % of one core |");
 }
 
+/// The engine's reading of a policy at every default.
 fn policy() -> Policy {
-    Policy {
-        low: 0.6,
-        high: 0.8,
-        critical: 0.95,
-        sustain: Duration::from_secs(60),
-        stale_after: Duration::from_secs(45),
-        on_high: HighAction::ScaleOut,
-        on_critical: CriticalAction::RestartPod,
-        min_replicas: 1,
-        max_replicas: 10,
-        step: 1,
-        scale_in_stabilization: Duration::from_secs(600),
-        cooldown: Duration::from_secs(300),
-        max_restarts_per_hour: 3,
-        max_unavailable: 1,
-        limits: MemoryResources::default(),
-        dry_run: false,
-        suspend: false,
-    }
+    reading::engine_policy(&MemoryPolicySpec::for_deployment("web"))
 }
 
 /// Decisions per second over two seconds of a 10-pod fleet drifting upwards.

@@ -444,15 +444,9 @@ mod tests {
         }
         assert_eq!(status.history.len(), 12);
 
-        // A new leader knows only the status.
-        let seeded = Memory {
-            history: status
-                .history
-                .iter()
-                .filter_map(adapt::past_action)
-                .collect(),
-            ..Memory::default()
-        };
+        // A new leader knows only the status, and seeds its memory from it.
+        let key = kube::runtime::reflector::ObjectRef::new("guard").within("shop");
+        let seeded = crate::recall::Recall::default().memory(&key, Some("u1"), &status);
         let (samples, now) = critical(12);
         let decision = decide(&policy, &samples, &workload, &seeded, now);
         assert_eq!(decision.action, None);
