@@ -68,12 +68,17 @@ impl Shard {
     fn evict(&mut self, needed: u64, epoch: u32) -> u64 {
         let mut freed = 0;
         for pass in 0..2 {
-            if freed >= needed {
+            let mut left = needed.saturating_sub(freed);
+            if left == 0 {
                 break;
             }
             freed += self.evict_where(|slot| {
-                (freed < needed && (pass == 1 || slot.seen.load(Ordering::Relaxed) < epoch))
-                    .then(|| slot.link.weight())
+                let idle = pass == 1 || slot.seen.load(Ordering::Relaxed) < epoch;
+                (left > 0 && idle).then(|| {
+                    let weight = slot.link.weight();
+                    left = left.saturating_sub(weight);
+                    weight
+                })
             });
         }
         freed
@@ -274,7 +279,12 @@ mod tests {
     fn the_cache_never_holds_more_bytes_than_its_budget() {
         let cache = filled(64 * 1024, 5_000);
         assert!(cache.bytes() <= cache.budget(), "{} bytes", cache.bytes());
-        assert!(cache.entries() > 100);
+        // Each shard evicts down to 90 % of its share, not to nothing.
+        assert!(
+            cache.bytes() >= cache.budget() * 85 / 100,
+            "{} bytes",
+            cache.bytes()
+        );
     }
 
     #[test]
