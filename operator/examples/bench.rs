@@ -3,7 +3,8 @@
 //! RSS and CPU while it manages 500 policies (1,000 Running pods) on testkit's
 //! real control plane, with a scripted Prometheus.
 //!
-//! Run through `bash bench/operator.sh`, which builds the release binary first.
+//! Run through `bash bench/operator.sh`, which builds the release binary first. With
+//! `BENCH_HOLD=1` the fleet stays up after the measurement, until Ctrl-C, for profiling.
 
 use std::{
     collections::BTreeMap,
@@ -324,6 +325,16 @@ async fn five_hundred_policies(plane: &Plane, binary: &PathBuf) -> (f64, f64, f6
     let count = plane.evaluated(&namespace).await;
     let _ = child.kill();
     let _ = child.wait();
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // Leaves the fleet up for profiling other builds against the same objects.
+        eprintln!(
+            "holding until Ctrl-C; run the operator with:\n  KUBECONFIG={} {} run --listen 127.0.0.1:0 --prometheus-url {} --namespace {namespace}",
+            plane.plane.kubeconfig().display(),
+            binary.display(),
+            prometheus.url()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
     (rss_sum / samples, peak, cpu, count)
 }
 

@@ -168,7 +168,7 @@ async fn read_samples(
     pods: &[Arc<Pod>],
     workload: &Workload,
 ) -> (Vec<Sample>, Option<String>) {
-    let query = match build_query(&policy.spec, namespace) {
+    let query = match build_query(&policy.spec, namespace, &workload.pods) {
         Ok(query) => query,
         Err(error) => return (Vec::new(), Some(error.to_string())),
     };

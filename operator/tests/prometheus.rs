@@ -4,6 +4,7 @@ use std::{collections::HashMap, time::Duration};
 
 use memory_operator::prometheus::{Prometheus, build_query, samples_from};
 use memory_policy_api::crd::MemoryPolicySpec;
+use prometheus_http_query::response::Data;
 use shortener::{Config, Server, units::ByteSize};
 use testkit::{PromServer, Target};
 use tokio_util::sync::CancellationToken;
@@ -50,16 +51,27 @@ async fn one_query_reads_every_current_pod_and_a_dead_prometheus_is_an_error() {
         .expect("targets scraped");
 
     let spec = policy();
-    let query = build_query(&spec, "shop").unwrap();
-    let client = Prometheus::new(prometheus.url());
     let current = vec!["web-a".to_owned(), "web-b".to_owned()];
+    let query = build_query(&spec, "shop", &current).unwrap();
+    let client = Prometheus::new(prometheus.url());
     let (data, _) = client.query(&spec, &query).await.expect("an answer");
+    let Data::Matrix(series) = &data else {
+        panic!("a matrix: {data:?}")
+    };
+    let mut answered: Vec<&str> = series.iter().map(|s| s.metric()["pod"].as_str()).collect();
+    answered.sort_unstable();
+    answered.dedup();
+    assert_eq!(
+        answered,
+        ["web-a", "web-b"],
+        "Prometheus answers for the current pods only"
+    );
     let samples = samples_from(&query, &data, &current, &HashMap::new());
     let pods: Vec<&str> = samples.iter().map(|s| s.pod.as_str()).collect();
     assert_eq!(
         pods,
         ["web-a", "web-b"],
-        "the replaced pod web-old is ignored"
+        "the replaced pod web-old is not asked for"
     );
     assert_eq!(samples[0].limit_bytes, 64 * MIB);
     assert_eq!(samples[1].limit_bytes, 128 * MIB);
