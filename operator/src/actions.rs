@@ -3,10 +3,7 @@
 //! `kubectl rollout restart` sets, and the container's memory resources.
 
 use jiff::Timestamp;
-use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Pod},
-    apimachinery::pkg::api::resource::Quantity,
-};
+use k8s_openapi::api::{apps::v1, core::v1::Pod};
 use kube::{
     Api, Client,
     api::{EvictParams, Patch, PatchParams},
@@ -15,6 +12,8 @@ use serde_json::json;
 use tracing::info;
 
 use memory_engine::{Action, Outcome, size};
+
+use crate::watched::Deployment;
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -31,7 +30,7 @@ pub async fn apply(
     now: Timestamp,
 ) -> Outcome {
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<v1::Deployment> = Api::namespaced(client.clone(), namespace);
     match action {
         Action::ScaleTo { from, to } => {
             let patch = Patch::Merge(json!({ "spec": { "replicas": to } }));
@@ -80,7 +79,7 @@ pub async fn apply(
                 ));
             };
             match deployments
-                .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+                .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
                 .await
             {
                 Ok(_) => {
@@ -127,9 +126,10 @@ fn describe(error: &kube::Error) -> String {
     }
 }
 
-/// The merge patch that sets the memory `request` and `limit` of `container` (the first
-/// when `None`) in the pod template, or `None` when there is no such container. The whole
-/// container list is sent (a merge patch replaces lists) with the resourceVersion read, so a
+/// The strategic merge patch that sets the memory `request` and `limit` of `container` (the
+/// first when `None`) in the pod template, or `None` when there is no such container. Only
+/// that container's memory is named: the API server merges containers by name and resources
+/// by key, so the rest of the template stays as it is. The resourceVersion read is sent, so a
 /// concurrent change makes it fail with 409 instead of being overwritten.
 fn limits_patch(
     deployment: &Deployment,
@@ -137,25 +137,22 @@ fn limits_patch(
     request: Option<u64>,
     limit: Option<u64>,
 ) -> Option<serde_json::Value> {
-    let mut containers = deployment.spec.template.spec.as_ref()?.containers.clone();
+    let containers = &deployment.spec.template.spec.containers;
     let chosen = match container {
-        Some(name) => containers.iter_mut().find(|c| c.name == name)?,
-        None => containers.first_mut()?,
+        Some(name) => containers.iter().find(|c| c.name == name)?,
+        None => containers.first()?,
     };
-    let resources = chosen.resources.get_or_insert_with(Default::default);
-    for (wanted, current) in [
-        (request, &mut resources.requests),
-        (limit, &mut resources.limits),
-    ] {
+    let mut resources = serde_json::Map::new();
+    for (key, wanted) in [("requests", request), ("limits", limit)] {
         if let Some(bytes) = wanted {
-            current
-                .get_or_insert_with(Default::default)
-                .insert("memory".into(), Quantity(size(bytes)));
+            resources.insert(key.into(), json!({ "memory": size(bytes) }));
         }
     }
     Some(json!({
         "metadata": { "resourceVersion": deployment.metadata.resource_version },
-        "spec": { "template": { "spec": { "containers": containers } } }
+        "spec": { "template": { "spec": { "containers": [
+            { "name": chosen.name, "resources": resources }
+        ] } } }
     }))
 }
 
@@ -180,25 +177,26 @@ mod tests {
     fn limits_are_patched_on_the_named_container_only() {
         let patch = limits_patch(
             &deployment("512Mi"),
-            Some("app"),
+            Some("sidecar"),
             Some(64 * MIB),
             Some(256 * MIB),
         )
         .unwrap();
         assert_eq!(patch["metadata"]["resourceVersion"], "7");
-        let containers = &patch["spec"]["template"]["spec"]["containers"];
-        assert_eq!(containers[0]["resources"]["limits"]["memory"], "256Mi");
-        assert_eq!(containers[0]["resources"]["requests"]["memory"], "64Mi");
-        assert_eq!(containers[1]["name"], "sidecar");
-        assert!(containers[1].get("resources").is_none() || containers[1]["resources"].is_null());
+        assert_eq!(
+            patch["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "sidecar", "resources": {
+                "limits": {"memory": "256Mi"}, "requests": {"memory": "64Mi"}}}])
+        );
     }
 
     #[test]
     fn an_unset_value_is_left_as_it_is() {
         let patch = limits_patch(&deployment("512Mi"), None, Some(64 * MIB), None).unwrap();
-        let resources = &patch["spec"]["template"]["spec"]["containers"][0]["resources"];
-        assert_eq!(resources["limits"]["memory"], "512Mi");
-        assert_eq!(resources["requests"]["memory"], "64Mi");
+        assert_eq!(
+            patch["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "app", "resources": {"requests": {"memory": "64Mi"}}}])
+        );
     }
 
     #[test]

@@ -3,16 +3,12 @@
 
 use std::{borrow::Borrow, collections::HashMap};
 
-use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        core::v1::{Container, Pod},
-    },
-    apimachinery::pkg::apis::meta::v1::Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use memory_engine::{ActionKind, MemoryResources, PastAction, Restarted, Workload};
 use memory_policy_api::crd::{ActionRecord, quantity_bytes};
+
+use crate::watched::{Container, Deployment, Pod};
 
 /// The Deployment and its live pods as the engine sees them; `container` is the one whose
 /// memory the policy sizes (the first when `None`).
@@ -21,8 +17,7 @@ pub fn workload<P: Borrow<Pod>>(
     pods: &[P],
     container: Option<&str>,
 ) -> Workload {
-    let spec = &deployment.spec;
-    let status = deployment.status.clone().unwrap_or_default();
+    let (spec, status) = (&deployment.spec, &deployment.status);
     let replicas = spec.replicas.unwrap_or(1);
     let count = |n: Option<i32>| u32::try_from(n.unwrap_or(0)).unwrap_or(0);
     // A rollout: the controller has not seen the latest spec, or not every pod
@@ -32,10 +27,10 @@ pub fn workload<P: Borrow<Pod>>(
     // readiness) is no rollout: it may be the very pod to evict.
     let generation = deployment.metadata.generation.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
-    let completed = status.conditions.iter().flatten().any(|c| {
-        c.type_.as_deref() == Some("Progressing")
-            && c.reason.as_deref() == Some("NewReplicaSetAvailable")
-    });
+    let completed = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable"));
     let rollout_in_progress = status.observed_generation.unwrap_or(0) < generation
         || updated < replicas
         || status.replicas.unwrap_or(0) > updated
@@ -57,24 +52,17 @@ pub fn workload<P: Borrow<Pod>>(
 
 /// The memory request and limit of `container` (the first when `None`) in the pod template.
 fn template_memory(deployment: &Deployment, container: Option<&str>) -> Option<MemoryResources> {
-    let chosen = target(
-        &deployment.spec.template.spec.as_ref()?.containers,
-        container,
-    )?;
-    let resources = chosen.resources.as_ref();
-    let memory = |map: Option<&std::collections::BTreeMap<String, _>>| {
-        map.and_then(|m| m.get("memory")).and_then(quantity_bytes)
-    };
+    let resources = &target(&deployment.spec.template.spec.containers, container)?.resources;
     Some(MemoryResources {
-        request: memory(resources.and_then(|r| r.requests.as_ref())),
-        limit: memory(resources.and_then(|r| r.limits.as_ref())),
+        request: resources.requests.memory.as_ref().and_then(quantity_bytes),
+        limit: resources.limits.memory.as_ref().and_then(quantity_bytes),
     })
 }
 
 /// How often the pod's containers restarted and how the latest run that ended did; `None`
 /// when none restarted.
 fn restarted(pod: &Pod) -> Option<Restarted> {
-    let containers = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let containers = &pod.status.container_statuses;
     let restarts: u32 = containers
         .iter()
         .map(|c| u32::try_from(c.restart_count).unwrap_or(0))
@@ -84,7 +72,7 @@ fn restarted(pod: &Pod) -> Option<Restarted> {
     }
     let last = containers
         .iter()
-        .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref())
+        .filter_map(|c| c.last_state.terminated.as_ref())
         .max_by_key(|t| t.finished_at.as_ref().map(|at| at.0));
     Some(Restarted {
         pod: name(pod).to_owned(),
@@ -100,9 +88,9 @@ fn restarted(pod: &Pod) -> Option<Restarted> {
 /// The pod's `Ready` condition is `True`.
 fn is_ready(pod: &Pod) -> bool {
     pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// Each live pod's memory limit, for custom queries that report bytes only:
@@ -110,8 +98,8 @@ fn is_ready(pod: &Pod) -> bool {
 pub fn pod_limits<P: Borrow<Pod>>(pods: &[P], container: Option<&str>) -> HashMap<String, u64> {
     live_pods(pods)
         .filter_map(|pod| {
-            let chosen = target(&pod.spec.as_ref()?.containers, container)?;
-            let limit = chosen.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+            let chosen = target(&pod.spec.containers, container)?;
+            let limit = chosen.resources.limits.memory.as_ref()?;
             Some((name(pod).to_owned(), quantity_bytes(limit)?))
         })
         .collect()
@@ -128,7 +116,7 @@ fn target<'a>(containers: &'a [Container], name: Option<&str>) -> Option<&'a Con
 /// Pods that count: not being deleted and not finished.
 fn live_pods<P: Borrow<Pod>>(pods: &[P]) -> impl Iterator<Item = &Pod> {
     pods.iter().map(Borrow::borrow).filter(|pod: &&Pod| {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let phase = pod.status.phase.as_deref();
         pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
     })
 }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use futures::Stream;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt,
     core::{Selector, SelectorExt},
@@ -23,6 +22,7 @@ use crate::{
     Result, adapt,
     context::Context,
     prometheus::{build_query, samples_from},
+    watched::{self, Deployment, Pod},
 };
 
 /// What one evaluation looks at.
@@ -35,9 +35,8 @@ pub struct Observed {
     pub metrics_error: Option<String>,
 }
 
-/// The watch caches of Deployments and pods (of one namespace, or of all), kept small: what
-/// no evaluation reads (managed fields, annotations, volumes, the containers' commands,
-/// environment and probes) is dropped as each object arrives.
+/// The watch caches of Deployments and pods (of one namespace, or of all), kept small: they
+/// hold [`watched`] views, and drop the metadata no evaluation reads as each object arrives.
 #[derive(Clone)]
 pub struct Cluster {
     deployments: Store<Deployment>,
@@ -58,12 +57,12 @@ impl Cluster {
         let (pods, pod_writer) = reflector::store();
         let deployment_changes = watcher(api(client, namespace), watcher::Config::default())
             .default_backoff()
-            .modify(slim_deployment)
+            .modify(|deployment: &mut Deployment| watched::slim(&mut deployment.metadata))
             .reflect(deployment_writer)
             .touched_objects();
         let pod_changes = watcher(api(client, namespace), watcher::Config::default())
             .default_backoff()
-            .modify(slim_pod)
+            .modify(|pod: &mut Pod| watched::slim(&mut pod.metadata))
             .reflect(pod_writer)
             .touched_objects();
         (Self { deployments, pods }, deployment_changes, pod_changes)
@@ -101,41 +100,6 @@ where
     match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
-    }
-}
-
-/// What no evaluation reads of a Deployment. The pod template stays whole: setting limits
-/// sends its container list back.
-fn slim_deployment(deployment: &mut Deployment) {
-    deployment.metadata.managed_fields = None;
-    deployment.metadata.annotations = None;
-}
-
-/// What no evaluation reads of a pod: it keeps its labels, phase, conditions, container
-/// statuses and the containers' names and resources.
-fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    pod.metadata.owner_references = None;
-    if let Some(spec) = &mut pod.spec {
-        spec.volumes = None;
-        spec.affinity = None;
-        spec.tolerations = None;
-        for container in spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten())
-        {
-            container.command = None;
-            container.args = None;
-            container.env = None;
-            container.env_from = None;
-            container.volume_mounts = None;
-            container.liveness_probe = None;
-            container.readiness_probe = None;
-            container.startup_probe = None;
-            container.ports = None;
-        }
     }
 }
 
@@ -211,7 +175,7 @@ mod tests {
             pod("shop", "db-a", "db"),
             pod("other", "web-c", "web"),
         ] {
-            slim_pod(&mut pod);
+            watched::slim(&mut pod.metadata);
             writer.apply_watcher_event(&Event::Apply(pod));
         }
         let (deployments, _) = reflector::store();
@@ -232,9 +196,8 @@ mod tests {
         assert_eq!(names, ["web-a", "web-b"]);
 
         let cached = &cluster.pods_of("shop", &deployment)[0];
-        let container = &cached.spec.as_ref().unwrap().containers[0];
-        assert_eq!(container.env, None);
         assert_eq!(cached.metadata.annotations, None);
-        assert!(container.resources.is_some(), "limits are kept");
+        let limit = &cached.spec.containers[0].resources.limits.memory;
+        assert!(limit.is_some(), "limits are kept");
     }
 }

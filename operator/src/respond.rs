@@ -3,7 +3,6 @@
 //! policy, and on the Deployment for actions that change it.
 
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Resource, ResourceExt,
@@ -12,7 +11,7 @@ use kube::{
 
 use tracing::warn;
 
-use crate::{actions, context::Context};
+use crate::{actions, context::Context, watched::Deployment};
 use memory_engine::{Decision, Outcome};
 use memory_policy_api::crd::{MemoryPolicy, names::event};
 

@@ -453,6 +453,11 @@ async fn declared_limits_are_enforced_on_the_container() {
         resources["limits"]["memory"] == "128Mi" && resources["requests"]["memory"] == "32Mi"
     })
     .await;
+    // Only the memory is patched: the rest of the container stays as it was.
+    let spec = cluster.deployment_object().await.spec;
+    let container = &spec.template.spec.unwrap().containers[0];
+    assert_eq!(container.image.as_deref(), Some("pause:test"));
+    assert_eq!(container.args, Some(vec!["infinity".to_owned()]));
     eventually("a LimitsEnforced event", async || {
         cluster
             .event_reasons("Deployment")
