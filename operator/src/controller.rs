@@ -10,7 +10,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use kube::{
     Api, Client, ResourceExt,
-    api::{ApiResource, DynamicObject, ListParams},
+    api::ListParams,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action as Requeue},
@@ -35,6 +35,7 @@ use crate::{
     gather::{self, Cluster},
     report::Report,
     respond, status,
+    watched::Policy,
 };
 
 /// After a failed reconcile, try again this soon: long enough not to hammer
@@ -51,13 +52,13 @@ const CONCURRENCY: u16 = 32;
 /// cluster that creates and deletes policies all day would notice, and then only slowly.
 const FORGET_EVERY: Duration = Duration::from_secs(600);
 
-/// The policies the operator serves: those of `namespace`, or of every namespace. As untyped
-/// objects, so that one the operator cannot read is reported rather than stopping the rest.
-fn policies_api(client: Client, namespace: Option<&str>) -> Api<DynamicObject> {
-    let resource = ApiResource::erase::<MemoryPolicy>(&());
+/// The policies the operator serves: those of `namespace`, or of every namespace. Read as
+/// [`Policy`] views, so that one the operator cannot read is reported rather than stopping
+/// the rest.
+fn policies_api(client: Client, namespace: Option<&str>) -> Api<Policy> {
     match namespace {
-        Some(namespace) => Api::namespaced_with(client, namespace, &resource),
-        None => Api::all_with(client, &resource),
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
     }
 }
 
@@ -74,21 +75,15 @@ pub async fn ensure_crd(client: &Client, namespace: Option<&str>) -> Result<()> 
 
 /// Runs the controller until `shutdown` resolves; fails fast when the CRD is missing.
 /// With `namespace`, only that namespace's policies and Deployments are watched.
-///
-/// Policies are watched untyped and read one by one, so that one the operator cannot read
-/// (stored under an older schema, say) is reported on its own status instead of failing
-/// every list and watch, and with them every other policy.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let resource = ApiResource::erase::<MemoryPolicy>(&());
     let client = ctx.client.clone();
     ensure_crd(&client, namespace).await?;
     let policies = policies_api(client.clone(), namespace);
-    let writer = reflector::store::Writer::new(resource.clone());
-    let store = writer.as_reader();
+    let (store, writer) = reflector::store();
     // The store sees every change; a reconcile only a new generation (a change of the spec)
     // or a new object: the operator's own status writes do not wake the policy. It is
     // evaluated again every interval, and when its Deployment changes.
@@ -112,10 +107,9 @@ pub async fn run(
                 let (namespace, name) = (deployment.namespace(), deployment.name_any());
                 for policy in targets.state().iter().filter(|p| {
                     p.namespace() == namespace
-                        && p.data["spec"]["targetRef"]["name"].as_str() == Some(&name)
+                        && p.spec.as_ref().is_ok_and(|s| s.target_ref.name == name)
                 }) {
-                    let _ =
-                        wake.unbounded_send(ObjectRef::from_obj_with(&**policy, resource.clone()));
+                    let _ = wake.unbounded_send(ObjectRef::from_obj(&**policy));
                 }
             }
             async {}
@@ -129,7 +123,7 @@ pub async fn run(
         // No evaluation may take a Deployment that is not cached yet for a missing one.
         cluster.ready().await;
         let evaluator = Arc::new(Evaluator { ctx, cluster });
-        Controller::for_stream_with(changed, store, ApiResource::erase::<MemoryPolicy>(&()))
+        Controller::for_stream(changed, store)
             .reconcile_on(woken)
             .with_config(controller::Config::default().concurrency(CONCURRENCY))
             .graceful_shutdown_on(shutdown)
@@ -160,7 +154,7 @@ struct Evaluator {
 }
 
 /// Every [`FORGET_EVERY`], drops what the context keeps of policies that no longer exist.
-async fn forget_deleted(store: Store<DynamicObject>, ctx: Arc<Context>) {
+async fn forget_deleted(store: Store<Policy>, ctx: Arc<Context>) {
     let mut ticks = tokio::time::interval(FORGET_EVERY);
     loop {
         ticks.tick().await;
@@ -174,10 +168,10 @@ async fn forget_deleted(store: Store<DynamicObject>, ctx: Arc<Context>) {
 }
 
 #[instrument(skip_all, fields(policy = %object.name_any(), namespace = object.namespace().unwrap_or_default()))]
-async fn reconcile(object: Arc<DynamicObject>, evaluator: Arc<Evaluator>) -> Result<Requeue> {
+async fn reconcile(object: Arc<Policy>, evaluator: Arc<Evaluator>) -> Result<Requeue> {
     let Evaluator { ctx, cluster } = &*evaluator;
     let _timer = ctx.metrics.reconcile();
-    match read_policy(&object) {
+    match object.read() {
         Ok(policy) => evaluate(&policy, ctx, cluster).await,
         Err(problem) => {
             let message = format!("the operator cannot read this policy: {problem}");
@@ -188,37 +182,6 @@ async fn reconcile(object: Arc<DynamicObject>, evaluator: Arc<Evaluator>) -> Res
             Ok(Requeue::await_change())
         }
     }
-}
-
-/// The typed policy, or what makes its spec unreadable, with the path of the field at fault.
-/// Read in place, without copying the object. A status this operator cannot read (one an
-/// older version wrote, say) is dropped with a warning rather than keeping the policy from
-/// being evaluated: the next status write replaces it.
-fn read_policy(object: &DynamicObject) -> Result<MemoryPolicy, String> {
-    let spec = read_part(&object.data["spec"], "spec")?;
-    let status = match &object.data["status"] {
-        serde_json::Value::Null => None,
-        status => read_part(status, "status")
-            .inspect_err(|problem| warn!(%problem, "ignoring an unreadable status"))
-            .ok(),
-    };
-    let mut policy = MemoryPolicy::new(&object.name_any(), spec);
-    policy.metadata = object.metadata.clone();
-    policy.status = status;
-    Ok(policy)
-}
-
-fn read_part<T: serde::de::DeserializeOwned>(
-    value: &serde_json::Value,
-    part: &str,
-) -> Result<T, String> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = match error.path().to_string() {
-            root if root == "." => part.to_owned(),
-            path => format!("{part}.{path}"),
-        };
-        format!("{path}: {}", error.into_inner())
-    })
 }
 
 /// One evaluation: gather, decide, act (and record how it ended), remember, report.
@@ -293,74 +256,8 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context, cluster: &Cluster) -> Re
     Ok(Requeue::requeue(interval))
 }
 
-fn error_policy(object: Arc<DynamicObject>, error: &Error, evaluator: Arc<Evaluator>) -> Requeue {
+fn error_policy(object: Arc<Policy>, error: &Error, evaluator: Arc<Evaluator>) -> Requeue {
     warn!(policy = %object.name_any(), %error, "reconcile failed; retrying");
     evaluator.ctx.metrics.reconcile_failed(error.metric_label());
     Requeue::requeue(RETRY_AFTER_ERROR)
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::{Value, json};
-
-    use super::*;
-
-    fn object(spec: Value) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "shortener.dev/v1alpha1",
-            "kind": "MemoryPolicy",
-            "metadata": {"name": "guard", "namespace": "shop", "uid": "u1"},
-            "spec": spec,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_readable_policy_is_read_whole() {
-        let policy = read_policy(&object(json!({
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-            "thresholds": {"critical": 97},
-        })))
-        .unwrap();
-        assert_eq!(policy.spec.target_ref.name, "web");
-        assert_eq!(policy.spec.thresholds.critical, 97);
-        assert_eq!(policy.metadata.uid.as_deref(), Some("u1"));
-    }
-
-    #[test]
-    fn an_unreadable_policy_is_reported_by_the_path_of_the_field_at_fault() {
-        let problem = read_policy(&object(json!({
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-            "onCritical": "Explode",
-        })))
-        .unwrap_err();
-        assert!(
-            problem.starts_with("spec.onCritical: unknown variant `Explode`, expected one of"),
-            "{problem}"
-        );
-        let problem = read_policy(&object(json!({
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-            "thresholds": {"critical": "very"},
-        })))
-        .unwrap_err();
-        assert!(
-            problem.starts_with("spec.thresholds.critical: invalid type"),
-            "{problem}"
-        );
-        let mut missing = object(json!({}));
-        missing.data.as_object_mut().unwrap().remove("spec");
-        let problem = read_policy(&missing).unwrap_err();
-        assert!(problem.starts_with("spec: invalid type: null"), "{problem}");
-    }
-
-    #[test]
-    fn an_unreadable_status_is_dropped_and_the_policy_still_read() {
-        let mut policy = object(json!({
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        }));
-        policy.data["status"] = json!({"history": "not a list"});
-        let policy = read_policy(&policy).unwrap();
-        assert_eq!(policy.status, None);
-        assert_eq!(policy.spec.target_ref.name, "web");
-    }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    api::{Patch, PatchParams},
     runtime::{events::EventType, reflector::ObjectRef},
 };
 use memory_policy_api::crd::{
@@ -19,7 +19,7 @@ use memory_policy_api::crd::{
 use serde_json::json;
 use tracing::debug;
 
-use crate::{Error, Result, context::Context, respond, status};
+use crate::{Error, Result, context::Context, respond, status, watched::Policy};
 
 /// The field manager of the status the operator applies.
 pub const FIELD_MANAGER: &str = "memory-operator";
@@ -58,20 +58,20 @@ impl<'a> Report<'a> {
         .built_on_the_last_write()
     }
 
-    /// A report on a policy that could not be read; its status is taken as it is, if it can
-    /// be read itself.
-    pub fn on_object(ctx: &'a Context, object: &DynamicObject, now: Timestamp) -> Self {
+    /// A report on a policy whose spec could not be read; its status is taken as it is, if it
+    /// could be read itself.
+    pub fn on_object(ctx: &'a Context, object: &Policy, now: Timestamp) -> Self {
         let namespace = object.namespace().unwrap_or_default();
         Self {
             ctx,
             key: ObjectRef::new(&object.name_any()).within(&namespace),
             uid: object.metadata.uid.clone(),
-            reference: object.object_ref(&ApiResource::erase::<MemoryPolicy>(&())),
+            reference: object.object_ref(&()),
             // Not evaluated: there are no readings to refresh.
             refresh: Duration::MAX,
             generation: object.metadata.generation,
             now,
-            cached: serde_json::from_value(object.data["status"].clone()).ok(),
+            cached: object.status.clone(),
             status: MemoryPolicyStatus::default(),
         }
         .built_on_the_last_write()
@@ -157,12 +157,11 @@ impl<'a> Report<'a> {
             return Ok(());
         }
         let namespace = key.namespace.as_deref().unwrap_or_default();
-        let resource = ApiResource::erase::<MemoryPolicy>(&());
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+        // The answer is read as the cache's view of a policy, the cheapest to decode.
+        let api: Api<Policy> = Api::namespaced(ctx.client.clone(), namespace);
         let applied = json!({
-            "apiVersion": resource.api_version,
-            "kind": resource.kind,
+            "apiVersion": MemoryPolicy::api_version(&()),
+            "kind": MemoryPolicy::kind(&()),
             "metadata": { "name": key.name },
             "status": status,
         });

@@ -1,9 +1,9 @@
-//! Pods and Deployments as the operator's watch caches hold them: only the fields an
-//! evaluation reads, decoded straight from the API server's JSON. Every other field is
-//! skipped as it is read and never allocated; the k8s-openapi types, even with their unread
-//! fields emptied, spend kilobytes per object on fields that are always empty (a container
-//! alone is over 2 kB), which at 1,000 pods and 500 Deployments was most of the operator's
-//! heap.
+//! MemoryPolicies, pods and Deployments as the operator's watch caches hold them: only the
+//! fields an evaluation reads, decoded straight from the API server's JSON. Every other field
+//! is skipped as it is read and never allocated; the k8s-openapi types, even with their
+//! unread fields emptied, spend kilobytes per object on fields that are always empty (a
+//! container alone is over 2 kB), and untyped policies (`DynamicObject`) about 12 kB each:
+//! at 500 policies over 1,000 pods that was most of the operator's heap.
 
 use std::borrow::Cow;
 
@@ -15,27 +15,29 @@ use k8s_openapi::{
         apis::meta::v1::{LabelSelector, ObjectMeta},
     },
 };
+use memory_policy_api::crd::{MemoryPolicy, MemoryPolicySpec, MemoryPolicyStatus};
 use serde::{Deserialize, Deserializer};
+use tracing::warn;
 
-/// Implements `kube::Resource` for a cached view of a k8s-openapi kind, so that watching it
-/// asks the API server for that kind.
+/// Implements `kube::Resource` for a cached view of a kind, so that watching it asks the
+/// API server for that kind.
 macro_rules! view_of {
     ($view:ty, $kind:ty) => {
         impl kube::Resource for $view {
             type DynamicType = ();
             type Scope = NamespaceResourceScope;
 
-            fn kind(_: &()) -> Cow<'_, str> {
-                <$kind as k8s_openapi::Resource>::KIND.into()
+            fn kind(kind: &()) -> Cow<'_, str> {
+                <$kind as kube::Resource>::kind(kind)
             }
-            fn group(_: &()) -> Cow<'_, str> {
-                <$kind as k8s_openapi::Resource>::GROUP.into()
+            fn group(kind: &()) -> Cow<'_, str> {
+                <$kind as kube::Resource>::group(kind)
             }
-            fn version(_: &()) -> Cow<'_, str> {
-                <$kind as k8s_openapi::Resource>::VERSION.into()
+            fn version(kind: &()) -> Cow<'_, str> {
+                <$kind as kube::Resource>::version(kind)
             }
-            fn plural(_: &()) -> Cow<'_, str> {
-                <$kind as k8s_openapi::Resource>::URL_PATH_SEGMENT.into()
+            fn plural(kind: &()) -> Cow<'_, str> {
+                <$kind as kube::Resource>::plural(kind)
             }
             fn meta(&self) -> &ObjectMeta {
                 &self.metadata
@@ -47,8 +49,76 @@ macro_rules! view_of {
     };
 }
 
+view_of!(Policy, MemoryPolicy);
 view_of!(Pod, k8s_openapi::api::core::v1::Pod);
 view_of!(Deployment, k8s_openapi::api::apps::v1::Deployment);
+
+/// A MemoryPolicy, read once as it arrives: its spec, or what makes the spec unreadable (with
+/// the path of the field at fault), so that one policy the operator cannot read (stored under
+/// an older schema, say) is reported on its own status instead of failing every list and
+/// watch, and with them every other policy.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Policy {
+    pub metadata: ObjectMeta,
+    #[serde(default = "no_spec", deserialize_with = "read_spec")]
+    pub spec: Result<MemoryPolicySpec, String>,
+    /// The stored status; one this operator cannot read (one an older version wrote, say) is
+    /// dropped with a warning rather than keeping the policy from being evaluated: the next
+    /// status write replaces it.
+    #[serde(default, deserialize_with = "read_status")]
+    pub status: Option<MemoryPolicyStatus>,
+}
+
+impl Policy {
+    /// The typed policy, when its spec could be read.
+    pub fn read(&self) -> Result<MemoryPolicy, &str> {
+        let spec = self.spec.as_ref().map_err(String::as_str)?;
+        let mut policy = MemoryPolicy::new(
+            self.metadata.name.as_deref().unwrap_or_default(),
+            spec.clone(),
+        );
+        policy.metadata = self.metadata.clone();
+        policy.status = self.status.clone();
+        Ok(policy)
+    }
+}
+
+fn no_spec() -> Result<MemoryPolicySpec, String> {
+    Err("spec: missing".to_owned())
+}
+
+fn read_spec<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Result<MemoryPolicySpec, String>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(read_part(&value, "spec"))
+}
+
+fn read_status<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<MemoryPolicyStatus>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    Ok(read_part(&value, "status")
+        .inspect_err(|problem| warn!(%problem, "ignoring an unreadable status"))
+        .ok())
+}
+
+/// `value` as a `T`, or what makes it unreadable, with the path of the field at fault.
+fn read_part<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    part: &str,
+) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = match error.path().to_string() {
+            root if root == "." => part.to_owned(),
+            path => format!("{part}.{path}"),
+        };
+        format!("{path}: {}", error.into_inner())
+    })
+}
 
 /// A pod: its containers' memory resources, phase, conditions and restarts.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -198,6 +268,74 @@ mod tests {
             "/apis/apps/v1/namespaces/shop/deployments"
         );
         assert_eq!(Deployment::kind(&()), "Deployment");
+    }
+
+    fn policy(spec: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "shortener.dev/v1alpha1",
+            "kind": "MemoryPolicy",
+            "metadata": {"name": "guard", "namespace": "shop", "uid": "u1"},
+            "spec": spec,
+        })
+    }
+
+    fn read(value: serde_json::Value) -> Result<MemoryPolicy, String> {
+        let policy: Policy = serde_json::from_value(value).unwrap();
+        policy.read().map_err(str::to_owned)
+    }
+
+    #[test]
+    fn a_readable_policy_is_read_whole() {
+        let policy = read(policy(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "thresholds": {"critical": 97},
+        })))
+        .unwrap();
+        assert_eq!(policy.spec.target_ref.name, "web");
+        assert_eq!(policy.spec.thresholds.critical, 97);
+        assert_eq!(policy.metadata.uid.as_deref(), Some("u1"));
+        assert_eq!(
+            Policy::url_path(&(), Some("shop")),
+            MemoryPolicy::url_path(&(), Some("shop"))
+        );
+    }
+
+    #[test]
+    fn an_unreadable_policy_is_reported_by_the_path_of_the_field_at_fault() {
+        let problem = read(policy(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "onCritical": "Explode",
+        })))
+        .unwrap_err();
+        assert!(
+            problem.starts_with("spec.onCritical: unknown variant `Explode`, expected one of"),
+            "{problem}"
+        );
+        let problem = read(policy(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "thresholds": {"critical": "very"},
+        })))
+        .unwrap_err();
+        assert!(
+            problem.starts_with("spec.thresholds.critical: invalid type"),
+            "{problem}"
+        );
+        let problem = read(policy(json!(null))).unwrap_err();
+        assert!(problem.starts_with("spec: invalid type: null"), "{problem}");
+        let mut missing = policy(json!({}));
+        missing.as_object_mut().unwrap().remove("spec");
+        assert_eq!(read(missing).unwrap_err(), "spec: missing");
+    }
+
+    #[test]
+    fn an_unreadable_status_is_dropped_and_the_policy_still_read() {
+        let mut value = policy(json!({
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+        }));
+        value["status"] = json!({"history": "not a list"});
+        let policy = read(value).unwrap();
+        assert_eq!(policy.status, None);
+        assert_eq!(policy.spec.target_ref.name, "web");
     }
 
     #[test]
