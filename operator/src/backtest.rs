@@ -25,7 +25,7 @@ pub use history::{RangeQuery, fetch, range_query, timeline};
 pub use replay::{Step, replay};
 pub use window::{MAX_POINTS, When, Window};
 
-use crate::{Error, Result};
+use crate::{Error, Result, prometheus::Prometheus};
 use memory_engine::Policy;
 use memory_policy_api::crd::{self, MemoryPolicy, MemoryPolicySpec};
 use memory_policy_api::reading::engine_policy;
@@ -105,7 +105,7 @@ pub async fn run(options: &Options) -> Result<Backtest> {
     let step = options.step.unwrap_or(spec.interval).into();
     let window = Window::new(options.start.resolve(now)?, options.end.resolve(now)?, step)?;
     let query = range_query(&spec, &namespace)?;
-    let data = fetch(&url, &query, &window).await?;
+    let data = fetch(&Prometheus::new(url.as_str()), &url, &query, &window).await?;
     let policy_engine = engine_policy(&spec);
     let steps = replay(&policy_engine, &timeline(&query, &data, &window.times()));
     Ok(Backtest {

@@ -12,7 +12,10 @@ use std::{
 };
 
 use jiff::Timestamp;
-use prometheus_http_query::{Client, response::Data};
+use prometheus_http_query::{
+    Client,
+    response::{Data, PromqlResult},
+};
 use tracing::debug;
 
 use crate::{Error, Result};
@@ -189,10 +192,13 @@ pub fn most_pressed(
     best.into_values().collect()
 }
 
-/// Runs queries against Prometheus servers.
+/// Runs queries against Prometheus servers: the live evaluations' and a backtest's.
 #[derive(Clone, Debug)]
 pub struct Prometheus {
     default_url: String,
+    /// One HTTP client for every query, so that connections to a server are kept and reused
+    /// rather than opened for each evaluation.
+    http: reqwest::Client,
 }
 
 impl Prometheus {
@@ -200,6 +206,7 @@ impl Prometheus {
     pub fn new(default_url: impl Into<String>) -> Self {
         Prometheus {
             default_url: default_url.into(),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -214,28 +221,73 @@ impl Prometheus {
         spec: &MemoryPolicySpec,
         query: &MetricsQuery,
     ) -> Result<(Data, Duration)> {
-        let url = self.url_for(spec).to_owned();
+        let url = self.url_for(spec);
         let timeout: Duration = spec.prometheus.timeout.into();
-        let failed = |message: String| Error::PrometheusFailed {
-            url: url.clone(),
-            message,
-        };
-        let client: Client = url.parse().map_err(|e| failed(format!("bad URL: {e}")))?;
         let started = Instant::now();
         debug!(%url, promql = %query.promql, "querying Prometheus");
-        let request = client
+        let request = self
+            .client(url)?
             .query(&query.promql)
-            .timeout(timeout.as_millis().try_into().unwrap_or(i64::MAX))
+            .timeout(millis(timeout))
             .get();
-        let answer = tokio::time::timeout(timeout, request)
-            .await
-            .map_err(|_| Error::PrometheusTimeout {
-                url: url.clone(),
-                timeout,
-            })?
-            .map_err(|e| failed(with_causes(&e)))?;
-        Ok((answer.data().clone(), started.elapsed()))
+        let data = answer(url, timeout, request).await?;
+        Ok((data, started.elapsed()))
     }
+
+    /// Evaluates `promql` at every `step` from `start` to `end` on the server at `url`: the
+    /// one query of a backtest.
+    pub async fn query_range(
+        &self,
+        url: &str,
+        promql: &str,
+        (start, end, step): (Timestamp, Timestamp, Duration),
+        timeout: Duration,
+    ) -> Result<Data> {
+        debug!(%url, %promql, %start, %end, ?step, "querying Prometheus over a range");
+        let request = self
+            .client(url)?
+            .query_range(
+                promql,
+                start.as_second(),
+                end.as_second(),
+                step.as_secs_f64(),
+            )
+            .timeout(millis(timeout))
+            .get();
+        answer(url, timeout, request).await
+    }
+
+    fn client(&self, url: &str) -> Result<Client> {
+        Client::from(self.http.clone(), url).map_err(|e| Error::PrometheusFailed {
+            url: url.to_owned(),
+            message: format!("bad URL: {e}"),
+        })
+    }
+}
+
+/// The data of `request`'s answer, within `timeout` (Prometheus is told the same timeout, and
+/// the request is abandoned at it whatever Prometheus does).
+async fn answer(
+    url: &str,
+    timeout: Duration,
+    request: impl Future<Output = Result<PromqlResult, prometheus_http_query::Error>>,
+) -> Result<Data> {
+    let answer = tokio::time::timeout(timeout, request)
+        .await
+        .map_err(|_| Error::PrometheusTimeout {
+            url: url.to_owned(),
+            timeout,
+        })?
+        .map_err(|e| Error::PrometheusFailed {
+            url: url.to_owned(),
+            message: with_causes(&e),
+        })?;
+    Ok(answer.into_inner().0)
+}
+
+/// A timeout as Prometheus's `timeout` parameter, in milliseconds.
+fn millis(timeout: Duration) -> i64 {
+    timeout.as_millis().try_into().unwrap_or(i64::MAX)
 }
 
 /// The error and its causes, outermost first: "error sending request" alone does not say

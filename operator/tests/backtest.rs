@@ -17,7 +17,10 @@ use std::{
 
 use jiff::Timestamp;
 use memory_engine::Action;
-use memory_operator::backtest::{Window, fetch, range_query, read_policy, replay, timeline};
+use memory_operator::{
+    backtest::{Window, fetch, range_query, read_policy, replay, timeline},
+    prometheus::Prometheus,
+};
 use memory_policy_api::reading::engine_policy;
 use testkit::{PromServer, Target};
 
@@ -126,7 +129,12 @@ fn replaying_the_last_seconds_evicts_the_pod_once_it_was_critical_for_the_sustai
         .build()
         .unwrap();
     let data = runtime
-        .block_on(fetch(&prometheus.url(), &query, &window))
+        .block_on(fetch(
+            &Prometheus::new(prometheus.url()),
+            &prometheus.url(),
+            &query,
+            &window,
+        ))
         .expect("an answer");
     let steps = replay(
         &engine_policy(&spec),

@@ -12,13 +12,12 @@ use std::{
 };
 
 use jiff::Timestamp;
-use prometheus_http_query::{Client, response::Data};
-use tracing::debug;
+use prometheus_http_query::response::Data;
 
 use super::Window;
 use crate::{
     Error, Result,
-    prometheus::{build_selector, most_pressed},
+    prometheus::{Prometheus, build_selector, most_pressed},
 };
 use memory_engine::Sample;
 use memory_policy_api::crd::{MemoryPolicySpec, MetricSource, quantity_bytes};
@@ -69,31 +68,16 @@ pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuer
 }
 
 /// Runs `query` over `window` against the Prometheus at `url`.
-pub async fn fetch(url: &str, query: &RangeQuery, window: &Window) -> Result<Data> {
-    let failed = |message: String| Error::PrometheusFailed {
-        url: url.to_owned(),
-        message,
-    };
-    let client: Client = url.parse().map_err(|e| failed(format!("bad URL: {e}")))?;
-    let step = window.step.as_secs_f64();
-    debug!(%url, promql = %query.promql, %window, "querying Prometheus over a range");
-    let request = client
-        .query_range(
-            &query.promql,
-            window.start.as_second(),
-            window.end.as_second(),
-            step,
-        )
-        .timeout(QUERY_TIMEOUT.as_millis().try_into().unwrap_or(i64::MAX))
-        .get();
-    let answer = tokio::time::timeout(QUERY_TIMEOUT, request)
+pub async fn fetch(
+    prometheus: &Prometheus,
+    url: &str,
+    query: &RangeQuery,
+    window: &Window,
+) -> Result<Data> {
+    let range = (window.start, window.end, window.step);
+    prometheus
+        .query_range(url, &query.promql, range, QUERY_TIMEOUT)
         .await
-        .map_err(|_| Error::PrometheusTimeout {
-            url: url.to_owned(),
-            timeout: QUERY_TIMEOUT,
-        })?
-        .map_err(|e| failed(e.to_string()))?;
-    Ok(answer.data().clone())
 }
 
 /// At one time, per (pod, container): the usage and the limit read.
