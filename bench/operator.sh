@@ -17,7 +17,7 @@ commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommit
   echo "## Operator, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"
   echo
   echo "- machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "- command: \`bash bench/operator.sh\` (testkit's real control plane with the CRD, 500 Deployments of 2 Running pods each under the process kubelet, a scripted Prometheus in the bench process; the operator is the real release binary, \`memory-operator run\`, with the admin kubeconfig)"
+  echo "- command: \`bash bench/operator.sh\` (testkit's real control plane with the CRD, 500 Deployments of 2 Running pods each under the process kubelet, a scripted Prometheus in the bench process answering each selector with the series it selects; the operator is the real release binary, \`memory-operator run\`, with the admin kubeconfig; RSS, CPU and evaluation time over the 60 s after every policy was evaluated once)"
   echo
   echo "$table"
 } >> "$results"
