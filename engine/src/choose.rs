@@ -139,13 +139,16 @@ fn evict(f: &Facts, mut pods: Vec<String>, reasons: &mut Vec<String>) -> Wanted 
     let hold = if allowed == 0 {
         // Show what would be evicted once there is room.
         pods.truncate(p.max_unavailable.max(1) as usize);
-        Some(if room == 0 {
+        // An exhausted budget is the standing reason: room comes and goes as pods turn ready
+        // and unready (and the Deployment's count and the pods' conditions arrive apart), the
+        // budget only as the hour passes.
+        Some(if budget == 0 {
+            budget_exhausted(used, p)
+        } else {
             Hold::plain(format!(
                 "{unavailable} of {} pods already unavailable; maxUnavailable {} leaves no room to evict",
                 f.workload.replicas, p.max_unavailable
             ))
-        } else {
-            budget_exhausted(used, p)
         })
     } else {
         pods.truncate(allowed);

@@ -115,6 +115,21 @@ fn the_restart_budget_holds_back_evictions_once_exhausted() {
 }
 
 #[test]
+fn an_exhausted_budget_is_the_reason_given_even_when_there_is_no_room_either() {
+    let mut run = exhaust_budget();
+    // The critical pod counts as available (its readiness not yet seen to fail) while the
+    // Deployment already counts one pod unavailable: no room, and no budget.
+    run.workload = Workload::test(&["p3", "ok"]).with_available(1);
+
+    let decision = run.at(180, &[("p3", 99.0), ("ok", HEALTHY)]);
+
+    assert_eq!(decision.action, None);
+    let reason = "restart budget exhausted: 3 restarts in the last hour (maxRestartsPerHour 3)";
+    assert_eq!(decision.throttled.as_deref(), Some(reason));
+    assert_eq!(decision.held_back.expect("held back").reason, reason);
+}
+
+#[test]
 fn the_restart_budget_is_a_sliding_hour() {
     let mut run = exhaust_budget();
 
