@@ -60,16 +60,15 @@ pub fn build_query(
     namespace: &str,
     pods: &[String],
 ) -> Result<MetricsQuery> {
-    let mut query = build_selector(spec, namespace)?;
+    let pods = pods
+        .iter()
+        .map(|pod| quote_meta(pod))
+        .collect::<Vec<_>>()
+        .join("|");
+    let mut query = selector(spec, namespace, &format!(",pod=~\"{}\"", escape(&pods)))?;
     if query.reading != Reading::Custom {
         let window = prometheus_duration(spec.thresholds.stale_after.into());
-        let pods = pods
-            .iter()
-            .map(|pod| quote_meta(pod))
-            .collect::<Vec<_>>()
-            .join("|");
-        let selector = query.promql.strip_suffix('}').unwrap_or(&query.promql);
-        query.promql = format!("{selector},pod=~\"{}\"}}[{window}]", escape(&pods));
+        query.promql = format!("{}[{window}]", query.promql);
     }
     Ok(query)
 }
@@ -77,6 +76,12 @@ pub fn build_query(
 /// The query without its window: for a built-in source, the instant selector of the usage
 /// and limit series (a backtest evaluates it at every step); a custom query as written.
 pub fn build_selector(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery> {
+    selector(spec, namespace, "")
+}
+
+/// The selector of a built-in source in `namespace`, with the matchers `more` (each led by a
+/// comma) added; a custom query as written.
+fn selector(spec: &MemoryPolicySpec, namespace: &str, more: &str) -> Result<MetricsQuery> {
     let namespace = escape(namespace);
     let (series, extra) = match spec.metric.source {
         MetricSource::Service => (SERVICE_SERIES, String::new()),
@@ -97,7 +102,7 @@ pub fn build_selector(spec: &MemoryPolicySpec, namespace: &str) -> Result<Metric
     };
     let (usage, limit) = series;
     Ok(MetricsQuery {
-        promql: format!("{{__name__=~\"{usage}|{limit}\",namespace=\"{namespace}\"{extra}}}"),
+        promql: format!("{{__name__=~\"{usage}|{limit}\",namespace=\"{namespace}\"{extra}{more}}}"),
         reading: Reading::UsageAndLimit { usage, limit },
     })
 }
