@@ -9,8 +9,7 @@
 #   bash bench/stress.sh LABEL
 #   STRESS_ENV="MALLOC_CONF=narenas:1 SHORTENER_DB_MAX_CONNECTIONS=2" bash bench/stress.sh LABEL
 #
-# STRESS_ENV is added to the shortener's environment (jemalloc reads `_RJEM_MALLOC_CONF`
-# while its symbols are prefixed); STRESS_LINKS (20000) and STRESS_AFTER (35 s) change the
+# STRESS_ENV is added to the shortener's environment (jemalloc reads `MALLOC_CONF`); STRESS_LINKS (20000) and STRESS_AFTER (35 s) change the
 # scenario. The allocator figures of /api/v1/memory/stats after the load and after the trim
 # are written to $STRESS_OUT (default /tmp) as stats-LABEL.json and stats-trim-LABEL.json.
 # Everything listens on 127.0.0.1 and is stopped, its files removed, on any exit.
@@ -83,7 +82,7 @@ redirects() {
   awk '/Requests\/sec/ { rps = $2 } / 99%/ { p99 = $2 } END { printf "%.0f (p99 %s)", rps, p99 }' <<<"$result"
 }
 first=$(redirects "http://127.0.0.1:$port/")
-nginx=$(wrk -t1 -c64 -d10s "http://127.0.0.1:$nginx_port/" | awk '/Requests\/sec/ { printf "%.0f", $2 }')
+nginx=$(redirects "http://127.0.0.1:$nginx_port/")
 second=$(redirects "http://127.0.0.1:$port/")
 sleep "$after"
 settled=$(rss "$shortener")

@@ -38,7 +38,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// another allocated) and saved no measurable CPU at a few hundred allocations a second;
 /// glibc's malloc kept a 500-policy operator at about 100 MiB.
 #[allow(unsafe_code)]
-#[unsafe(export_name = "_rjem_malloc_conf")]
+#[unsafe(export_name = "malloc_conf")]
 pub static MALLOC_CONF: &[u8] =
     b"background_thread:true,narenas:1,tcache:false,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 

@@ -9,13 +9,13 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
     sync::{
         Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicBool, AtomicU32, Ordering},
     },
 };
 
+use ahash::RandomState;
 use axum::http::HeaderValue;
 
 /// Shards keep redirect threads from contending on one lock.
@@ -58,7 +58,7 @@ struct Slot {
 
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Arc<str>, Slot>,
+    map: HashMap<Arc<str>, Slot, RandomState>,
     bytes: u64,
 }
 

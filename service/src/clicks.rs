@@ -3,16 +3,17 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex, PoisonError},
 };
+
+use ahash::RandomState;
 
 use crate::{Result, metrics::Metrics, store::Store};
 
 /// Shards keep redirect threads from contending on one lock.
 const SHARDS: usize = 16;
 
-type Shard = Mutex<HashMap<Arc<str>, u64>>;
+type Shard = Mutex<HashMap<Arc<str>, u64, RandomState>>;
 
 /// Pending click counts per code.
 pub struct ClickBuffer {
@@ -76,7 +77,7 @@ impl ClickBuffer {
         self.len() == 0
     }
 
-    fn shard(&self, code: &str) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64>> {
+    fn shard(&self, code: &str) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64, RandomState>> {
         let index = self.hasher.hash_one(code) as usize % SHARDS;
         lock(&self.shards[index])
     }

@@ -1,6 +1,6 @@
 //! Command-line flags and their environment variables.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
 
 use axum::http::StatusCode;
 use clap::Parser;
@@ -18,6 +18,12 @@ pub struct Config {
     /// Address to serve HTTP on.
     #[arg(long, env = "SHORTENER_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+
+    /// Threads that serve requests (default: one per CPU the process may use, cgroup quota
+    /// included). One thread per core left to the service avoids trading the core between
+    /// threads when a load generator or another process holds the rest.
+    #[arg(long, env = "SHORTENER_WORKERS")]
+    pub workers: Option<NonZeroUsize>,
 
     /// Database to use: `postgres://…` for PostgreSQL, `sqlite:PATH` for an embedded SQLite file.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:shortener.db")]
@@ -72,9 +78,10 @@ pub struct Config {
     #[arg(long, env = "SHORTENER_REDIRECT_STATUS", default_value_t = 302, value_parser = parse_redirect_status)]
     pub redirect_status: u16,
 
-    /// Most database connections kept open.
-    #[arg(long, env = "SHORTENER_DB_MAX_CONNECTIONS", default_value_t = 8)]
-    pub db_max_connections: u32,
+    /// Most database connections kept open (default: 8 on PostgreSQL; 2 on SQLite, which
+    /// writes one transaction at a time and keeps a page cache in every connection).
+    #[arg(long, env = "SHORTENER_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
 
     /// How long a request waits for a database connection before it answers 503.
     #[arg(long, env = "SHORTENER_DB_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
@@ -100,7 +107,7 @@ impl Config {
     /// Checks what clap cannot: the relations between settings.
     pub fn validate(&self) -> Result<()> {
         self.watermarks()?;
-        if self.db_max_connections == 0 {
+        if self.db_max_connections == Some(0) {
             return Err(Error::Config(
                 "SHORTENER_DB_MAX_CONNECTIONS must be at least 1".into(),
             ));

@@ -2,7 +2,7 @@
 
 use std::{
     fmt::{self, Write as _},
-    sync::atomic::AtomicU64,
+    sync::atomic::{AtomicU64, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -20,6 +20,7 @@ use prometheus_client::{
     },
     registry::Registry,
 };
+use strum::VariantArray;
 
 use crate::{
     memory::{MemorySnapshot, policy::TrimReason, process},
@@ -27,7 +28,7 @@ use crate::{
 };
 
 /// The routes, as the `route` label of the HTTP metrics.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::VariantArray)]
 pub enum Route {
     Redirect,
     CreateLink,
@@ -121,10 +122,15 @@ pub struct Metrics {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Each route's histogram of `http_duration`, by `Route as usize`: found once, not
+    /// looked up by label on every request.
+    route_durations: Vec<Histogram>,
+    answered: AtomicU64,
     resident: U64Gauge,
     limit: U64Gauge,
     usage_ratio: Gauge<f64, AtomicU64>,
     allocator: [U64Gauge; 6],
+    sqlite: U64Gauge,
     cache_entries: U64Gauge,
     cache_bytes: U64Gauge,
     cache_budget: U64Gauge,
@@ -143,10 +149,13 @@ impl Default for Metrics {
             registry: Registry::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
+            route_durations: Vec::new(),
+            answered: AtomicU64::new(0),
             resident: Gauge::default(),
             limit: Gauge::default(),
             usage_ratio: Gauge::default(),
             allocator: Default::default(),
+            sqlite: Gauge::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
             cache_budget: Gauge::default(),
@@ -165,6 +174,14 @@ impl Default for Metrics {
 
 impl Metrics {
     fn register(&mut self) {
+        self.route_durations = Route::VARIANTS
+            .iter()
+            .map(|&route| {
+                self.http_duration
+                    .get_or_create(&RouteLabels { route })
+                    .clone()
+            })
+            .collect();
         self.registry
             .register_collector(Box::new(ProcessCollector::default()));
         let r = self.registry.sub_registry_with_prefix("shortener");
@@ -213,6 +230,11 @@ impl Metrics {
         for ((name, help), gauge) in allocator_help.into_iter().zip(&self.allocator) {
             r.register(format!("allocator_{name}_bytes"), help, gauge.clone());
         }
+        r.register(
+            "memory_sqlite_bytes",
+            "Bytes SQLite holds (page caches, statements, schemas), part of the allocator's",
+            self.sqlite.clone(),
+        );
         r.register(
             "cache_entries",
             "Links in the redirect cache",
@@ -265,14 +287,19 @@ impl Metrics {
         );
     }
 
+    /// Requests answered since the process started, for the memory manager to tell load
+    /// from quiet.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
     /// Counts one answered request.
     pub fn observe_request(&self, route: Route, status: u16, seconds: f64) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
         self.http_requests
             .get_or_create(&HttpLabels { route, status })
             .inc();
-        self.http_duration
-            .get_or_create(&RouteLabels { route })
-            .observe(seconds);
+        self.route_durations[route as usize].observe(seconds);
     }
 
     /// Publishes a memory sample.
@@ -292,6 +319,7 @@ impl Metrics {
         for (gauge, value) in self.allocator.iter().zip(values) {
             gauge.set(value);
         }
+        self.sqlite.set(snapshot.sqlite.used);
         self.cache_entries.set(snapshot.cache_entries);
         self.cache_bytes.set(snapshot.cache_bytes);
         self.cache_budget.set(snapshot.cache_budget_bytes);

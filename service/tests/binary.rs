@@ -261,12 +261,124 @@ async fn real_memory_pressure_trims_sheds_and_recovers() {
     assert!(!metrics.contains("shortener_load_shed_total 0"));
 }
 
+/// The seeds' story: a stress test (creates and redirects at full speed), then nothing. The
+/// service must come back near its idle size by itself, without a manual trim, and its memory
+/// metrics must match what the kernel says all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_stress_test_memory_comes_back_by_itself_and_the_metrics_tell_the_truth() {
+    const LINKS: usize = 8_000;
+    const CLIENTS: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let service = Shortener::start(
+        &dir.path().join("links.db"),
+        &[
+            ("SHORTENER_MAX_MEMORY", "96MiB".to_owned()),
+            ("SHORTENER_MONITOR_INTERVAL", "1s".to_owned()),
+            // Idle links leave the cache after 3 s instead of 20, to keep the test short.
+            ("SHORTENER_CACHE_IDLE_TTL", "3s".to_owned()),
+        ],
+    )
+    .await;
+    // Idle is a service that has answered each kind of request once (their code is then
+    // resident), with nothing in flight.
+    let warm = service
+        .create(json!({"url": "https://example.com/warm"}))
+        .await;
+    let warm: Value = warm.json().await.unwrap();
+    assert_eq!(
+        service.redirect(warm["code"].as_str().unwrap()).await,
+        StatusCode::FOUND
+    );
+    service.check_memory_metrics().await;
+    service.memory_stats().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = service.resident_bytes();
+
+    // Stress: 64 clients create links with URLs of 30 to 230 bytes, then follow random
+    // ones for a few seconds, while the metrics are checked against /proc.
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        let base = service.base.clone();
+        clients.spawn(async move {
+            // A connection of its own, closed when the stress test ends, as a load tool's are.
+            let http = Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let mut codes = Vec::new();
+            for n in (client..LINKS).step_by(CLIENTS) {
+                let url = format!("https://example.com/{n}/{}", "x".repeat(20 + n % 200));
+                let reply = http
+                    .post(format!("{base}/api/v1/links"))
+                    .json(&json!({ "url": url }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(reply.status(), StatusCode::CREATED);
+                let created: Value = reply.json().await.unwrap();
+                codes.push(created["code"].as_str().unwrap().to_owned());
+            }
+            let until = Instant::now() + Duration::from_secs(6);
+            let mut i = client;
+            while Instant::now() < until {
+                i = (i * 7 + 13) % codes.len();
+                let reply = http.get(format!("{base}/{}", codes[i])).send().await;
+                assert_eq!(reply.unwrap().status(), StatusCode::FOUND);
+            }
+        });
+    }
+    let mut peak = idle;
+    while !clients.is_empty() {
+        peak = peak.max(service.check_memory_metrics().await);
+        if let Some(done) = clients.try_join_next() {
+            done.expect("a client failed");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Then nothing: the idle links leave the cache within a few samples, and the service
+    // gives back what the load left, by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        service.check_memory_metrics().await;
+        let stats = service.memory_stats().await;
+        let metrics = service.get("/metrics").await.text().await.unwrap();
+        if stats["cache_entries"] == 0
+            && metrics.contains(r#"shortener_memory_trims_total{reason="idle"}"#)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache was not emptied nor memory given back 30 s after the load: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Two more samples, and the background thread's decay (1 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let settled = service.check_memory_metrics().await;
+    let grown = peak - idle;
+    assert!(
+        grown > 4 << 20,
+        "the stress test raised RSS by only {grown} B"
+    );
+    // Idle is mostly the test build's code (about 18 MB); before the service gave memory back
+    // by itself, RSS stayed at 1.34 x idle here, with most of what the load added.
+    assert!(
+        settled <= idle * 12 / 10 && settled - idle.min(settled) <= grown / 2,
+        "RSS {settled} B after the load: idle was {idle} B, peak {peak} B; {}",
+        service.memory_stats().await
+    );
+    let metrics = service.get("/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains(r#"reason="manual""#));
+}
+
 /// Stores `count` links `mem0`, `mem1`, … whose targets are about 2 KB long,
 /// in one transaction (one fsync instead of thousands).
 async fn seed_long_links(db: &Path, count: usize) {
     use sqlx::{Connection, SqliteConnection};
     let url = format!("sqlite:{}?mode=rwc", db.display());
-    shortener::store::Store::connect(&url, 1, Duration::from_secs(5))
+    shortener::store::Store::connect(&url, Some(1), Duration::from_secs(5))
         .await
         .expect("migrations")
         .close()
@@ -286,6 +398,37 @@ async fn seed_long_links(db: &Path, count: usize) {
 }
 
 impl Shortener {
+    /// Checks the `shortener_memory_*` metrics against the kernel's figure for the process,
+    /// read just before and just after the scrape (the service samples at each scrape); returns
+    /// the larger kernel figure.
+    async fn check_memory_metrics(&self) -> u64 {
+        let before = self.resident_bytes();
+        let text = self.get("/metrics").await.text().await.unwrap();
+        let after = self.resident_bytes();
+        let gauge = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+        };
+        let resident = gauge("shortener_memory_resident_bytes");
+        let (low, high) = (before.min(after) as f64, before.max(after) as f64);
+        // A page or two may move between the reads; more means the gauge is wrong.
+        assert!(
+            resident >= low - 1e6 && resident <= high + 1e6,
+            "resident gauge {resident} outside the kernel's {low}..{high}"
+        );
+        assert_eq!(gauge("shortener_memory_limit_bytes"), (96u64 << 20) as f64);
+        let ratio = gauge("shortener_memory_usage_ratio");
+        assert!(
+            (ratio - resident / (96u64 << 20) as f64).abs() < 1e-9,
+            "{ratio}"
+        );
+        let sqlite = gauge("shortener_memory_sqlite_bytes");
+        assert!(sqlite > 0.0 && sqlite <= gauge("shortener_allocator_allocated_bytes"));
+        assert!(gauge("shortener_allocator_resident_bytes") <= high);
+        high as u64
+    }
+
     /// Follows the links in `indices` concurrently; every one must exist.
     async fn follow_all(&self, indices: &[usize]) {
         let mut requests = tokio::task::JoinSet::new();

@@ -36,6 +36,8 @@ async fn a_database_outage_gives_clear_503s_and_every_created_link_survives() {
     let refused = app.create(json!({"url": "https://example.com/lost"})).await;
     refused.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "database is unavailable");
     assert_eq!(refused.header("retry-after"), "1");
+    let state = &app.state;
+    state.cache.remove(&codes[1]);
     app.get(&format!("/{}", codes[1]))
         .await
         .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "database is unavailable");
@@ -44,13 +46,17 @@ async fn a_database_outage_gives_clear_503s_and_every_created_link_survives() {
         StatusCode::FOUND,
         "links already in the cache keep redirecting"
     );
+    assert_eq!(
+        app.get(&format!("/{}", codes[2])).await.status,
+        StatusCode::FOUND,
+        "a link is cached when it is created"
+    );
     app.get("/readyz")
         .await
         .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "database unreachable");
     let health = app.get("/health").await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health.body["services"]["database"]["status"], "down");
-    let state = &app.state;
     assert!(
         clicks::flush(&state.clicks, &state.store, &state.metrics)
             .await

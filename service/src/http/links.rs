@@ -88,6 +88,11 @@ pub async fn create(
         insert_with_generated_code(&state, &mut link).await?;
     }
     let view = view(&state, &headers, &link, None);
+    // A new link is usually followed soon after it is shared: its first redirect should not
+    // wait for the database.
+    if let Some(link) = cached(link) {
+        state.cache.insert(link);
+    }
     let location = HeaderValue::from_str(&view.short_url).ok();
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     if let Some(location) = location {
@@ -119,14 +124,9 @@ pub async fn redirect(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Re
         Some(link) => link,
         None => {
             let stored = state.store.find(code).await?.ok_or_else(|| unknown(code))?;
-            let location = HeaderValue::from_str(&stored.url).map_err(|_| {
+            let link = cached(stored).ok_or_else(|| {
                 ApiError::internal(format!("stored url of `{code}` is not a valid header"))
             })?;
-            let link = Arc::new(CachedLink {
-                code: stored.code.into(),
-                location,
-                expires_at: stored.expires_at,
-            });
             state.cache.insert(link.clone());
             link
         }
@@ -170,6 +170,17 @@ pub async fn delete(
     state.cache.remove(&code);
     state.clicks.forget(&code);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A stored link as the redirect cache keeps it; none if its URL cannot be a header (a
+/// normalized URL always can).
+fn cached(link: Link) -> Option<Arc<CachedLink>> {
+    let location = HeaderValue::from_str(&link.url).ok()?;
+    Some(Arc::new(CachedLink {
+        code: link.code.into(),
+        location,
+        expires_at: link.expires_at,
+    }))
 }
 
 fn unknown(code: &str) -> ApiError {

@@ -7,20 +7,19 @@ mod json;
 mod links;
 mod memory;
 mod metrics;
+mod track;
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    middleware::{self, Next},
-    response::Response,
+    extract::DefaultBodyLimit,
     routing::{get, post},
 };
 
 pub use error::ApiError;
 
-use crate::{metrics::Route, state::AppState};
+use crate::state::AppState;
 
 /// Largest request body: a link request is far smaller, and a bound keeps memory bounded.
 const MAX_BODY_BYTES: usize = 8 * 1024;
@@ -44,27 +43,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(track::Track::new(state.metrics.clone()))
         .with_state(state)
-}
-
-/// Counts and times every request by route and status.
-async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let route = Route::from_matched(
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str),
-        request.method(),
-    );
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state.metrics.observe_request(
-        route,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
 }
 
 async fn not_found() -> ApiError {

@@ -15,8 +15,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     MemoryLimit, MemorySnapshot, allocator,
-    policy::{self, Decision, ManagerState, Pressure, TrimReason, Usage, Watermarks},
-    process,
+    policy::{self, Activity, Decision, ManagerState, Pressure, TrimReason, Usage, Watermarks},
+    process, sqlite,
 };
 use crate::{cache::RedirectCache, metrics::Metrics};
 
@@ -28,6 +28,8 @@ pub type ResidentProbe = Box<dyn Fn() -> u64 + Send + Sync>;
 pub struct TrimReport {
     pub reason: &'static str,
     pub cache_freed_bytes: u64,
+    /// Pages SQLite had cached and let go of.
+    pub sqlite_freed_bytes: u64,
     pub resident_before_bytes: u64,
     pub resident_after_bytes: u64,
 }
@@ -49,6 +51,8 @@ pub struct MemoryManager {
     cache: RedirectCache,
     metrics: Arc<Metrics>,
     state: Mutex<ManagerState>,
+    /// When the previous sample was taken, and the requests answered by then.
+    last_sample: Mutex<Option<(Instant, u64)>>,
     shedding: AtomicBool,
 }
 
@@ -84,6 +88,7 @@ impl MemoryManager {
             cache,
             metrics,
             state: Mutex::default(),
+            last_sample: Mutex::default(),
             shedding: AtomicBool::new(false),
         }
     }
@@ -113,6 +118,7 @@ impl MemoryManager {
         if swept > 0 {
             debug!(bytes = swept, "idle links left the cache");
         }
+        let activity = self.activity(now, swept > 0);
         let usage = self.usage();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let decision = policy::decide(
@@ -132,6 +138,17 @@ impl MemoryManager {
                 "memory trimmed"
             );
             state.last_trim = Some(now);
+        } else if activity.is_some_and(|activity| policy::settle(activity, state.busy)) {
+            let report = self.trim(TrimReason::Idle, 0);
+            info!(
+                sqlite_freed_bytes = report.sqlite_freed_bytes,
+                resident_before_bytes = report.resident_before_bytes,
+                resident_after_bytes = report.resident_after_bytes,
+                "load dropped: memory given back"
+            );
+        }
+        if let Some(activity) = activity {
+            state.busy = !activity.is_quiet();
         }
         if decision.shed != state.shedding {
             if decision.shed {
@@ -154,6 +171,21 @@ impl MemoryManager {
         decision
     }
 
+    /// What happened since the previous sample; nothing at the first.
+    fn activity(&self, now: Instant, cache_swept: bool) -> Option<Activity> {
+        let answered = self.metrics.answered();
+        let mut last = self
+            .last_sample
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = last.replace((now, answered));
+        previous.map(|(at, before)| Activity {
+            requests: answered.saturating_sub(before),
+            elapsed: now.saturating_duration_since(at),
+            cache_swept,
+        })
+    }
+
     /// Trims on an operator's request: shrinks the cache to bring usage under
     /// the low water mark (or empties it) and purges the allocator.
     pub fn trim_now(&self, clear_cache: bool) -> TrimReport {
@@ -174,6 +206,8 @@ impl MemoryManager {
     }
 
     fn finish_trim(&self, reason: TrimReason, before: u64, freed: u64) -> TrimReport {
+        // SQLite's cached pages go back to the allocator first, so the purge returns them too.
+        let sqlite_freed = sqlite::release();
         if let Err(error) = allocator::purge() {
             warn!(%error, "allocator purge failed");
         }
@@ -181,6 +215,7 @@ impl MemoryManager {
         TrimReport {
             reason: reason.as_str(),
             cache_freed_bytes: freed,
+            sqlite_freed_bytes: sqlite_freed,
             resident_before_bytes: before,
             resident_after_bytes: (self.resident)(),
         }
@@ -205,6 +240,7 @@ impl MemoryManager {
             pressure: pressure.as_str(),
             shedding: self.is_shedding(),
             allocator: allocator::stats().unwrap_or_default(),
+            sqlite: sqlite::stats(),
             cache_entries: self.cache.entries(),
             cache_bytes: self.cache.bytes(),
             cache_budget_bytes: self.cache.budget(),

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod manager;
 pub mod policy;
 pub mod process;
+pub mod sqlite;
 
 use serde::Serialize;
 
@@ -12,6 +13,7 @@ use crate::units::ByteSize;
 pub use allocator::AllocatorStats;
 pub use cgroup::LimitSource;
 pub use manager::{ManagerSettings, MemoryManager, TrimReport};
+pub use sqlite::SqliteMemory;
 
 /// The memory limit in force and where it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub struct MemorySnapshot {
     pub pressure: &'static str,
     pub shedding: bool,
     pub allocator: AllocatorStats,
+    /// SQLite's share of the allocator's figures.
+    pub sqlite: SqliteMemory,
     pub cache_entries: u64,
     pub cache_bytes: u64,
     pub cache_budget_bytes: u64,

@@ -52,6 +52,8 @@ pub enum TrimReason {
     HighWater,
     Critical,
     Manual,
+    /// Load dropped: what it left behind goes back, whatever the water marks say.
+    Idle,
 }
 
 impl TrimReason {
@@ -61,6 +63,7 @@ impl TrimReason {
             TrimReason::HighWater => "high_water",
             TrimReason::Critical => "critical",
             TrimReason::Manual => "manual",
+            TrimReason::Idle => "idle",
         }
     }
 }
@@ -89,11 +92,40 @@ impl Usage {
     }
 }
 
+/// Requests a second under which the service is quiet: health probes and scrapes, not load.
+pub const QUIET_REQUESTS_PER_SECOND: f64 = 10.0;
+
+/// What the service did between two samples.
+#[derive(Clone, Copy, Debug)]
+pub struct Activity {
+    pub requests: u64,
+    pub elapsed: Duration,
+    /// Whether links nobody followed left the cache at this sample.
+    pub cache_swept: bool,
+}
+
+impl Activity {
+    /// Whether the requests came slower than load does.
+    pub fn is_quiet(self) -> bool {
+        (self.requests as f64) < QUIET_REQUESTS_PER_SECOND * self.elapsed.as_secs_f64()
+    }
+}
+
+/// Whether to give back what the last load left behind (SQLite's cached pages, the
+/// allocator's free pages): at the first quiet sample after a busy one, and at each quiet
+/// sample that let idle links out of the cache. A service that stays busy, or stays quiet
+/// with nothing new to free, is left alone.
+pub fn settle(activity: Activity, was_busy: bool) -> bool {
+    activity.is_quiet() && (was_busy || activity.cache_swept)
+}
+
 /// What the manager remembers between samples.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ManagerState {
     pub shedding: bool,
     pub last_trim: Option<Instant>,
+    /// Whether the last sample saw load.
+    pub busy: bool,
 }
 
 /// What to do after one sample.
@@ -209,7 +241,7 @@ mod tests {
     fn shedding_lasts_until_usage_is_back_under_the_high_water_mark() {
         let shedding = ManagerState {
             shedding: true,
-            last_trim: None,
+            ..ManagerState::default()
         };
         let now = Instant::now();
         assert!(decide(at(90), marks(), shedding, MIN_TRIM, now).shed);
@@ -220,13 +252,13 @@ mod tests {
     fn trims_are_spaced_by_the_minimum_interval() {
         let now = Instant::now();
         let recent = ManagerState {
-            shedding: false,
             last_trim: Some(now - Duration::from_secs(3)),
+            ..ManagerState::default()
         };
         assert_eq!(decide(at(97), marks(), recent, MIN_TRIM, now).trim, None);
         let old = ManagerState {
-            shedding: false,
             last_trim: Some(now - Duration::from_secs(11)),
+            ..ManagerState::default()
         };
         assert!(decide(at(97), marks(), old, MIN_TRIM, now).trim.is_some());
     }
@@ -252,5 +284,35 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(decision.pressure, Pressure::Normal);
+    }
+
+    fn activity(requests: u64, cache_swept: bool) -> Activity {
+        Activity {
+            requests,
+            elapsed: Duration::from_secs(5),
+            cache_swept,
+        }
+    }
+
+    #[test]
+    fn probes_and_scrapes_are_quiet_load_is_not() {
+        assert!(activity(0, false).is_quiet());
+        assert!(activity(49, false).is_quiet());
+        assert!(!activity(50, false).is_quiet());
+        assert!(!activity(500_000, false).is_quiet());
+    }
+
+    #[test]
+    fn memory_is_given_back_once_when_load_drops() {
+        assert!(settle(activity(3, false), true));
+        assert!(!settle(activity(3, false), false));
+        assert!(!settle(activity(500_000, false), true));
+    }
+
+    #[test]
+    fn links_leaving_the_cache_of_a_quiet_service_are_given_back_too() {
+        assert!(settle(activity(3, true), false));
+        // Under load the sweep is part of the work, not a sign that it ended.
+        assert!(!settle(activity(500_000, true), true));
     }
 }
