@@ -10,6 +10,9 @@
 #   BENCH_SETTLE=5      seconds between seeding and the idle RSS reading
 #   BENCH_AFTER_LOAD=30 seconds between the last load and the final RSS reading
 #   BENCH_RESULTS=docs/benchmarks.md   where the results are appended
+#   BENCH_STRESS_RUNS=3 runs of the stress case (bench/stress.sh: SQLite, links created by 16
+#                       clients, random redirects, then idle) with wrk -t1 and again with -t2;
+#                       0 skips it
 #   DATABASE_URL=postgres://...        use this server (a fresh database in it)
 #                                      instead of a throwaway PostgreSQL cluster
 # Quick smoke run that leaves docs/ alone:
@@ -23,6 +26,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
 readonly BENCH_DIR="$ROOT/bench"
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 readonly DURATION=${BENCH_DURATION:-15s}
 readonly RUNS=${BENCH_RUNS:-3}
@@ -32,6 +37,7 @@ readonly WARMUP=${BENCH_WARMUP:-5s}
 readonly LINKS=${BENCH_LINKS:-20000}
 readonly SETTLE=${BENCH_SETTLE:-5}
 readonly AFTER_LOAD=${BENCH_AFTER_LOAD:-30}
+readonly STRESS_RUNS=${BENCH_STRESS_RUNS:-3}
 RESULTS=${BENCH_RESULTS:-$ROOT/docs/benchmarks.md}
 readonly RESULTS
 
@@ -64,6 +70,7 @@ if ! [[ $RUNS =~ ^[1-9][0-9]*$ ]]; then die "BENCH_RUNS must be a positive integ
 if ! [[ $LINKS =~ ^[1-9][0-9]*$ ]] || ((LINKS > 999999)); then
     die "BENCH_LINKS must be between 1 and 999999, not '$LINKS'"
 fi
+if ! [[ $STRESS_RUNS =~ ^[0-9]+$ ]]; then die "BENCH_STRESS_RUNS must be a whole number, not '$STRESS_RUNS'"; fi
 if ! [[ $SETTLE =~ ^[0-9]+$ && $AFTER_LOAD =~ ^[0-9]+$ ]]; then
     die "BENCH_SETTLE and BENCH_AFTER_LOAD are whole seconds"
 fi
@@ -124,23 +131,6 @@ psql_run() {
     psql --no-psqlrc --quiet --no-align --tuples-only --set=ON_ERROR_STOP=1 -d "$1" -c "$2"
 }
 
-# A loopback TCP port nobody listens on (the OS picks it when python3 is there).
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-        return
-    fi
-    local port
-    for _ in $(seq 200); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    die "no free loopback port found"
-}
-
 # Polls $1 until it answers; fails after READY_TIMEOUT_S or as soon as process $2 exits,
 # showing the logs (the remaining arguments) of the program $3.
 wait_http() {
@@ -160,7 +150,6 @@ wait_http() {
     die "${why:-$what did not answer $url within ${READY_TIMEOUT_S}s}"
 }
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # What the shortener's /metrics says it holds, to explain an RSS reading.
@@ -175,18 +164,6 @@ memory_figures() {
             printf "cache %s links (%s), heap allocated %s, allocator resident %s",
                 links == "" ? "n/a" : links, m(cache), m(allocated), m(resident)
         }' || true
-}
-
-# wrk prints latencies as 812.00us, 1.23ms, 1.02s or 1.50m.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; unit = v; sub(/^[0-9.]+/, "", unit)
-        if (unit == "us") n /= 1000
-        else if (unit == "s") n *= 1000
-        else if (unit == "m") n *= 60000
-        else if (unit != "ms") { print "nan"; exit }
-        printf "%.3f", n
-    }'
 }
 
 median() {
@@ -249,6 +226,7 @@ missing=()
 command -v wrk >/dev/null || missing+=("wrk (apt-get install wrk)")
 [[ -x $NGINX ]] || missing+=("$NGINX (apt-get install nginx-light, or set BENCH_NGINX)")
 command -v curl >/dev/null || missing+=("curl (apt-get install curl)")
+command -v python3 >/dev/null || missing+=("python3 (apt-get install python3)")
 command -v psql >/dev/null || missing+=("psql (apt-get install postgresql-client)")
 if [[ -z ${DATABASE_URL:-} ]]; then
     for tool in initdb postgres pg_isready; do
@@ -500,7 +478,7 @@ TABLE=$(
 # The command as it was run, with the settings that were overridden (credentials hidden).
 command_line=""
 for var in BENCH_DURATION BENCH_RUNS BENCH_THREADS BENCH_CONNECTIONS BENCH_WARMUP BENCH_LINKS \
-    BENCH_SETTLE BENCH_AFTER_LOAD BENCH_RESULTS BENCH_PG_BIN BENCH_NGINX DATABASE_URL; do
+    BENCH_SETTLE BENCH_AFTER_LOAD BENCH_STRESS_RUNS BENCH_RESULTS BENCH_PG_BIN BENCH_NGINX DATABASE_URL; do
     if [[ -n ${!var:-} ]]; then
         value=${!var}
         [[ $var != DATABASE_URL ]] || value=$(sed -E 's#://([^:/@]+):[^@]*@#://\1:***@#' <<<"$value")
@@ -553,6 +531,28 @@ if [[ -s $TMP/shortener.log ]]; then
     tail -n 5 "$TMP/shortener.log" >&2
 fi
 
+# ---------------------------------------------------------------- stress case
+
+# The load of issue 12 on the embedded default, after the PostgreSQL service above is stopped:
+# each run is a fresh process, so the rows are independent.
+STRESS_TABLE=""
+if ((STRESS_RUNS > 0)); then
+    stop_pid "$SHORTENER_PID" TERM 15
+    SHORTENER_PID=""
+    STRESS_TABLE=$(
+        echo '| run | wrk | RSS idle MiB | peak | 35 s after | after a trim | redirect req/s (p99), two runs | nginx, same wrk script | slower run / nginx | verdict |'
+        echo '|---|---|---|---|---|---|---|---|---|---|'
+        for threads in 1 2; do
+            for ((run = 1; run <= STRESS_RUNS; run++)); do
+                say "stress case: wrk -t$threads, run $run of $STRESS_RUNS" >&2
+                STRESS_THREADS=$threads STRESS_OUT=$TMP bash "$BENCH_DIR/stress.sh" "$run"
+            done
+        done
+    )
+    echo
+    echo "$STRESS_TABLE"
+fi
+
 if [[ ! -s $RESULTS ]]; then
     mkdir -p "$(dirname "$RESULTS")"
     cat >"$RESULTS" <<'EOF'
@@ -567,5 +567,9 @@ fi
     echo "$NOTES"
     echo
     echo "$TABLE"
+    if [[ -n $STRESS_TABLE ]]; then
+        printf '\nStress case (`bench/stress.sh`: SQLite, SHORTENER_MAX_MEMORY=96MiB, 20,000 links with URLs of 30-230 bytes created by 16 clients, `wrk -c64` random redirects 2 x 10 s with nginx `return 302` run with the same script between them, one worker each; 35 s idle; a manual trim). Targets: after <= 1.3x idle, after a trim <= 1.15x, peak <= 48 MiB, redirect >= 0.8x nginx with -t1 and >= 0.9x with -t2, p99 <= 4 ms.\n\n'
+        echo "$STRESS_TABLE"
+    fi
 } >>"$RESULTS"
 say "appended to $RESULTS"

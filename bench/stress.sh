@@ -2,25 +2,37 @@
 # The stress test of issue 12, as a new user would run it: the release shortener on SQLite
 # with SHORTENER_MAX_MEMORY=96MiB; 20,000 links created with URLs of 30 to 230 bytes by 16
 # concurrent clients; then `wrk -t1 -c64` random redirects for 2 x 10 s, with nginx's
-# `return 302` measured in between on the same machine; then 35 s idle and a manual trim.
-# Prints one Markdown row: RSS idle, peak, 35 s after the load and after the trim (MiB, and
-# the ratio to idle), each redirect run's req/s and p99, nginx's req/s.
+# `return 302` measured in between on the same machine with the same wrk script; then 35 s
+# idle and a manual trim. Prints one Markdown row: RSS idle, peak, 35 s after the load and
+# after the trim (MiB, and the ratio to idle), each redirect run's req/s and p99, nginx's,
+# the lower redirect run over nginx, and the verdict against the issue's targets.
 #
 #   bash bench/stress.sh LABEL
-#   STRESS_ENV="MALLOC_CONF=narenas:1 SHORTENER_DB_MAX_CONNECTIONS=2" bash bench/stress.sh LABEL
+#   STRESS_THREADS=2 bash bench/stress.sh LABEL
+#   STRESS_ENV="MALLOC_CONF=narenas:2 SHORTENER_DB_MAX_CONNECTIONS=8" bash bench/stress.sh LABEL
 #
-# STRESS_ENV is added to the shortener's environment (jemalloc reads `MALLOC_CONF`); STRESS_LINKS (20000) and STRESS_AFTER (35 s) change the
-# scenario. The allocator figures of /api/v1/memory/stats after the load and after the trim
-# are written to $STRESS_OUT (default /tmp) as stats-LABEL.json and stats-trim-LABEL.json.
-# Everything listens on 127.0.0.1 and is stopped, its files removed, on any exit.
+# Each server gets one worker (nginx `worker_processes 1`, SHORTENER_WORKERS=1): with wrk on
+# the other core, a second worker would only trade the server's core between two threads.
+# STRESS_THREADS is wrk's -t (1); STRESS_ENV is added to the shortener's environment (jemalloc
+# reads `MALLOC_CONF`); STRESS_LINKS (20000) and STRESS_AFTER (35 s) change the scenario. The
+# shortener's /api/v1/memory/stats after the load and after the trim are written to
+# $STRESS_OUT (default /tmp) as stats-LABEL.json and stats-trim-LABEL.json. Everything
+# listens on 127.0.0.1 and is stopped, its files removed, on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 label=${1:?usage: bash bench/stress.sh LABEL}
+threads=${STRESS_THREADS:-1}
 links=${STRESS_LINKS:-20000}
 after=${STRESS_AFTER:-35}
 out=${STRESS_OUT:-/tmp}
+# The issue's targets.
+readonly MAX_AFTER_RATIO=1.3 MAX_TRIM_RATIO=1.15 MAX_PEAK_MIB=48 MAX_P99_MS=4
+min_nginx_ratio=0.8
+((threads == 1)) || min_nginx_ratio=0.9
 for tool in wrk nginx python3 curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install wrk nginx curl)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install wrk nginx-light curl)" >&2; exit 1; }
 done
 cargo build --release -q -p shortener
 bin=target/release/shortener
@@ -33,13 +45,12 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-rss() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 port=$(free_port)
 # shellcheck disable=SC2086 # STRESS_ENV is a list of NAME=value words
-env ${STRESS_ENV:-} SHORTENER_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite:$dir/links.db" \
+env SHORTENER_WORKERS=1 ${STRESS_ENV:-} SHORTENER_LISTEN="127.0.0.1:$port" DATABASE_URL="sqlite:$dir/links.db" \
   SHORTENER_MAX_MEMORY=96MiB SHORTENER_ADMIN_TOKEN=stress RUST_LOG=warn "$bin" >"$dir/shortener.log" 2>&1 &
 shortener=$!
 pids+=("$shortener")
@@ -48,7 +59,7 @@ curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$dir/shortener.lo
 
 nginx_port=$(free_port)
 mkdir -p "$dir/nginx"
-cat >"$dir/nginx/nginx.conf" <<EOF
+cat >"$dir/nginx/nginx.conf" <<EOC
 worker_processes 1;
 pid $dir/nginx/nginx.pid;
 error_log $dir/nginx/error.log;
@@ -59,16 +70,16 @@ http {
   uwsgi_temp_path $dir/nginx; scgi_temp_path $dir/nginx;
   server { listen 127.0.0.1:$nginx_port; location / { return 302 https://example.com/; } }
 }
-EOF
+EOC
 nginx -c "$dir/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
 sleep 5
-idle=$(rss "$shortener")
+idle=$(rss_kib "$shortener")
 (
   peak=0
   while kill -0 "$shortener" 2>/dev/null; do
-    now=$(awk '/^VmRSS/ { print $2 }' "/proc/$shortener/status" 2>/dev/null || echo 0)
+    now=$(rss_kib "$shortener" 2>/dev/null || echo 0)
     [ "${now:-0}" -gt "$peak" ] && peak=$now && echo "$peak" >"$dir/peak"
     sleep 0.2
   done
@@ -76,21 +87,43 @@ idle=$(rss "$shortener")
 pids+=($!)
 
 python3 bench/stress_create.py "$port" "$links" >"$dir/codes.txt"
+# One wrk run of random codes against $1; sets RPS and P99 (ms).
 redirects() {
   local result
-  result=$(STRESS_CODES="$dir/codes.txt" wrk -t1 -c64 -d10s --latency -s bench/stress_codes.lua "$1")
-  awk '/Requests\/sec/ { rps = $2 } / 99%/ { p99 = $2 } END { printf "%.0f (p99 %s)", rps, p99 }' <<<"$result"
+  result=$(STRESS_CODES="$dir/codes.txt" wrk "-t$threads" -c64 -d10s --latency -s bench/stress_codes.lua "$1")
+  RPS=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$result")
+  P99=$(to_ms "$(awk '/ 99%/ { print $2 }' <<<"$result")")
 }
-first=$(redirects "http://127.0.0.1:$port/")
-nginx=$(redirects "http://127.0.0.1:$nginx_port/")
-second=$(redirects "http://127.0.0.1:$port/")
+redirects "http://127.0.0.1:$port/"
+first=$RPS first_p99=$P99
+redirects "http://127.0.0.1:$nginx_port/"
+nginx=$RPS nginx_p99=$P99
+redirects "http://127.0.0.1:$port/"
+second=$RPS second_p99=$P99
 sleep "$after"
-settled=$(rss "$shortener")
+settled=$(rss_kib "$shortener")
 admin=(-s -H "Authorization: Bearer stress")
 curl "${admin[@]}" "http://127.0.0.1:$port/api/v1/memory/stats" >"$out/stats-$label.json"
 curl "${admin[@]}" -X POST "http://127.0.0.1:$port/api/v1/memory/trim" >/dev/null
 sleep 2
-trimmed=$(rss "$shortener")
+trimmed=$(rss_kib "$shortener")
 curl "${admin[@]}" "http://127.0.0.1:$port/api/v1/memory/stats" >"$out/stats-trim-$label.json"
-peak=$(awk '{ printf "%.1f", $1 / 1024 }' "$dir/peak")
-echo "| $label | $idle | $peak | $settled ($(ratio "$settled" "$idle")x) | $trimmed ($(ratio "$trimmed" "$idle")x) | $first, $second | $nginx |"
+peak=$(cat "$dir/peak")
+
+after_ratio=$(ratio "$settled" "$idle")
+trim_ratio=$(ratio "$trimmed" "$idle")
+slower=$((first < second ? first : second))
+nginx_ratio=$(ratio "$slower" "$nginx")
+worst_p99=$(awk -v a="$first_p99" -v b="$second_p99" 'BEGIN { print (a > b ? a : b) }')
+failed=$(awk -v after="$after_ratio" -v trim="$trim_ratio" -v peak="$(mib "$peak")" \
+  -v nginx="$nginx_ratio" -v p99="$worst_p99" -v min_nginx="$min_nginx_ratio" \
+  -v max_after="$MAX_AFTER_RATIO" -v max_trim="$MAX_TRIM_RATIO" -v max_peak="$MAX_PEAK_MIB" \
+  -v max_p99="$MAX_P99_MS" 'BEGIN {
+    if (after > max_after) f = f " after>" max_after "x"
+    if (trim > max_trim) f = f " trim>" max_trim "x"
+    if (peak > max_peak) f = f " peak>" max_peak "MiB"
+    if (nginx < min_nginx) f = f " redirect<" min_nginx "x-nginx"
+    if (p99 > max_p99) f = f " p99>" max_p99 "ms"
+    print f
+  }')
+echo "| $label | -t$threads | $(mib "$idle") | $(mib "$peak") | $(mib "$settled") (${after_ratio}x) | $(mib "$trimmed") (${trim_ratio}x) | $first ($first_p99 ms), $second ($second_p99 ms) | $nginx ($nginx_p99 ms) | ${nginx_ratio}x | ${failed:+FAIL:}${failed:-PASS} |"
