@@ -12,14 +12,16 @@ use tracing::info;
 /// jemalloc reads its options before `main` (and is the whole process's `malloc`, SQLite
 /// included). Sized for a small service, as measured with `bench/stress.sh`
 /// (`docs/service-memory.md`): one arena, so that what a thread frees fills the gaps
-/// another left; thread caches bounded to a few objects a size class, so that what idle
-/// threads hold stays small (unbounded, they kept about 5 MiB after a stress test; none at all
-/// cost a fifth of the redirect rate); a background thread that returns freed pages within
-/// about a second. Heap profiling is compiled in but inactive until `SHORTENER_PPROF` turns it on.
+/// another left; thread caches for sizes up to 4 KiB only and a few objects a size class, so
+/// that what idle threads hold stays small (unbounded, they kept about 5 MiB after a stress
+/// test; none at all cost a fifth of the redirect rate); a background thread that returns
+/// freed pages within about a second. Heap profiling is compiled in but inactive until
+/// `SHORTENER_PPROF` turns it on.
 #[allow(unsafe_code)]
 #[unsafe(export_name = "malloc_conf")]
-pub static MALLOC_CONF: &[u8] = b"background_thread:true,narenas:1,tcache_nslots_small_max:16,\
-tcache_nslots_large:4,dirty_decay_ms:1000,muzzy_decay_ms:0,prof:true,prof_active:false,lg_prof_sample:19\0";
+pub static MALLOC_CONF: &[u8] = b"background_thread:true,narenas:1,tcache_max:4096,\
+tcache_nslots_small_max:16,tcache_nslots_large:4,dirty_decay_ms:1000,muzzy_decay_ms:0,\
+prof:true,prof_active:false,lg_prof_sample:19\0";
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();

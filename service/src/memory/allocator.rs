@@ -45,6 +45,35 @@ pub fn stats() -> Result<AllocatorStats> {
     })
 }
 
+/// Returns what the calling thread's cache holds to its arena, so that a purge can free it.
+/// Other threads' caches are out of reach; they are bounded by the options in `main.rs`.
+pub fn flush_thread_cache() -> Result<()> {
+    // SAFETY: `thread.tcache.flush` takes no input and gives no output.
+    let code = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"thread.tcache.flush".as_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            0,
+        )
+    };
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Error::Allocator(format!(
+            "thread cache flush failed with code {code}"
+        )))
+    }
+}
+
+/// A new jemalloc arena, for allocations that should not share pages with the rest: returns
+/// its index, for `MALLOCX_ARENA`.
+pub fn create_arena() -> Result<u32> {
+    // SAFETY: `arenas.create` writes the new arena's index, an unsigned int, and reads nothing.
+    unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.create\0") }.map_err(allocator_error)
+}
+
 /// Returns every arena's unused dirty pages to the operating system now,
 /// instead of waiting for the background decay.
 pub fn purge() -> Result<()> {
@@ -126,5 +155,12 @@ mod tests {
     #[test]
     fn purging_all_arenas_succeeds() {
         purge().unwrap();
+    }
+
+    #[test]
+    fn the_thread_cache_can_be_flushed_and_arenas_created() {
+        flush_thread_cache().unwrap();
+        let first = create_arena().unwrap();
+        assert!(create_arena().unwrap() > first);
     }
 }

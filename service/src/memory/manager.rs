@@ -208,6 +208,9 @@ impl MemoryManager {
     fn finish_trim(&self, reason: TrimReason, before: u64, freed: u64) -> TrimReport {
         // SQLite's cached pages go back to the allocator first, so the purge returns them too.
         let sqlite_freed = sqlite::release();
+        if let Err(error) = allocator::flush_thread_cache() {
+            warn!(%error, "allocator thread cache flush failed");
+        }
         if let Err(error) = allocator::purge() {
             warn!(%error, "allocator purge failed");
         }
