@@ -84,7 +84,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (url, backend) = normalize_url(url)?;
         if backend == Backend::Sqlite {
-            sqlite_memory::configure(SQLITE_SOFT_HEAP_LIMIT);
+            sqlite_memory::limit(SQLITE_SOFT_HEAP_LIMIT);
         }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.unwrap_or(backend.default_max_connections()))

@@ -67,13 +67,6 @@ pub fn flush_thread_cache() -> Result<()> {
     }
 }
 
-/// A new jemalloc arena, for allocations that should not share pages with the rest: returns
-/// its index, for `MALLOCX_ARENA`.
-pub fn create_arena() -> Result<u32> {
-    // SAFETY: `arenas.create` writes the new arena's index, an unsigned int, and reads nothing.
-    unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.create\0") }.map_err(allocator_error)
-}
-
 /// Returns every arena's unused dirty pages to the operating system now,
 /// instead of waiting for the background decay.
 pub fn purge() -> Result<()> {
@@ -158,9 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn the_thread_cache_can_be_flushed_and_arenas_created() {
+    fn the_thread_cache_can_be_flushed() {
         flush_thread_cache().unwrap();
-        let first = create_arena().unwrap();
-        assert!(create_arena().unwrap() > first);
     }
 }

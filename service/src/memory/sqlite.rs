@@ -1,32 +1,11 @@
-//! SQLite's own heap: an arena of its own, what it holds, a soft bound on it, and giving back
-//! what it caches.
+//! SQLite's own heap: what it holds, a soft bound on it, and giving back what it caches.
 //!
-//! SQLite's allocations live as long as its connections (page caches, prepared statements,
-//! schemas) while a request's are freed within microseconds. Sharing pages, the few long-lived
-//! ones pin many pages of short-lived ones: after a stress test, 0.25 MiB of SQLite kept
-//! 1.6 MiB of the allocator's pages active. So SQLite allocates from a jemalloc arena of its
-//! own, without thread caches; its memory is still part of the allocator's figures, and these
-//! say how much of them is SQLite's.
+//! The bundled SQLite allocates through `malloc`, which is jemalloc in this process, so its
+//! memory is already part of the allocator's figures; these say how much of them is SQLite's.
 
 #![allow(unsafe_code)]
 
-use std::{
-    ffi::{c_int, c_void},
-    sync::{
-        OnceLock,
-        atomic::{AtomicI32, Ordering},
-    },
-};
-
-use libsqlite3_sys as ffi;
 use serde::Serialize;
-use tikv_jemalloc_sys as jemalloc;
-use tracing::{debug, warn};
-
-use super::allocator;
-
-/// The `mallocx` flags of SQLite's allocations: its arena, no thread cache.
-static FLAGS: AtomicI32 = AtomicI32::new(0);
 
 /// SQLite's heap now, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -38,98 +17,6 @@ pub struct SqliteMemory {
     /// The soft bound in force (0: none).
     pub soft_limit: u64,
 }
-
-/// Sets SQLite up once per process, before it opens anything: its own arena, and a soft
-/// bound of `soft_limit` bytes on its heap. If SQLite was already in use (only in tests that
-/// open databases some other way first), it keeps the process's `malloc`.
-pub fn configure(soft_limit: u64) {
-    static CONFIGURED: OnceLock<()> = OnceLock::new();
-    CONFIGURED.get_or_init(|| match own_arena() {
-        Ok(arena) => debug!(arena, "SQLite allocates from an arena of its own"),
-        Err(reason) => warn!(%reason, "SQLite shares the allocator's arenas"),
-    });
-    limit(soft_limit);
-}
-
-fn own_arena() -> Result<u32, String> {
-    let arena = allocator::create_arena().map_err(|e| e.to_string())?;
-    let arena_flag = usize::try_from(arena).map_err(|e| e.to_string())?;
-    FLAGS.store(
-        jemalloc::MALLOCX_ARENA(arena_flag) | jemalloc::MALLOCX_TCACHE_NONE,
-        Ordering::Relaxed,
-    );
-    let methods = ffi::sqlite3_mem_methods {
-        xMalloc: Some(sqlite_malloc),
-        xFree: Some(sqlite_free),
-        xRealloc: Some(sqlite_realloc),
-        xSize: Some(sqlite_size),
-        xRoundup: Some(sqlite_roundup),
-        xInit: Some(sqlite_init),
-        xShutdown: Some(sqlite_shutdown),
-        pAppData: std::ptr::null_mut(),
-    };
-    // SAFETY: SQLITE_CONFIG_MALLOC takes a pointer to an `sqlite3_mem_methods`, which SQLite
-    // copies; it is refused (SQLITE_MISUSE) once SQLite is initialised, and changes nothing then.
-    let code = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MALLOC, &raw const methods) };
-    if code == ffi::SQLITE_OK {
-        Ok(arena)
-    } else {
-        Err(format!(
-            "SQLite was already initialised (sqlite3_config: {code})"
-        ))
-    }
-}
-
-fn flags() -> c_int {
-    FLAGS.load(Ordering::Relaxed)
-}
-
-/// jemalloc leaves a request for 0 bytes undefined; SQLite's contract is any valid pointer.
-fn at_least_one(bytes: c_int) -> usize {
-    usize::try_from(bytes).unwrap_or(0).max(1)
-}
-
-unsafe extern "C" fn sqlite_malloc(bytes: c_int) -> *mut c_void {
-    // SAFETY: a non-zero size and flags naming an existing arena.
-    unsafe { jemalloc::mallocx(at_least_one(bytes), flags()) }
-}
-
-unsafe extern "C" fn sqlite_free(pointer: *mut c_void) {
-    if !pointer.is_null() {
-        // SAFETY: SQLite frees only what `sqlite_malloc` or `sqlite_realloc` returned.
-        unsafe { jemalloc::dallocx(pointer, flags()) }
-    }
-}
-
-unsafe extern "C" fn sqlite_realloc(pointer: *mut c_void, bytes: c_int) -> *mut c_void {
-    // SAFETY: SQLite passes a live allocation of ours (never null) and a new size.
-    unsafe { jemalloc::rallocx(pointer, at_least_one(bytes), flags()) }
-}
-
-unsafe extern "C" fn sqlite_size(pointer: *mut c_void) -> c_int {
-    if pointer.is_null() {
-        return 0;
-    }
-    // SAFETY: a live allocation of ours.
-    let size = unsafe { jemalloc::sallocx(pointer, 0) };
-    c_int::try_from(size).unwrap_or(c_int::MAX)
-}
-
-unsafe extern "C" fn sqlite_roundup(bytes: c_int) -> c_int {
-    // SAFETY: `nallocx` only computes; a zero result means the size cannot be served, and
-    // SQLite then asks for the size as it is.
-    let size = unsafe { jemalloc::nallocx(at_least_one(bytes), flags()) };
-    c_int::try_from(size)
-        .ok()
-        .filter(|&s| s > 0)
-        .unwrap_or(bytes)
-}
-
-unsafe extern "C" fn sqlite_init(_: *mut c_void) -> c_int {
-    ffi::SQLITE_OK
-}
-
-unsafe extern "C" fn sqlite_shutdown(_: *mut c_void) {}
 
 /// Reads SQLite's memory counters.
 pub fn stats() -> SqliteMemory {
