@@ -13,6 +13,9 @@
 #   BENCH_STRESS_RUNS=3 runs of the stress case (bench/stress.sh: SQLite, links created by 16
 #                       clients, random redirects, then idle) with wrk -t1 and again with -t2;
 #                       0 skips it
+#   BENCH_CHHOTO=/path/to/chhoto-url  a chhoto-url binary (built outside this repository from
+#                       its checkout's backend/): the stress case is run once against it too,
+#                       with each wrk thread count, in the same table
 #   DATABASE_URL=postgres://...        use this server (a fresh database in it)
 #                                      instead of a throwaway PostgreSQL cluster
 # Quick smoke run that leaves docs/ alone:
@@ -478,7 +481,7 @@ TABLE=$(
 # The command as it was run, with the settings that were overridden (credentials hidden).
 command_line=""
 for var in BENCH_DURATION BENCH_RUNS BENCH_THREADS BENCH_CONNECTIONS BENCH_WARMUP BENCH_LINKS \
-    BENCH_SETTLE BENCH_AFTER_LOAD BENCH_STRESS_RUNS BENCH_RESULTS BENCH_PG_BIN BENCH_NGINX DATABASE_URL; do
+    BENCH_SETTLE BENCH_AFTER_LOAD BENCH_STRESS_RUNS BENCH_CHHOTO BENCH_RESULTS BENCH_PG_BIN BENCH_NGINX DATABASE_URL; do
     if [[ -n ${!var:-} ]]; then
         value=${!var}
         [[ $var != DATABASE_URL ]] || value=$(sed -E 's#://([^:/@]+):[^@]*@#://\1:***@#' <<<"$value")
@@ -547,6 +550,10 @@ if ((STRESS_RUNS > 0)); then
                 say "stress case: wrk -t$threads, run $run of $STRESS_RUNS" >&2
                 STRESS_THREADS=$threads STRESS_OUT=$TMP bash "$BENCH_DIR/stress.sh" "$run"
             done
+            if [[ -n ${BENCH_CHHOTO:-} ]]; then
+                say "stress case: chhoto-url, wrk -t$threads" >&2
+                STRESS_THREADS=$threads STRESS_CHHOTO=$BENCH_CHHOTO bash "$BENCH_DIR/stress.sh" chhoto-url
+            fi
         done
     )
     echo

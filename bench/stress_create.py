@@ -1,8 +1,12 @@
 """Creates links for bench/stress.sh: PORT [COUNT=20000], 16 concurrent clients, URLs of 30
-to 230 bytes; prints the codes, one per line. Fails on the first refused create."""
+to 230 bytes; prints the codes, one per line. Fails on the first refused create.
+
+With STRESS_CHHOTO_KEY set, the links are created through chhoto-url's API instead
+(`POST /api/new` with that key in `X-API-Key`)."""
 
 import http.client
 import json
+import os
 import random
 import sys
 import threading
@@ -13,6 +17,23 @@ codes: list[str] = []
 failures: list[str] = []
 lock = threading.Lock()
 numbers = iter(range(total))
+chhoto_key = os.environ.get("STRESS_CHHOTO_KEY")
+
+
+def create(conn: http.client.HTTPConnection, url: str) -> tuple[int, bytes]:
+    if chhoto_key:
+        headers = {"Content-Type": "application/json", "X-API-Key": chhoto_key}
+        conn.request("POST", "/api/new", json.dumps({"longlink": url}), headers)
+    else:
+        headers = {"Content-Type": "application/json"}
+        conn.request("POST", "/api/v1/links", json.dumps({"url": url}), headers)
+    answer = conn.getresponse()
+    return answer.status, answer.read()
+
+
+def code_of(body: bytes) -> str:
+    reply = json.loads(body)
+    return reply["shorturl"].rsplit("/", 1)[1] if chhoto_key else reply["code"]
 
 
 def client(seed: int) -> None:
@@ -25,15 +46,12 @@ def client(seed: int) -> None:
             return
         base = f"https://example.com/stress/{n}/"
         url = base + "x" * max(0, rnd.randint(30, 230) - len(base))
-        body = json.dumps({"url": url})
-        conn.request("POST", "/api/v1/links", body, {"Content-Type": "application/json"})
-        answer = conn.getresponse()
-        text = answer.read()
+        status, text = create(conn, url)
         with lock:
-            if answer.status in (200, 201):
-                codes.append(json.loads(text)["code"])
+            if status in (200, 201):
+                codes.append(code_of(text))
             else:
-                failures.append(f"{answer.status}: {text[:200]!r}")
+                failures.append(f"{status}: {text[:200]!r}")
 
 
 threads = [threading.Thread(target=client, args=(seed,)) for seed in range(16)]
