@@ -294,7 +294,7 @@ async fn after_a_stress_test_memory_comes_back_by_itself_and_the_metrics_tell_th
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = service.resident_bytes();
 
-    // Stress: 64 clients create links with URLs of 30 to 230 bytes, then follow random
+    // Stress: 64 clients create links with URLs of 45 to 245 bytes, then follow random
     // ones for a few seconds, while the metrics are checked against /proc.
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..CLIENTS {
@@ -359,7 +359,7 @@ async fn after_a_stress_test_memory_comes_back_by_itself_and_the_metrics_tell_th
     let settled = service.check_memory_metrics().await;
     let grown = peak - idle;
     assert!(
-        grown > 4 << 20,
+        grown > 3 << 20,
         "the stress test raised RSS by only {grown} B"
     );
     // Idle is mostly the test build's code (about 18 MB); before the service gave memory back
