@@ -8,6 +8,9 @@ free_port() {
 # Resident set size of process $1 in KiB.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
+# KiB as MiB with one decimal.
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
 # wrk prints latencies as 812.00us, 1.23ms, 1.02s or 1.50m; this prints milliseconds.
 to_ms() {
     awk -v v="$1" 'BEGIN {

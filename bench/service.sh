@@ -153,7 +153,6 @@ wait_http() {
     die "${why:-$what did not answer $url within ${READY_TIMEOUT_S}s}"
 }
 
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # What the shortener's /metrics says it holds, to explain an RSS reading.
 memory_figures() {

@@ -53,7 +53,6 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 port=$(free_port)

@@ -13,7 +13,9 @@ use crate::{Result, metrics::Metrics, store::Store};
 /// Shards keep redirect threads from contending on one lock.
 const SHARDS: usize = 16;
 
-type Shard = Mutex<HashMap<Arc<str>, u64, RandomState>>;
+/// Pending counts by code.
+type Counts = HashMap<Arc<str>, u64, RandomState>;
+type Shard = Mutex<Counts>;
 
 /// Pending click counts per code.
 pub struct ClickBuffer {
@@ -77,7 +79,7 @@ impl ClickBuffer {
         self.len() == 0
     }
 
-    fn shard(&self, code: &str) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, u64, RandomState>> {
+    fn shard(&self, code: &str) -> std::sync::MutexGuard<'_, Counts> {
         let index = self.hasher.hash_one(code) as usize % SHARDS;
         lock(&self.shards[index])
     }

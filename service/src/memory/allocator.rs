@@ -48,33 +48,21 @@ pub fn stats() -> Result<AllocatorStats> {
 /// Returns what the calling thread's cache holds to its arena, so that a purge can free it.
 /// Other threads' caches are out of reach; they are bounded by the options in `main.rs`.
 pub fn flush_thread_cache() -> Result<()> {
-    // SAFETY: `thread.tcache.flush` takes no input and gives no output.
-    let code = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            c"thread.tcache.flush".as_ptr(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            0,
-        )
-    };
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(Error::Allocator(format!(
-            "thread cache flush failed with code {code}"
-        )))
-    }
+    command(c"thread.tcache.flush")
 }
 
 /// Returns every arena's unused dirty pages to the operating system now,
 /// instead of waiting for the background decay.
 pub fn purge() -> Result<()> {
-    // SAFETY: `arena.<i>.purge` takes no input and gives no output, so all four
-    // pointers must be null; the name is a valid NUL-terminated string.
+    command(ALL_ARENAS_PURGE)
+}
+
+/// Runs a jemalloc control that takes no input and gives no output.
+fn command(name: &CStr) -> Result<()> {
+    // SAFETY: such controls need all four pointers null; the name is NUL-terminated.
     let code = unsafe {
         tikv_jemalloc_sys::mallctl(
-            ALL_ARENAS_PURGE.as_ptr(),
+            name.as_ptr(),
             ptr::null_mut(),
             ptr::null_mut(),
             ptr::null_mut(),
@@ -85,7 +73,8 @@ pub fn purge() -> Result<()> {
         Ok(())
     } else {
         Err(Error::Allocator(format!(
-            "arena purge failed with code {code}"
+            "jemalloc's `{}` failed with code {code}",
+            name.to_string_lossy()
         )))
     }
 }

@@ -51,8 +51,6 @@ pub struct MemoryManager {
     cache: RedirectCache,
     metrics: Arc<Metrics>,
     state: Mutex<ManagerState>,
-    /// When the previous sample was taken, and the requests answered by then.
-    last_sample: Mutex<Option<(Instant, u64)>>,
     shedding: AtomicBool,
 }
 
@@ -88,7 +86,6 @@ impl MemoryManager {
             cache,
             metrics,
             state: Mutex::default(),
-            last_sample: Mutex::default(),
             shedding: AtomicBool::new(false),
         }
     }
@@ -118,9 +115,17 @@ impl MemoryManager {
         if swept > 0 {
             debug!(bytes = swept, "idle links left the cache");
         }
-        let activity = self.activity(now, swept > 0);
         let usage = self.usage();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let answered = self.metrics.answered();
+        let activity = state
+            .last_sample
+            .replace((now, answered))
+            .map(|(at, before)| Activity {
+                requests: answered.saturating_sub(before),
+                elapsed: now.saturating_duration_since(at),
+                cache_swept: swept > 0,
+            });
         let decision = policy::decide(
             usage,
             self.settings.marks,
@@ -169,21 +174,6 @@ impl MemoryManager {
         drop(state);
         self.metrics.record_memory(&self.snapshot());
         decision
-    }
-
-    /// What happened since the previous sample; nothing at the first.
-    fn activity(&self, now: Instant, cache_swept: bool) -> Option<Activity> {
-        let answered = self.metrics.answered();
-        let mut last = self
-            .last_sample
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let previous = last.replace((now, answered));
-        previous.map(|(at, before)| Activity {
-            requests: answered.saturating_sub(before),
-            elapsed: now.saturating_duration_since(at),
-            cache_swept,
-        })
     }
 
     /// Trims on an operator's request: shrinks the cache to bring usage under

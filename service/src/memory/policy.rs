@@ -126,6 +126,8 @@ pub struct ManagerState {
     pub last_trim: Option<Instant>,
     /// Whether the last sample saw load.
     pub busy: bool,
+    /// When the last sample was taken, and the requests answered by then.
+    pub last_sample: Option<(Instant, u64)>,
 }
 
 /// What to do after one sample.
