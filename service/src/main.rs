@@ -12,14 +12,15 @@ use tracing::info;
 /// jemalloc reads its options before `main` (and is the whole process's `malloc`, SQLite
 /// included). Sized for a small service, as measured with `bench/stress.sh`
 /// (`docs/service-memory.md`): one arena, so that what a thread frees fills the gaps
-/// another left; thread caches for sizes up to 4 KiB only and a few objects a size class, so
+/// another left; thread caches for sizes up to 8 KiB only and a few objects a size class, so
 /// that what idle threads hold stays small (unbounded, they kept about 5 MiB after a stress
-/// test; none at all cost a fifth of the redirect rate); a background thread that returns
+/// test; none at all cost a fifth of the redirect rate; 8 KiB is hyper's read buffer, which
+/// each request allocates anew: from the arena it cost 2,000 instructions a redirect); a background thread that returns
 /// freed pages within about a second. Heap profiling is compiled in but inactive until
 /// `SHORTENER_PPROF` turns it on.
 #[allow(unsafe_code)]
 #[unsafe(export_name = "malloc_conf")]
-pub static MALLOC_CONF: &[u8] = b"background_thread:true,narenas:1,tcache_max:4096,\
+pub static MALLOC_CONF: &[u8] = b"background_thread:true,narenas:1,tcache_max:8192,\
 tcache_nslots_small_max:16,tcache_nslots_large:4,dirty_decay_ms:1000,muzzy_decay_ms:0,\
 prof:true,prof_active:false,lg_prof_sample:19\0";
 

@@ -2,9 +2,11 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tower::make::Shared;
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{Config, Error, Result, http::app, state::AppState};
 
@@ -68,7 +70,13 @@ impl Server {
                 .instrument(info_span!("click_flusher")),
         );
         info!(address = %listener.local_addr().map_err(|source| Error::Io { context: "cannot read the bound address".into(), source })?, "serving");
-        let server = axum::serve(listener, app(state.clone()))
+        // A redirect is one small write: it should leave at once, not wait for an ACK.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, Shared::new(app(state.clone())))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let mut server = tokio::spawn(server.into_future());
         let served = tokio::select! {

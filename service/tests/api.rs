@@ -123,9 +123,13 @@ on_both_backends!(unknown_and_expired_codes_say_so, |backend| async move {
         clicks: 0,
     };
     app.state.store.insert(&past).await.unwrap();
-    app.get("/expired1")
-        .await
-        .assert_problem(StatusCode::GONE, "expired");
+    // Read from the database through the router, then answered from the cache before it.
+    for _ in 0..2 {
+        app.get("/expired1")
+            .await
+            .assert_problem(StatusCode::GONE, "expired");
+    }
+    assert!(app.state.cache.get("expired1").is_some());
     let future = app
         .create(json!({"url": "https://example.com/", "expires_at": "2999-01-01T00:00:00Z"}))
         .await;
@@ -245,6 +249,27 @@ async fn metrics_expose_memory_cache_http_and_pool_figures() {
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn a_redirect_is_counted_and_timed_alike_from_the_cache_or_the_database() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    app.create(json!({"url": "https://example.com/", "code": "twice"}))
+        .await;
+    app.state.cache.remove("twice");
+    for _ in 0..2 {
+        let followed = app.get("/twice").await;
+        assert_eq!(followed.status, StatusCode::FOUND);
+        assert_eq!(followed.header("location"), "https://example.com/");
+    }
+    let text = String::from_utf8(app.get("/metrics").await.bytes).unwrap();
+    for line in [
+        "shortener_http_requests_total{route=\"redirect\",status=\"302\"} 2",
+        "shortener_http_request_duration_seconds_count{route=\"redirect\"} 2",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    assert_eq!(app.state.clicks.pending("twice"), 2);
 }
 
 #[tokio::test]

@@ -113,8 +113,19 @@ async fn insert_with_generated_code(state: &AppState, link: &mut Link) -> Result
     ))
 }
 
-/// `GET /{code}`: the hot path. Served from the cache when possible, and never
-/// writes to the database: clicks are counted in memory.
+/// `GET /{code}` when the cache holds the link, as the front door asks before routing
+/// (`front.rs`); none when `path` is not a code's or the link must be read from the database.
+pub fn redirect_cached(state: &AppState, path: &str) -> Option<Response> {
+    let code = path.strip_prefix('/')?;
+    if !links::is_code_shaped(code) {
+        return None;
+    }
+    let link = state.cache.get(code)?;
+    Some(follow(state, &link).into_response())
+}
+
+/// `GET /{code}` for a link the cache does not hold: read from the database and cached.
+/// Never writes to the database: clicks are counted in memory.
 pub async fn redirect(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Response, ApiError> {
     let code = uri.path().trim_start_matches('/');
     if !links::is_code_shaped(code) {
@@ -131,8 +142,13 @@ pub async fn redirect(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Re
             link
         }
     };
-    if link.is_expired(now_ms()) {
-        return Err(ApiError::gone(format!("link `{code}` has expired")));
+    follow(&state, &link)
+}
+
+/// The answer to following `link`: its click counted and a redirect, or gone if it expired.
+fn follow(state: &AppState, link: &CachedLink) -> Result<Response, ApiError> {
+    if link.is_expired(now_ms) {
+        return Err(ApiError::gone(format!("link `{}` has expired", link.code)));
     }
     state.clicks.record(&link.code);
     let mut response = Response::new(Body::empty());

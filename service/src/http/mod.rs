@@ -2,6 +2,7 @@
 
 mod admin;
 mod error;
+mod front;
 mod health;
 mod json;
 mod links;
@@ -18,6 +19,7 @@ use axum::{
 };
 
 pub use error::ApiError;
+pub use front::Front;
 
 use crate::state::AppState;
 
@@ -25,8 +27,8 @@ use crate::state::AppState;
 const MAX_BODY_BYTES: usize = 8 * 1024;
 
 /// The whole API, ready to serve or to drive with `tower::ServiceExt::oneshot`.
-pub fn app(state: Arc<AppState>) -> Router {
-    Router::new()
+pub fn app(state: Arc<AppState>) -> Front {
+    let router = Router::new()
         .route("/api/v1/links", post(links::create))
         .route(
             "/api/v1/links/{code}",
@@ -44,7 +46,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(track::Track::new(state.metrics.clone()))
-        .with_state(state)
+        .with_state(state.clone());
+    Front::new(state, router)
 }
 
 async fn not_found() -> ApiError {

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use axum::{
-    Router,
     body::Body,
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
 use http_body_util::BodyExt;
 use serde_json::Value;
-use shortener::{AppState, Config, app};
+use shortener::{AppState, Config, app, http::Front};
 use tower::ServiceExt;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -51,7 +50,7 @@ pub fn config(database_url: String) -> Config {
 /// A router over a fresh database.
 pub struct TestApp {
     pub state: Arc<AppState>,
-    pub router: Router,
+    pub router: Front,
     _dir: Option<tempfile::TempDir>,
 }
 
