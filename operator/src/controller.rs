@@ -229,8 +229,8 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context, cluster: &Cluster) -> Re
         .memory(report.key(), report.uid(), report.status());
     let mut decision =
         memory_engine::decide(&engine, &observed.samples, &observed.workload, &memory, now);
-    if let Some(error) = &observed.metrics_error {
-        decision.metrics_message = error.clone();
+    if let Some(failure) = &observed.metrics_failure {
+        decision.metrics_message = failure.message.clone();
     }
     ctx.metrics.decided(respond::decision_kind(&decision));
 
@@ -249,6 +249,7 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context, cluster: &Cluster) -> Re
             samples: &observed.samples,
             workload: &observed.workload,
             decision: &decision,
+            metrics_failure: observed.metrics_failure.as_ref(),
             generation: policy.metadata.generation,
             now,
         })

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use memory_policy_api::crd::names::reason;
+
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +43,31 @@ pub enum Error {
     /// Prometheus answered with an error, or could not be reached.
     #[error("Prometheus at {url} failed: {message}")]
     PrometheusFailed { url: String, message: String },
+
+    /// Prometheus's answer was larger than the operator reads.
+    #[error(
+        "Prometheus at {url} answered more than {limit} bytes; the answer was refused \
+         (--prometheus-max-answer-bytes)"
+    )]
+    PrometheusAnswerTooLarge { url: String, limit: u64 },
+
+    /// Prometheus's answer held more series than the operator reads.
+    #[error(
+        "Prometheus at {url} answered {series} series, more than {limit}; the answer was \
+         refused (--prometheus-max-series)"
+    )]
+    PrometheusTooManySeries {
+        url: String,
+        series: usize,
+        limit: usize,
+    },
+
+    /// Prometheus sent the query to another server.
+    #[error("Prometheus at {url} failed: {refused}")]
+    PrometheusRedirectRefused {
+        url: String,
+        refused: crate::prometheus::RedirectRefused,
+    },
 
     /// A `Custom` metric without `spec.metric.query`.
     #[error("the custom query needs `spec.metric.query`")]
@@ -87,6 +114,17 @@ impl Error {
             Error::Kube { .. } | Error::CrdMissing(_) => "kube",
             Error::Io { .. } => "io",
             _ => "policy",
+        }
+    }
+
+    /// The `MetricsAvailable=False` reason of a query that failed with this error.
+    pub fn metrics_reason(&self) -> &'static str {
+        match self {
+            Error::PrometheusTimeout { .. } => reason::QUERY_TIMED_OUT,
+            Error::PrometheusAnswerTooLarge { .. } => reason::ANSWER_TOO_LARGE,
+            Error::PrometheusTooManySeries { .. } => reason::TOO_MANY_SERIES,
+            Error::PrometheusRedirectRefused { .. } => reason::REDIRECT_REFUSED,
+            _ => reason::QUERY_FAILED,
         }
     }
 

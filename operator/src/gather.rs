@@ -19,7 +19,7 @@ use memory_engine::{Sample, Workload};
 use memory_policy_api::{crd::MemoryPolicy, reading};
 
 use crate::{
-    Result, adapt,
+    Error, Result, adapt,
     context::Context,
     prometheus::{build_query, samples_from},
     watched::{self, Deployment, Pod},
@@ -32,7 +32,23 @@ pub struct Observed {
     /// Empty when the query failed.
     pub samples: Vec<Sample>,
     /// Why there are no samples, when the query failed.
-    pub metrics_error: Option<String>,
+    pub metrics_failure: Option<MetricsFailure>,
+}
+
+/// A query that failed: its `MetricsAvailable=False` reason and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsFailure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl From<Error> for MetricsFailure {
+    fn from(error: Error) -> Self {
+        MetricsFailure {
+            reason: error.metrics_reason(),
+            message: error.to_string(),
+        }
+    }
 }
 
 /// The watch caches of Deployments and pods (of one namespace, or of all), kept small: they
@@ -115,12 +131,12 @@ pub async fn gather(
     };
     let pods = cluster.pods_of(&namespace, &deployment);
     let workload = adapt::workload(&deployment, &pods, reading::container(&policy.spec));
-    let (samples, metrics_error) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
+    let (samples, metrics_failure) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
     Ok(Some(Observed {
         deployment,
         workload,
         samples,
-        metrics_error,
+        metrics_failure,
     }))
 }
 
@@ -131,10 +147,10 @@ async fn read_samples(
     namespace: &str,
     pods: &[Arc<Pod>],
     workload: &Workload,
-) -> (Vec<Sample>, Option<String>) {
+) -> (Vec<Sample>, Option<MetricsFailure>) {
     let query = match build_query(&policy.spec, namespace, &workload.pods) {
         Ok(query) => query,
-        Err(error) => return (Vec::new(), Some(error.to_string())),
+        Err(error) => return (Vec::new(), Some(error.into())),
     };
     match ctx.prometheus.query(&policy.spec, &query).await {
         Ok((data, took)) => {
@@ -144,7 +160,7 @@ async fn read_samples(
         }
         Err(error) => {
             ctx.metrics.queried(None);
-            (Vec::new(), Some(error.to_string()))
+            (Vec::new(), Some(error.into()))
         }
     }
 }

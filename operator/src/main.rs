@@ -19,7 +19,7 @@ use memory_operator::{
     controller,
     leader::Elector,
     metrics::Metrics,
-    prometheus::Prometheus,
+    prometheus::{Bounds, Prometheus},
     server::{Health, router},
 };
 use memory_policy_api::crd::MemoryPolicy;
@@ -77,6 +77,13 @@ struct RunArgs {
         default_value = "http://prometheus.monitoring:9090"
     )]
     prometheus_url: String,
+    /// The largest Prometheus answer read, in bytes; a larger one is refused
+    /// (`MetricsAvailable=False`, reason AnswerTooLarge).
+    #[arg(long, env = "PROMETHEUS_MAX_ANSWER_BYTES", default_value_t = Bounds::default().max_answer_bytes)]
+    prometheus_max_answer_bytes: u64,
+    /// The most series a Prometheus answer may hold; more are refused (reason TooManySeries).
+    #[arg(long, env = "PROMETHEUS_MAX_SERIES", default_value_t = Bounds::default().max_series)]
+    prometheus_max_series: usize,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -170,7 +177,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let shared = Shared::new(
         config,
-        Prometheus::new(&args.prometheus_url),
+        Prometheus::new(&args.prometheus_url).with_bounds(Bounds {
+            max_answer_bytes: args.prometheus_max_answer_bytes,
+            max_series: args.prometheus_max_series,
+        }),
         metrics,
         reporter,
     )?;

@@ -12,15 +12,16 @@ use std::{
 };
 
 use jiff::Timestamp;
-use prometheus_http_query::{
-    Client,
-    response::{Data, PromqlResult},
-};
+use prometheus_http_query::{Client, response::Data};
 use tracing::debug;
 
 use crate::{Error, Result};
 use memory_engine::Sample;
 use memory_policy_api::crd::{MemoryPolicySpec, MetricSource};
+
+mod answer;
+
+pub use answer::{Bounds, RedirectRefused};
 
 /// Series the shortener exports about itself.
 const SERVICE_SERIES: (&str, &str) = (
@@ -204,15 +205,29 @@ pub struct Prometheus {
     /// One HTTP client for every query, so that connections to a server are kept and reused
     /// rather than opened for each evaluation.
     http: reqwest::Client,
+    bounds: Bounds,
 }
 
 impl Prometheus {
-    /// Queries `default_url` unless a policy names its own server.
+    /// Queries `default_url` unless a policy names its own server, reading answers within
+    /// the default [`Bounds`].
     pub fn new(default_url: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(answer::redirect_policy())
+            .build()
+            // Only a TLS backend that cannot start fails a build; reqwest's own default
+            // client panics the same way.
+            .expect("an HTTP client with no TLS settings of its own");
         Prometheus {
             default_url: default_url.into(),
-            http: reqwest::Client::new(),
+            http,
+            bounds: Bounds::default(),
         }
+    }
+
+    /// Reads answers within `bounds` instead.
+    pub fn with_bounds(self, bounds: Bounds) -> Self {
+        Prometheus { bounds, ..self }
     }
 
     /// The server a policy is evaluated against.
@@ -234,8 +249,8 @@ impl Prometheus {
             .client(url)?
             .query(&query.promql)
             .timeout(millis(timeout))
-            .get();
-        let data = answer(url, timeout, request).await?;
+            .get_raw();
+        let data = self.exchange(url, timeout, request).await?;
         Ok((data, started.elapsed()))
     }
 
@@ -258,8 +273,8 @@ impl Prometheus {
                 step.as_secs_f64(),
             )
             .timeout(millis(timeout))
-            .get();
-        answer(url, timeout, request).await
+            .get_raw();
+        self.exchange(url, timeout, request).await
     }
 
     fn client(&self, url: &str) -> Result<Client> {
@@ -268,26 +283,45 @@ impl Prometheus {
             message: format!("bad URL: {e}"),
         })
     }
+
+    /// The data of `request`'s answer, read within the bounds and within `timeout`, body
+    /// included (Prometheus is told the same timeout, and the request is abandoned at it
+    /// whatever the server does: answer slowly, or trickle its answer).
+    async fn exchange(
+        &self,
+        url: &str,
+        timeout: Duration,
+        request: impl Future<Output = Result<reqwest::Response, prometheus_http_query::Error>>,
+    ) -> Result<Data> {
+        let exchange = async {
+            let response = request.await.map_err(|e| sending_failed(url, &e))?;
+            answer::read(url, response, self.bounds).await
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::PrometheusTimeout {
+                url: url.to_owned(),
+                timeout,
+            })?
+    }
 }
 
-/// The data of `request`'s answer, within `timeout` (Prometheus is told the same timeout, and
-/// the request is abandoned at it whatever Prometheus does).
-async fn answer(
-    url: &str,
-    timeout: Duration,
-    request: impl Future<Output = Result<PromqlResult, prometheus_http_query::Error>>,
-) -> Result<Data> {
-    let answer = tokio::time::timeout(timeout, request)
-        .await
-        .map_err(|_| Error::PrometheusTimeout {
-            url: url.to_owned(),
-            timeout,
-        })?
-        .map_err(|e| Error::PrometheusFailed {
-            url: url.to_owned(),
-            message: with_causes(&e),
-        })?;
-    Ok(answer.into_inner().0)
+/// A request that got no answer: refused on the way (a redirect elsewhere), or failed.
+fn sending_failed(url: &str, error: &(dyn std::error::Error + 'static)) -> Error {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(refused) = error.downcast_ref::<RedirectRefused>() {
+            return Error::PrometheusRedirectRefused {
+                url: url.to_owned(),
+                refused: refused.clone(),
+            };
+        }
+        cause = error.source();
+    }
+    Error::PrometheusFailed {
+        url: url.to_owned(),
+        message: with_causes(error),
+    }
 }
 
 /// A timeout as Prometheus's `timeout` parameter, in milliseconds.

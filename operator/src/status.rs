@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::adapt;
+use crate::{adapt, gather::MetricsFailure};
 use memory_engine::{Action, Decision, Policy, Sample, Workload};
 use memory_policy_api::crd::{
     MemoryPolicyStatus, PodMemory, PodRestarts,
@@ -130,6 +130,8 @@ pub struct Evaluated<'a> {
     pub workload: &'a Workload,
     /// Settled: its memory holds the action if it was carried out or reported.
     pub decision: &'a Decision,
+    /// Why the query failed, when it did: its reason is the condition's.
+    pub metrics_failure: Option<&'a MetricsFailure>,
     /// The policy's `metadata.generation` that was evaluated.
     pub generation: Option<i64>,
     pub now: Timestamp,
@@ -143,6 +145,7 @@ pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
         samples,
         workload,
         decision,
+        metrics_failure,
         generation,
         now,
     } = *evaluated;
@@ -159,7 +162,8 @@ pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
     let (metrics_reason, metrics_message) = if decision.metrics_available {
         (reason::SAMPLES_FRESH, decision.metrics_message.as_str())
     } else {
-        (reason::NO_USABLE_SAMPLES, decision.metrics_message.as_str())
+        let reason = metrics_failure.map_or(reason::NO_USABLE_SAMPLES, |failure| failure.reason);
+        (reason, decision.metrics_message.as_str())
     };
     set_condition(
         c,
@@ -436,6 +440,7 @@ mod tests {
                     samples: &samples,
                     workload: &workload,
                     decision: &decision,
+                    metrics_failure: None,
                     generation: Some(1),
                     now,
                 },

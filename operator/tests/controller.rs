@@ -8,6 +8,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{Cluster, eventually, installed, pause, repo_root};
+use testkit::{HostilePrometheus, Misbehaviour};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_policy_gets_its_conditions() {
@@ -384,6 +385,45 @@ async fn missing_metrics_never_act_and_say_why() {
     assert_eq!(
         cluster.policy_object("blind").await["status"]["state"],
         "NoData"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_that_trickles_its_answer_costs_its_own_policy_only() {
+    let cluster = Cluster::start(2, 1).await;
+    for pod in cluster.pods().await {
+        cluster.prometheus.set(&pod, 30.0);
+    }
+    let slow = HostilePrometheus::start(Misbehaviour::Trickle {
+        every: Duration::from_millis(100),
+    })
+    .await
+    .unwrap();
+    cluster
+        .policy(
+            "slow",
+            "web",
+            json!({"prometheus": {"url": slow.url(), "timeout": "1s"}}),
+        )
+        .await;
+    cluster.policy("served", "web", json!({})).await;
+    eventually("slow: MetricsAvailable=False; served: True", async || {
+        cluster
+            .condition_is("slow", "MetricsAvailable", "False")
+            .await
+            && cluster
+                .condition_is("served", "MetricsAvailable", "True")
+                .await
+    })
+    .await;
+    let (_, reason, message) = cluster.condition("slow", "MetricsAvailable").await.unwrap();
+    assert_eq!(reason, "QueryTimedOut", "{message}");
+    assert!(message.contains("did not answer within 1s"), "{message}");
+    assert!(cluster.condition_is("slow", "Ready", "True").await);
+    assert!(
+        cluster
+            .operator_did("patch", "deployments/scale")
+            .is_empty()
     );
 }
 

@@ -6,7 +6,8 @@
 //! goes away, however it goes away. [`fresh_database_url`] is the one call most tests need.
 //!
 //! [`PromServer`] is a throwaway Prometheus scraping given targets; [`ScriptedPrometheus`] answers
-//! queries with series a test sets. [`SchemaCheck`] says what an apiserver would about an object
+//! queries with series a test sets; [`HostilePrometheus`] answers at length, slowly, with a
+//! redirect elsewhere or with many series. [`SchemaCheck`] says what an apiserver would about an object
 //! under a CRD's schema. [`ControlPlane`] is a real Kubernetes control plane (etcd,
 //! kube-apiserver, kube-controller-manager, kube-scheduler) built from Go modules under
 //! `tools/k8s/`, one per test binary, each test in a namespace of its own, with its audit log
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod control_plane;
+mod hostile_prometheus;
 mod kubelet;
 mod loopback;
 mod postgres;
@@ -27,6 +29,7 @@ mod watchdog;
 use std::{io, path::PathBuf, process::ExitStatus};
 
 pub use control_plane::{AuditedRequest, ControlPlane};
+pub use hostile_prometheus::{HostilePrometheus, Misbehaviour};
 pub use kubelet::{ContainerExit, KubeletConfig, ProcessKubelet};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{KubernetesPods, PromServer, Target};

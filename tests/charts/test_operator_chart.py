@@ -86,6 +86,18 @@ def test_two_replicas_run_with_leader_election_and_know_who_they_are():
     assert env["PROMETHEUS_URL"]["value"] == "http://prometheus.monitoring:9090"
 
 
+def test_the_answer_limits_reach_the_operator():
+    env = env_of(operator_container(render(OPERATOR_CHART)))
+    assert env["PROMETHEUS_MAX_ANSWER_BYTES"]["value"] == "8388608"
+    assert env["PROMETHEUS_MAX_SERIES"]["value"] == "10000"
+    limits = {"prometheusLimits": {"maxAnswerBytes": 1048576, "maxSeries": 500}}
+    env = env_of(operator_container(render(OPERATOR_CHART, limits)))
+    assert env["PROMETHEUS_MAX_ANSWER_BYTES"]["value"] == "1048576"
+    assert env["PROMETHEUS_MAX_SERIES"]["value"] == "500"
+    with pytest.raises(helm.HelmError, match="maxSeries"):
+        render(OPERATOR_CHART, {"prometheusLimits": {"maxAnswerBytes": 1048576, "maxSeries": 0}})
+
+
 def test_the_listen_address_serves_the_probed_and_scraped_port():
     rendered = render(OPERATOR_CHART, {"port": 9443})
     container = operator_container(rendered)

@@ -24,6 +24,16 @@ pub mod reason {
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
     pub const SAMPLES_FRESH: &str = "SamplesFresh";
     pub const NO_USABLE_SAMPLES: &str = "NoUsableSamples";
+    /// `MetricsAvailable=False`: Prometheus could not be reached, or refused the query.
+    pub const QUERY_FAILED: &str = "QueryFailed";
+    /// `MetricsAvailable=False`: no whole answer within the policy's `prometheus.timeout`.
+    pub const QUERY_TIMED_OUT: &str = "QueryTimedOut";
+    /// `MetricsAvailable=False`: the answer was larger than the operator reads.
+    pub const ANSWER_TOO_LARGE: &str = "AnswerTooLarge";
+    /// `MetricsAvailable=False`: the answer held more series than the operator reads.
+    pub const TOO_MANY_SERIES: &str = "TooManySeries";
+    /// `MetricsAvailable=False`: Prometheus redirected the query to another server.
+    pub const REDIRECT_REFUSED: &str = "RedirectRefused";
     pub const ABOVE_HIGH_WATER_MARK: &str = "AboveHighWaterMark";
     pub const BELOW_HIGH_WATER_MARK: &str = "BelowHighWaterMark";
     pub const PODS_CRITICAL: &str = "PodsCritical";
