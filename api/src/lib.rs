@@ -6,12 +6,14 @@
 //!   status and Events use;
 //! - [`validate`]: the verdict on a policy that both the schema's CEL rules and
 //!   `memory-operator check` enforce;
+//! - [`promql`]: a policy's own query, parsed and held to the policy's namespace;
 //! - [`reading`]: the one reading of a sound policy that the engine, the status, the query
 //!   and the actions all take.
 
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod promql;
 pub mod reading;
 pub mod validate;
 

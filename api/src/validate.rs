@@ -16,6 +16,7 @@ pub use documents::check_documents;
 use crate::{
     Result,
     crd::{Duration, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, quantity_bytes},
+    promql,
 };
 
 /// The longest duration the apiserver's CEL `duration()` reads (Go's, in nanoseconds
@@ -88,8 +89,9 @@ impl Problems {
     }
 }
 
-/// Every rule `spec` breaks, or `Ok` when it is sound.
-pub fn validate(spec: &MemoryPolicySpec) -> Result<(), Vec<FieldError>> {
+/// Every rule `spec` breaks, or `Ok` when it is sound, for a policy in `namespace` (unknown
+/// for a document that names none: a custom query's namespace is then judged at run time).
+pub fn validate(spec: &MemoryPolicySpec, namespace: Option<&str>) -> Result<(), Vec<FieldError>> {
     let mut p = Problems::default();
 
     let target = &spec.target_ref;
@@ -131,6 +133,11 @@ pub fn validate(spec: &MemoryPolicySpec) -> Result<(), Vec<FieldError>> {
             "metric.query",
             format_args!("is only allowed when metric.source is Custom, not {source:?}"),
         ),
+        (_, Some(query)) => {
+            if let Err(error) = promql::check(query, namespace) {
+                p.add("metric.query", error);
+            }
+        }
         _ => {}
     }
 
@@ -205,7 +212,7 @@ mod tests {
     }
 
     fn messages(spec: &MemoryPolicySpec) -> Vec<String> {
-        validate(spec)
+        validate(spec, None)
             .err()
             .unwrap_or_default()
             .into_iter()
@@ -215,14 +222,14 @@ mod tests {
 
     #[test]
     fn a_policy_with_every_default_is_sound() {
-        assert_eq!(validate(&spec()), Ok(()));
+        assert_eq!(validate(&spec(), None), Ok(()));
     }
 
     #[test]
     fn water_marks_out_of_order_name_both_values() {
         let mut s = spec();
         (s.thresholds.low_water_mark, s.thresholds.high_water_mark) = (80, 60);
-        let errors = validate(&s).unwrap_err();
+        let errors = validate(&s, None).unwrap_err();
         assert_eq!(errors[0].path, "spec.thresholds.lowWaterMark");
         assert_eq!(
             errors[0].message,
@@ -285,7 +292,7 @@ mod tests {
     fn durations_longer_than_kubernetes_reads_are_refused() {
         let mut s = spec();
         s.safety.cooldown = "2562047h47m16s".parse().unwrap();
-        assert!(validate(&s).is_ok());
+        assert!(validate(&s, None).is_ok());
         s.safety.cooldown = "2562047h47m17s".parse().unwrap();
         assert_eq!(
             messages(&s),
@@ -304,7 +311,7 @@ mod tests {
         (s.thresholds.r#for, s.thresholds.stale_after) = (zero, zero);
         s.scaling.scale_in_stabilization = zero;
         s.safety.cooldown = zero;
-        let paths: Vec<String> = validate(&s)
+        let paths: Vec<String> = validate(&s, None)
             .unwrap_err()
             .into_iter()
             .map(|e| e.path)
@@ -331,7 +338,7 @@ mod tests {
             ["spec.metric.query is required when metric.source is Custom"]
         );
         s.metric.query = Some("container_memory_working_set_bytes".into());
-        assert_eq!(validate(&s), Ok(()));
+        assert_eq!(validate(&s, None), Ok(()));
         s.metric.source = MetricSource::Container;
         assert_eq!(
             messages(&s),
@@ -373,7 +380,7 @@ mod tests {
             request: q("256Mi"),
             limit: q("256Mi"),
         });
-        assert_eq!(validate(&s), Ok(()));
+        assert_eq!(validate(&s, None), Ok(()));
     }
 
     #[test]
@@ -397,5 +404,31 @@ mod tests {
             messages(&s),
             ["spec.prometheus.url (prometheus:9090) must start with http:// or https://"]
         );
+    }
+
+    #[test]
+    fn a_custom_query_must_be_promql_that_reads_the_policys_namespace_only() {
+        let mut s = spec();
+        s.metric.source = MetricSource::Custom;
+        s.metric.query = Some("sum(my_bytes".into());
+        assert_eq!(
+            messages(&s),
+            ["spec.metric.query does not parse (at character 12): unclosed left parenthesis"]
+        );
+        s.metric.query = Some(r#"my_bytes{namespace="bank"}"#.into());
+        assert_eq!(
+            validate(&s, None),
+            Ok(()),
+            "judged once the namespace is known"
+        );
+        let errors = validate(&s, Some("shop")).unwrap_err();
+        assert_eq!(errors[0].path, "spec.metric.query");
+        assert!(
+            errors[0].message.contains("reads series of namespace bank"),
+            "{}",
+            errors[0].message
+        );
+        s.metric.query = Some(r#"my_bytes{namespace="shop"}"#.into());
+        assert_eq!(validate(&s, Some("shop")), Ok(()));
     }
 }

@@ -190,7 +190,7 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context, cluster: &Cluster) -> Re
     let now = Timestamp::now();
     let report = Report::on_policy(ctx, policy, now);
 
-    if let Err(errors) = validate(&policy.spec) {
+    if let Err(errors) = validate(&policy.spec, policy.metadata.namespace.as_deref()) {
         let message = errors
             .iter()
             .map(ToString::to_string)

@@ -69,6 +69,10 @@ pub enum Error {
         refused: crate::prometheus::RedirectRefused,
     },
 
+    /// A `Custom` query that is not PromQL, or reaches outside its policy's namespace.
+    #[error("spec.metric.query {0}")]
+    QueryRefused(#[from] memory_policy_api::promql::QueryError),
+
     /// A `Custom` metric without `spec.metric.query`.
     #[error("the custom query needs `spec.metric.query`")]
     NoQuery,

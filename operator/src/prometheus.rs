@@ -17,7 +17,10 @@ use tracing::debug;
 
 use crate::{Error, Result};
 use memory_engine::Sample;
-use memory_policy_api::crd::{MemoryPolicySpec, MetricSource};
+use memory_policy_api::{
+    crd::{MemoryPolicySpec, MetricSource},
+    promql,
+};
 
 mod answer;
 
@@ -81,9 +84,9 @@ pub fn build_selector(spec: &MemoryPolicySpec, namespace: &str) -> Result<Metric
 }
 
 /// The selector of a built-in source in `namespace`, with the matchers `more` (each led by a
-/// comma) added; a custom query as written.
+/// comma) added; a custom query with each of its selectors held to `namespace`.
 fn selector(spec: &MemoryPolicySpec, namespace: &str, more: &str) -> Result<MetricsQuery> {
-    let namespace = escape(namespace);
+    let escaped = escape(namespace);
     let (series, extra) = match spec.metric.source {
         MetricSource::Service => (SERVICE_SERIES, String::new()),
         MetricSource::Container => {
@@ -96,14 +99,14 @@ fn selector(spec: &MemoryPolicySpec, namespace: &str, more: &str) -> Result<Metr
         MetricSource::Custom => {
             let query = spec.metric.query.as_deref().ok_or(Error::NoQuery)?;
             return Ok(MetricsQuery {
-                promql: query.to_owned(),
+                promql: promql::confine(query, namespace)?,
                 reading: Reading::Custom,
             });
         }
     };
     let (usage, limit) = series;
     Ok(MetricsQuery {
-        promql: format!("{{__name__=~\"{usage}|{limit}\",namespace=\"{namespace}\"{extra}{more}}}"),
+        promql: format!("{{__name__=~\"{usage}|{limit}\",namespace=\"{escaped}\"{extra}{more}}}"),
         reading: Reading::UsageAndLimit { usage, limit },
     })
 }
@@ -508,7 +511,7 @@ mod tests {
     fn custom_queries_take_the_limit_from_the_pod_spec() {
         let yaml = "metric: {source: Custom, query: 'my_bytes'}";
         let query = build_query(&spec(yaml), "shop", &pods(&["web-a"])).unwrap();
-        assert_eq!(query.promql, "my_bytes");
+        assert_eq!(query.promql, r#"my_bytes{namespace="shop"}"#);
         let data: Data = serde_json::from_value(json!({"resultType": "vector", "result": [
             {"metric": {"pod": "web-a"}, "value": [101.0, "30"]}
         ]}))

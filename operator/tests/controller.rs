@@ -428,6 +428,30 @@ async fn a_prometheus_that_trickles_its_answer_costs_its_own_policy_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_query_that_reads_another_namespace_is_refused_and_never_sent() {
+    let cluster = Cluster::start(2, 1).await;
+    let query = r#"sum by (pod) (my_bytes{namespace="kube-system"})"#;
+    cluster
+        .policy(
+            "nosy",
+            "web",
+            json!({"metric": {"source": "Custom", "query": query}}),
+        )
+        .await;
+    eventually("Ready=False", async || {
+        cluster.condition_is("nosy", "Ready", "False").await
+    })
+    .await;
+    let (_, reason, message) = cluster.condition("nosy", "Ready").await.unwrap();
+    assert_eq!(reason, "InvalidPolicy");
+    assert!(
+        message.contains("spec.metric.query reads series of namespace kube-system"),
+        "{message}"
+    );
+    assert_eq!(cluster.prometheus.queries(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_evaluation_sends_one_query_whatever_the_pod_count() {
     let cluster = Cluster::start(20, 1).await;
     for pod in cluster.pods().await {

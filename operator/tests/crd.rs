@@ -224,7 +224,7 @@ fn the_crd_rules_and_validate_give_the_same_verdicts() {
     for (name, change) in cases() {
         let mut spec = MemoryPolicySpec::for_deployment("shortener");
         change(&mut spec);
-        let offline = validate(&spec).err().unwrap_or_default();
+        let offline = validate(&spec, None).err().unwrap_or_default();
         let apiserver = apiserver_verdict(&spec);
         assert_eq!(
             offline.is_empty(),
@@ -270,7 +270,7 @@ async fn the_real_apiserver_gives_the_same_verdicts_as_validate() {
     for (name, change) in cases() {
         let mut spec = MemoryPolicySpec::for_deployment("shortener");
         change(&mut spec);
-        let offline = validate(&spec).err().unwrap_or_default();
+        let offline = validate(&spec, None).err().unwrap_or_default();
         let apiserver = real_apiserver_verdict(&client, &namespace, &spec).await;
         assert_eq!(
             offline.is_empty(),
@@ -298,7 +298,7 @@ async fn only_validate_compares_the_request_with_the_limit() {
         request: q("512Mi"),
         limit: q("256Mi"),
     });
-    assert!(validate(&spec).is_err());
+    assert!(validate(&spec, None).is_err());
     assert_eq!(apiserver_verdict(&spec), Vec::<String>::new());
     let namespace = support::installed().plane.create_namespace("crd").unwrap();
     let client = support::admin().await;

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use memory_operator::prometheus::{Prometheus, build_query, samples_from};
-use memory_policy_api::crd::MemoryPolicySpec;
+use memory_policy_api::crd::{MemoryPolicySpec, MetricSource};
 use prometheus_http_query::response::Data;
 use shortener::{Config, Server, units::ByteSize};
 use testkit::{PromServer, Target};
@@ -81,6 +81,24 @@ async fn one_query_reads_every_current_pod_and_a_dead_prometheus_is_an_error() {
         assert!((sample.usage_ratio - expected).abs() < 1e-9);
         let age = jiff::Timestamp::now().duration_since(sample.at);
         assert!(age.as_secs() < 10, "sample is {age:?} old");
+    }
+
+    // A custom query is sent held to the policy's namespace, and a real Prometheus reads it.
+    let mut custom = spec.clone();
+    custom.metric.source = MetricSource::Custom;
+    custom.metric.query = Some("max by (pod) (shortener_memory_resident_bytes)".into());
+    for (namespace, pods) in [("shop", 3), ("bank", 0)] {
+        let query = build_query(&custom, namespace, &current).unwrap();
+        assert!(
+            query.promql.contains(&format!("namespace=\"{namespace}\"")),
+            "{}",
+            query.promql
+        );
+        let (data, _) = client.query(&custom, &query).await.expect("an answer");
+        let Data::Vector(series) = &data else {
+            panic!("a vector: {data:?}")
+        };
+        assert_eq!(series.len(), pods, "{namespace}: {data:?}");
     }
 
     prometheus.stop().unwrap();

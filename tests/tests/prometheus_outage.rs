@@ -38,7 +38,7 @@ async fn without_prometheus_nothing_is_done_and_evaluation_resumes_when_it_retur
     })
     .await;
     let blind = cluster.condition("watch", "MetricsAvailable").unwrap();
-    assert_eq!(blind.reason, "NoUsableSamples");
+    assert_eq!(blind.reason, "QueryFailed");
     let prometheus = format!("Prometheus at {} failed: ", cluster.prometheus_url());
     assert!(blind.message.starts_with(&prometheus), "{blind:?}");
     assert!(blind.message.contains("Connection refused"), "{blind:?}");

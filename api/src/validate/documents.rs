@@ -92,7 +92,9 @@ fn check_document(
     }
 
     let name = policy.metadata.name.clone().unwrap_or_default();
-    let mut errors = validate(&policy.spec).err().unwrap_or_default();
+    let mut errors = validate(&policy.spec, policy.metadata.namespace.as_deref())
+        .err()
+        .unwrap_or_default();
     if name.is_empty() {
         let message = "metadata.name is required".to_owned();
         errors.insert(
@@ -148,6 +150,22 @@ mod tests {
             .map(|r| r.unwrap().metadata.name.unwrap())
             .collect();
         assert_eq!(names, ["p", "q"]);
+    }
+
+    #[test]
+    fn a_custom_query_is_judged_against_the_documents_namespace() {
+        let file = format!(
+            "{}  metric: {{source: Custom, query: 'sum(my_bytes{{namespace=\"bank\"}})'}}\n",
+            POLICY.replace("{name: p}", "{name: p, namespace: shop}")
+        );
+        let err = check_documents(&file).remove(0).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "document 1 (p):\n  spec.metric.query reads series of namespace bank in \
+             `my_bytes{namespace=\"bank\"}`, and a policy reads only its own namespace (shop)"
+        );
+        let elsewhere = file.replace("namespace: shop", "namespace: bank");
+        assert!(check_documents(&elsewhere).remove(0).is_ok());
     }
 
     #[test]

@@ -270,7 +270,14 @@ fn broken_rules(draft: &Draft) -> Vec<String> {
     check(
         "spec.metric.query",
         if custom {
-            query.is_some_and(|q| !q.is_empty())
+            // PromQL, matching no namespaces by pattern or exclusion (a draft names no
+            // namespace of its own, so one named plainly is judged at run time only).
+            query.is_some_and(|q| {
+                !q.is_empty()
+                    && promql_parser::parser::parse(&q).is_ok()
+                    && !q.contains("namespace=~")
+                    && !q.contains("namespace!")
+            })
         } else {
             query.is_none()
         },

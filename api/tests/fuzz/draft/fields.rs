@@ -107,7 +107,16 @@ pub(super) fn metric(sound: bool) -> Leaves {
             "Prometheus",
             "",
         ])),
-        prop::option::of(pick(&["", "up"])),
+        prop::option::of(pick(&[
+            "",
+            "up",
+            "sum(up",
+            "up{pod=}",
+            "up + * 2",
+            r#"up{namespace=~".+"}"#,
+            r#"sum(up{namespace!="mine"})"#,
+            r#"up{namespace="elsewhere"}"#,
+        ])),
     )
         .prop_map(|(source, query)| {
             leaves(vec![
