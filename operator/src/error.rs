@@ -73,6 +73,10 @@ pub enum Error {
     #[error("spec.metric.query {0}")]
     QueryRefused(#[from] memory_policy_api::promql::QueryError),
 
+    /// A built-in query that could not be built.
+    #[error("cannot build the query: {0}")]
+    Query(String),
+
     /// A `Custom` metric without `spec.metric.query`.
     #[error("the custom query needs `spec.metric.query`")]
     NoQuery,

@@ -21,6 +21,10 @@ use memory_policy_api::{
     crd::{MemoryPolicySpec, MetricSource},
     promql,
 };
+use promql_parser::{
+    label::{MatchOp, Matcher, Matchers},
+    parser::{MatrixSelector, VectorSelector, token::T_EQL_REGEX},
+};
 
 mod answer;
 
@@ -58,57 +62,86 @@ enum Reading {
 /// Builds the one query of an evaluation: every sample of the last `staleAfter` of the
 /// target's current `pods`. Naming the pods keeps the answer to this Deployment's series
 /// however many other workloads share the namespace (at 500 Deployments in one namespace,
-/// a namespace-wide answer was 1,000 pods' series for every evaluation).
+/// a namespace-wide answer was 1,000 pods' series for every evaluation). A custom query is
+/// sent held to `namespace`.
 pub fn build_query(
     spec: &MemoryPolicySpec,
     namespace: &str,
     pods: &[String],
 ) -> Result<MetricsQuery> {
-    let pods = pods
-        .iter()
-        .map(|pod| quote_meta(pod))
-        .collect::<Vec<_>>()
-        .join("|");
-    let mut query = selector(spec, namespace, &format!(",pod=~\"{}\"", escape(&pods)))?;
-    if query.reading != Reading::Custom {
-        let window = prometheus_duration(spec.thresholds.stale_after.into());
-        query.promql = format!("{}[{window}]", query.promql);
-    }
-    Ok(query)
+    let Some((selector, reading)) = built_in(spec, namespace, Some(pods))? else {
+        return custom(spec, namespace);
+    };
+    let window = MatrixSelector {
+        vs: selector,
+        range: spec.thresholds.stale_after.into(),
+    };
+    Ok(MetricsQuery {
+        promql: window.to_string(),
+        reading,
+    })
 }
 
 /// The query without its window: for a built-in source, the instant selector of the usage
-/// and limit series (a backtest evaluates it at every step); a custom query as written.
+/// and limit series (a backtest evaluates it at every step); a custom query held to
+/// `namespace`.
 pub fn build_selector(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery> {
-    selector(spec, namespace, "")
+    let Some((selector, reading)) = built_in(spec, namespace, None)? else {
+        return custom(spec, namespace);
+    };
+    Ok(MetricsQuery {
+        promql: selector.to_string(),
+        reading,
+    })
 }
 
-/// The selector of a built-in source in `namespace`, with the matchers `more` (each led by a
-/// comma) added; a custom query with each of its selectors held to `namespace`.
-fn selector(spec: &MemoryPolicySpec, namespace: &str, more: &str) -> Result<MetricsQuery> {
-    let escaped = escape(namespace);
-    let (series, extra) = match spec.metric.source {
-        MetricSource::Service => (SERVICE_SERIES, String::new()),
-        MetricSource::Container => {
-            let container = match spec.limits.as_ref().and_then(|l| l.container.as_deref()) {
-                Some(name) => format!(",container=\"{}\"", escape(name)),
-                None => ",container!=\"\",container!=\"POD\"".to_owned(),
-            };
-            (CONTAINER_SERIES, container)
-        }
-        MetricSource::Custom => {
-            let query = spec.metric.query.as_deref().ok_or(Error::NoQuery)?;
-            return Ok(MetricsQuery {
-                promql: promql::confine(query, namespace)?,
-                reading: Reading::Custom,
-            });
-        }
+/// The selector of a built-in source: its usage and limit series in `namespace`, of `pods`
+/// when given. Built as PromQL's syntax tree, so that no name can break out of its quotes.
+/// None for a custom query.
+fn built_in(
+    spec: &MemoryPolicySpec,
+    namespace: &str,
+    pods: Option<&[String]>,
+) -> Result<Option<(VectorSelector, Reading)>> {
+    let (usage, limit) = match spec.metric.source {
+        MetricSource::Service => SERVICE_SERIES,
+        MetricSource::Container => CONTAINER_SERIES,
+        MetricSource::Custom => return Ok(None),
     };
-    let (usage, limit) = series;
+    let mut matchers = vec![
+        matching("__name__", &format!("{usage}|{limit}"))?,
+        Matcher::new(MatchOp::Equal, "namespace", namespace),
+    ];
+    if spec.metric.source == MetricSource::Container {
+        match spec.limits.as_ref().and_then(|l| l.container.as_deref()) {
+            Some(name) => matchers.push(Matcher::new(MatchOp::Equal, "container", name)),
+            // Not the pod's cgroup as a whole, nor its sandbox.
+            None => matchers.extend(
+                ["", "POD"].map(|other| Matcher::new(MatchOp::NotEqual, "container", other)),
+            ),
+        }
+    }
+    if let Some(pods) = pods {
+        let alternatives: Vec<String> = pods.iter().map(|pod| quote_meta(pod)).collect();
+        matchers.push(matching("pod", &alternatives.join("|"))?);
+    }
+    let selector = VectorSelector::new(None, Matchers::new(matchers));
+    Ok(Some((selector, Reading::UsageAndLimit { usage, limit })))
+}
+
+/// A custom query, held to `namespace`.
+fn custom(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery> {
+    let query = spec.metric.query.as_deref().ok_or(Error::NoQuery)?;
     Ok(MetricsQuery {
-        promql: format!("{{__name__=~\"{usage}|{limit}\",namespace=\"{escaped}\"{extra}{more}}}"),
-        reading: Reading::UsageAndLimit { usage, limit },
+        promql: promql::confine(query, namespace)?,
+        reading: Reading::Custom,
     })
+}
+
+/// The matcher `name=~"pattern"`.
+fn matching(name: &str, pattern: &str) -> Result<Matcher> {
+    Matcher::new_matcher(T_EQL_REGEX, name.to_owned(), pattern.to_owned())
+        .map_err(|message| Error::Query(format!("{name}=~\"{pattern}\": {message}")))
 }
 
 /// Reads one sample per current pod out of an answer; pods with no usable
@@ -348,16 +381,6 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A Prometheus duration such as `45s` or `1500ms`.
-fn prometheus_duration(duration: Duration) -> String {
-    let millis = duration.as_millis().max(1);
-    if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{millis}ms")
-    }
-}
-
 /// `value` as a regular expression that matches it literally, in Prometheus's (Go's RE2)
 /// syntax: the metacharacters Go's `regexp.QuoteMeta` escapes, and nothing else.
 fn quote_meta(value: &str) -> String {
@@ -369,10 +392,6 @@ fn quote_meta(value: &str) -> String {
         quoted.push(c);
     }
     quoted
-}
-
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 fn timestamp(seconds: f64) -> Timestamp {
@@ -436,12 +455,26 @@ mod tests {
     fn the_container_query_names_the_container_when_given() {
         let yaml = "metric: {source: Container}\nlimits: {container: app}\nthresholds: {staleAfter: 1500ms}";
         let query = build_query(&spec(yaml), "shop", &pods(&["web-a"])).unwrap();
-        assert!(
-            query.promql.contains(r#"container="app",pod=~"web-a"}"#),
-            "{}",
-            query.promql
+        assert_eq!(
+            query.promql,
+            r#"{__name__=~"container_memory_working_set_bytes|container_spec_memory_limit_bytes",container="app",namespace="shop",pod=~"web-a"}[1s500ms]"#
         );
-        assert!(query.promql.ends_with("[1500ms]"), "{}", query.promql);
+    }
+
+    #[test]
+    fn no_name_breaks_out_of_its_quotes() {
+        let namespace = r#"shop"} or vector(1) or {x=""#;
+        let yaml = format!("metric: {{source: Container}}\nlimits: {{container: 'a\"b'}}");
+        let query = build_query(&spec(&yaml), namespace, &pods(&[r#"web"}"#])).unwrap();
+        let Ok(promql_parser::parser::Expr::MatrixSelector(parsed)) =
+            promql_parser::parser::parse(&query.promql)
+        else {
+            panic!("one selector: {}", query.promql)
+        };
+        let value = |name: &str| parsed.vs.matchers.find_matchers(name)[0].value.clone();
+        assert_eq!(value("namespace"), namespace);
+        assert_eq!(value("container"), r#"a"b"#);
+        assert_eq!(value("pod"), r#"web"\}"#);
     }
 
     #[test]

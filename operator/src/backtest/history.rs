@@ -166,13 +166,9 @@ mod tests {
             r#"{__name__=~"shortener_memory_resident_bytes|shortener_memory_limit_bytes",namespace="shop"}"#
         );
         let container = range_query(&spec("metric: {source: Container}"), "shop").unwrap();
-        assert!(
-            container
-                .promql
-                .starts_with(r#"{__name__=~"container_memory_working_set_bytes|"#)
-                && container.promql.ends_with(r#"container!="POD"}"#),
-            "{}",
-            container.promql
+        assert_eq!(
+            container.promql,
+            r#"{__name__=~"container_memory_working_set_bytes|container_spec_memory_limit_bytes",container!="",container!="POD",namespace="shop"}"#
         );
     }
 
