@@ -464,8 +464,8 @@ mod tests {
     #[test]
     fn no_name_breaks_out_of_its_quotes() {
         let namespace = r#"shop"} or vector(1) or {x=""#;
-        let yaml = format!("metric: {{source: Container}}\nlimits: {{container: 'a\"b'}}");
-        let query = build_query(&spec(&yaml), namespace, &pods(&[r#"web"}"#])).unwrap();
+        let yaml = "metric: {source: Container}\nlimits: {container: 'a\"b'}";
+        let query = build_query(&spec(yaml), namespace, &pods(&[r#"web"}"#])).unwrap();
         let Ok(promql_parser::parser::Expr::MatrixSelector(parsed)) =
             promql_parser::parser::parse(&query.promql)
         else {
