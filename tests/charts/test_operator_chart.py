@@ -178,3 +178,31 @@ def test_the_notes_say_what_to_do_next():
                  "kubectl apply -f my-policy.yaml", "kubectl get mempol", "kubectl describe mempol",
                  "get lease memory-operator"):
         assert step in notes, step
+
+
+def test_the_network_policy_lets_the_operator_reach_dns_the_api_server_and_prometheus_only():
+    render(OPERATOR_CHART).none("NetworkPolicy")
+    api_server = [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+    prometheus = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    rendered = render(OPERATOR_CHART, {"networkPolicy": {
+        "enabled": True, "apiServer": {"to": api_server}, "prometheus": {"to": prometheus}}})
+    policy = rendered.one("NetworkPolicy")["spec"]
+    selector = rendered.one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["podSelector"]["matchLabels"] == selector
+    assert policy["policyTypes"] == ["Egress"]
+    dns, to_api_server, to_prometheus = policy["egress"]
+    assert {p["protocol"] for p in dns["ports"]} == {"UDP", "TCP"}
+    assert to_api_server == {"to": api_server, "ports": [{"port": 443, "protocol": "TCP"},
+                                                          {"port": 6443, "protocol": "TCP"}]}
+    assert to_prometheus == {"to": prometheus, "ports": [{"port": 9090, "protocol": "TCP"}]}
+    without_dns = render(OPERATOR_CHART, {"networkPolicy": {
+        "enabled": True, "dns": False, "apiServer": {"to": api_server}, "prometheus": {"to": prometheus}}})
+    assert len(without_dns.one("NetworkPolicy")["spec"]["egress"]) == 2
+
+
+def test_a_network_policy_without_peers_is_refused_rather_than_open():
+    with pytest.raises(helm.HelmError, match="networkPolicy.apiServer.to is required"):
+        render(OPERATOR_CHART, {"networkPolicy": {"enabled": True}})
+    with pytest.raises(helm.HelmError, match="networkPolicy.prometheus.to is required"):
+        render(OPERATOR_CHART, {"networkPolicy": {
+            "enabled": True, "apiServer": {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]}}})
