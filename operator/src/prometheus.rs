@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    sync::LazyLock,
     time::{Duration, Instant},
 };
 
@@ -40,6 +41,15 @@ const CONTAINER_SERIES: (&str, &str) = (
     "container_memory_working_set_bytes",
     "container_spec_memory_limit_bytes",
 );
+/// The matchers of each built-in source's two series, compiled once rather than at every
+/// evaluation.
+static SERVICE_NAMES: LazyLock<Matcher> = LazyLock::new(|| names(SERVICE_SERIES));
+static CONTAINER_NAMES: LazyLock<Matcher> = LazyLock::new(|| names(CONTAINER_SERIES));
+
+fn names((usage, limit): (&str, &str)) -> Matcher {
+    matching("__name__", &format!("{usage}|{limit}"))
+        .expect("two metric names make a regular expression")
+}
 
 /// A PromQL query and how to read its answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,13 +113,13 @@ fn built_in(
     namespace: &str,
     pods: Option<&[String]>,
 ) -> Result<Option<(VectorSelector, Reading)>> {
-    let (usage, limit) = match spec.metric.source {
-        MetricSource::Service => SERVICE_SERIES,
-        MetricSource::Container => CONTAINER_SERIES,
+    let ((usage, limit), names) = match spec.metric.source {
+        MetricSource::Service => (SERVICE_SERIES, &*SERVICE_NAMES),
+        MetricSource::Container => (CONTAINER_SERIES, &*CONTAINER_NAMES),
         MetricSource::Custom => return Ok(None),
     };
     let mut matchers = vec![
-        matching("__name__", &format!("{usage}|{limit}"))?,
+        names.clone(),
         Matcher::new(MatchOp::Equal, "namespace", namespace),
     ];
     if spec.metric.source == MetricSource::Container {

@@ -269,11 +269,7 @@ async fn a_policy_whose_target_is_missing_is_not_ready_and_others_keep_working()
     cluster.prometheus.set(&pods[0], 30.0);
     cluster.policy("ghost", "nowhere", json!({})).await;
     cluster.policy("fine", "web", json!({})).await;
-    eventually("ghost Ready=False", async || {
-        cluster.condition_is("ghost", "Ready", "False").await
-    })
-    .await;
-    let (_, reason, message) = cluster.condition("ghost", "Ready").await.unwrap();
+    let (reason, message) = cluster.not_ready("ghost").await;
     assert_eq!(reason, "TargetNotFound");
     assert!(
         message.contains(&format!("{}/nowhere", cluster.namespace)),
@@ -296,11 +292,7 @@ async fn an_invalid_policy_says_which_field_is_wrong() {
             json!({"limits": {"request": "512Mi", "limit": "256Mi"}}),
         )
         .await;
-    eventually("bad Ready=False", async || {
-        cluster.condition_is("bad", "Ready", "False").await
-    })
-    .await;
-    let (_, reason, message) = cluster.condition("bad", "Ready").await.unwrap();
+    let (reason, message) = cluster.not_ready("bad").await;
     assert_eq!(reason, "InvalidPolicy");
     assert!(message.contains("spec.limits"), "{message}");
     // Re-checked every interval, but its status is written once: each write would wake the
@@ -438,11 +430,7 @@ async fn a_custom_query_that_reads_another_namespace_is_refused_and_never_sent()
             json!({"metric": {"source": "Custom", "query": query}}),
         )
         .await;
-    eventually("Ready=False", async || {
-        cluster.condition_is("nosy", "Ready", "False").await
-    })
-    .await;
-    let (_, reason, message) = cluster.condition("nosy", "Ready").await.unwrap();
+    let (reason, message) = cluster.not_ready("nosy").await;
     assert_eq!(reason, "InvalidPolicy");
     assert!(
         message.contains("spec.metric.query reads series of namespace kube-system"),

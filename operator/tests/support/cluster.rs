@@ -293,6 +293,16 @@ impl Cluster {
         Some((text("status"), text("reason"), text("message")))
     }
 
+    /// Once policy `name` is `Ready=False`: its (reason, message).
+    pub async fn not_ready(&self, name: &str) -> (String, String) {
+        eventually(&format!("{name} Ready=False"), async || {
+            self.condition_is(name, "Ready", "False").await
+        })
+        .await;
+        let (_, reason, message) = self.condition(name, "Ready").await.unwrap();
+        (reason, message)
+    }
+
     pub async fn condition_is(&self, name: &str, type_: &str, status: &str) -> bool {
         self.condition(name, type_)
             .await
