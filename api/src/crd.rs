@@ -50,7 +50,7 @@ pub use status::{ActionRecord, MemoryPolicyStatus, PodMemory, PodRestarts};
 pub struct MemoryPolicySpec {
     /// The workload this policy watches and acts on.
     pub target_ref: TargetRef,
-    /// Where to query memory usage; unset fields take the operator's flags.
+    /// Which of the operator's metrics sources to query, and for how long.
     #[serde(default)]
     pub prometheus: Prometheus,
     /// Which memory series counts as usage.
@@ -103,22 +103,55 @@ pub struct TargetRef {
     pub name: String,
 }
 
-/// Prometheus connection settings.
+/// Which Prometheus the policy is evaluated against, and for how long a query may run.
+///
+/// The servers themselves are the operator administrator's to define (`--sources`): a policy
+/// names one and can no longer carry an address, so no policy can make the operator connect
+/// anywhere its administrator did not configure.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.url)", "message": URL_REFUSED},
+    {"rule": "self.source.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')", "message": SOURCE_NAME},
+]))]
 pub struct Prometheus {
-    /// Base URL; the operator's `--prometheus-url` when unset.
+    /// The metrics source to query, by the name the operator's administrator gave it.
+    #[schemars(length(max = 63))]
+    pub source: String,
+    /// No longer supported: refused, in favour of `source`. Kept in the schema so that a
+    /// policy still carrying it is refused with a message saying what to write instead,
+    /// rather than having it dropped silently.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://"))]
     pub url: Option<String>,
-    /// Per-query timeout.
+    /// Per-query timeout (the source's own timeout, when shorter, wins).
     #[schemars(extend("x-kubernetes-validations" = [positive("prometheus.timeout")]))]
     pub timeout: Duration,
+}
+
+/// The source every policy names unless it says otherwise.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// What names a source, as the apiserver and `check` say it.
+pub const SOURCE_NAME: &str = "spec.prometheus.source must be a source's name: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters";
+
+/// Why `spec.prometheus.url` is refused, and what replaces it: the apiserver's message and
+/// `check`'s.
+pub const URL_REFUSED: &str = "spec.prometheus.url is no longer supported: the operator queries only the metrics sources its administrator configured; name one in spec.prometheus.source (default \"default\") instead";
+
+/// A Kubernetes DNS label (RFC 1123): what names a metrics source.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (1..=63).contains(&bytes.len())
+        && bytes.first().is_some_and(inner)
+        && bytes.last().is_some_and(inner)
+        && bytes.iter().all(|b| inner(b) || *b == b'-')
 }
 
 impl Default for Prometheus {
     fn default() -> Self {
         Self {
+            source: DEFAULT_SOURCE.to_owned(),
             url: None,
             timeout: Duration::from_secs(5),
         }

@@ -15,7 +15,10 @@ pub use documents::check_documents;
 
 use crate::{
     Result,
-    crd::{Duration, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, quantity_bytes},
+    crd::{
+        Duration, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, SOURCE_NAME, URL_REFUSED,
+        is_dns_label, quantity_bytes,
+    },
     promql,
 };
 
@@ -47,6 +50,14 @@ impl Problems {
         let path = format!("spec.{field}");
         let message = format!("{path} {what}");
         self.0.push(FieldError { path, message });
+    }
+
+    /// A rule whose message is written out whole, path included (the apiserver's own).
+    fn refuse(&mut self, field: &str, message: &str) {
+        self.0.push(FieldError {
+            path: format!("spec.{field}"),
+            message: message.to_owned(),
+        });
     }
 
     fn duration(&mut self, field: &str, value: Duration) {
@@ -114,13 +125,12 @@ pub fn validate(spec: &MemoryPolicySpec, namespace: Option<&str>) -> Result<(), 
         p.add("targetRef.name", "must not be empty");
     }
 
-    if let Some(url) = &spec.prometheus.url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        p.add(
-            "prometheus.url",
-            format_args!("({url}) must start with http:// or https://"),
-        );
+    if spec.prometheus.url.is_some() {
+        p.refuse("prometheus.url", URL_REFUSED);
+    }
+    if !is_dns_label(&spec.prometheus.source) {
+        let name = &spec.prometheus.source;
+        p.refuse("prometheus.source", &format!("{SOURCE_NAME}, not {name:?}"));
     }
     p.duration("prometheus.timeout", spec.prometheus.timeout);
 
@@ -397,13 +407,41 @@ mod tests {
     }
 
     #[test]
-    fn a_prometheus_url_must_be_http() {
-        let mut s = spec();
-        s.prometheus.url = Some("prometheus:9090".into());
-        assert_eq!(
-            messages(&s),
-            ["spec.prometheus.url (prometheus:9090) must start with http:// or https://"]
-        );
+    fn a_policy_carrying_a_prometheus_url_is_refused_and_told_to_name_a_source() {
+        for url in [
+            "http://prometheus.monitoring:9090",
+            "http://169.254.169.254/latest/meta-data/",
+            "prometheus:9090",
+        ] {
+            let mut s = spec();
+            s.prometheus.url = Some(url.into());
+            let messages = messages(&s);
+            assert_eq!(messages.len(), 1, "{messages:?}");
+            assert!(messages[0].starts_with("spec.prometheus.url is no longer supported"));
+            assert!(
+                messages[0].contains("spec.prometheus.source"),
+                "{messages:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_is_named_by_a_dns_label() {
+        for good in ["default", "team-a", "p0"] {
+            let mut s = spec();
+            s.prometheus.source = good.into();
+            assert!(messages(&s).is_empty(), "{good}");
+        }
+        for bad in ["", "Default", "team_a", "-a", "a-", &"a".repeat(64)] {
+            let mut s = spec();
+            s.prometheus.source = bad.into();
+            let messages = messages(&s);
+            assert_eq!(messages.len(), 1, "{bad}: {messages:?}");
+            assert!(
+                messages[0].starts_with("spec.prometheus.source must be a source's name"),
+                "{messages:?}"
+            );
+        }
     }
 
     #[test]

@@ -269,7 +269,7 @@ async fn queries_per_evaluation(plane: &Plane, pods: usize) -> (u64, u64) {
     };
     let ctx = Context::new(
         config,
-        Prometheus::new(prometheus.url()),
+        Prometheus::at(&prometheus.url()).unwrap(),
         metrics.clone(),
         reporter,
     )

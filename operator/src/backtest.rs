@@ -25,9 +25,12 @@ pub use history::{RangeQuery, fetch, range_query, timeline};
 pub use replay::{Step, replay};
 pub use window::{MAX_POINTS, When, Window};
 
-use crate::{Error, Result, prometheus::Prometheus};
+use crate::{
+    Error, Result,
+    prometheus::{Prometheus, Sources},
+};
 use memory_engine::Policy;
-use memory_policy_api::crd::{self, MemoryPolicy, MemoryPolicySpec};
+use memory_policy_api::crd::{self, DEFAULT_SOURCE, MemoryPolicy, MemoryPolicySpec};
 use memory_policy_api::reading::engine_policy;
 use memory_policy_api::validate::check_documents;
 
@@ -37,9 +40,13 @@ pub struct Options {
     /// The policy to replay: a file holding exactly one MemoryPolicy.
     #[arg(long)]
     pub policy: PathBuf,
-    /// Prometheus to read history from; the policy's spec.prometheus.url when unset.
-    #[arg(long)]
+    /// Prometheus to read history from, whatever source the policy names.
+    #[arg(long, conflicts_with = "sources")]
     pub prometheus: Option<String>,
+    /// Or the operator's file of metrics sources: history is read from the one the policy
+    /// names in spec.prometheus.source.
+    #[arg(long)]
+    pub sources: Option<PathBuf>,
     /// First evaluation: now, an offset such as -1h or -2d, or an RFC 3339 timestamp.
     #[arg(long, default_value = "-1h", allow_hyphen_values = true)]
     pub start: When,
@@ -95,17 +102,20 @@ pub async fn run(options: &Options) -> Result<Backtest> {
         .clone()
         .or(policy.metadata.namespace)
         .unwrap_or_else(|| "default".to_owned());
-    let url = options
-        .prometheus
-        .as_deref()
-        .or(spec.prometheus.url.as_deref())
-        .ok_or(Error::NoPrometheus)?
-        .to_owned();
+    let (prometheus, source) = match (&options.prometheus, &options.sources) {
+        (Some(url), _) => (Prometheus::at(url)?, DEFAULT_SOURCE),
+        (None, Some(file)) => (
+            Prometheus::new(Sources::load(file)?),
+            spec.prometheus.source.as_str(),
+        ),
+        (None, None) => return Err(Error::NoPrometheus),
+    };
+    let url = prometheus.source(source)?.url().to_owned();
     let now = Timestamp::now();
     let step = options.step.unwrap_or(spec.interval).into();
     let window = Window::new(options.start.resolve(now)?, options.end.resolve(now)?, step)?;
     let query = range_query(&spec, &namespace)?;
-    let data = fetch(&Prometheus::new(url.as_str()), &url, &query, &window).await?;
+    let data = fetch(&prometheus, source, &query, &window).await?;
     let policy_engine = engine_policy(&spec);
     let steps = replay(&policy_engine, &timeline(&query, &data, &window.times()));
     Ok(Backtest {

@@ -206,6 +206,17 @@ async fn evaluate(policy: &MemoryPolicy, ctx: &Context, cluster: &Cluster) -> Re
             .await?;
         return Ok(Requeue::requeue(interval));
     }
+    if let Err(unknown) = ctx.prometheus.source(&policy.spec.prometheus.source) {
+        report
+            .not_ready(
+                reason::UNKNOWN_SOURCE,
+                state::INVALID,
+                &unknown.to_string(),
+                Some("Validate"),
+            )
+            .await?;
+        return Ok(Requeue::requeue(interval));
+    }
     let Some(observed) = gather::gather(ctx, cluster, policy).await? else {
         let message = format!(
             "Deployment {}/{} not found",

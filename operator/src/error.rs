@@ -103,9 +103,39 @@ pub enum Error {
     #[error("{0}")]
     Window(String),
 
-    /// Neither `--prometheus` nor the policy names a server.
-    #[error("no Prometheus to read history from: pass --prometheus or set spec.prometheus.url")]
+    /// A backtest was given no server to read history from.
+    #[error(
+        "no Prometheus to read history from: pass --prometheus URL, or --sources FILE \
+         holding the source the policy names"
+    )]
     NoPrometheus,
+
+    /// A metrics source the administrator defined cannot be used as written.
+    #[error("metrics source {name:?}: {message}")]
+    InvalidSource { name: String, message: String },
+
+    /// The file of metrics sources cannot be read as one.
+    #[error("{}: {message}", path.display())]
+    SourcesFile { path: PathBuf, message: String },
+
+    /// A policy names a metrics source the operator was not given.
+    #[error(
+        "spec.prometheus.source names {name:?}, which this operator does not know \
+         (it knows: {known}); ask its administrator, or name one of those"
+    )]
+    UnknownSource { name: String, known: String },
+
+    /// A source's bearer token file cannot be read.
+    #[error("the bearer token of source {name:?} ({}) cannot be read: {message}", path.display())]
+    SourceCredentials {
+        name: String,
+        path: PathBuf,
+        message: String,
+    },
+
+    /// Prometheus refused the operator's credentials.
+    #[error("Prometheus at {url} refused the operator's credentials: HTTP {status}")]
+    PrometheusUnauthorized { url: String, status: u16 },
 
     /// A custom query reports bytes, and history has no pod specs to read limits from.
     #[error(
@@ -132,6 +162,9 @@ impl Error {
             Error::PrometheusAnswerTooLarge { .. } => reason::ANSWER_TOO_LARGE,
             Error::PrometheusTooManySeries { .. } => reason::TOO_MANY_SERIES,
             Error::PrometheusRedirectRefused { .. } => reason::REDIRECT_REFUSED,
+            Error::PrometheusUnauthorized { .. } | Error::SourceCredentials { .. } => {
+                reason::UNAUTHORIZED
+            }
             _ => reason::QUERY_FAILED,
         }
     }

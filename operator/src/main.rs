@@ -19,7 +19,7 @@ use memory_operator::{
     controller,
     leader::Elector,
     metrics::Metrics,
-    prometheus::{Bounds, Prometheus},
+    prometheus::{Bounds, Prometheus, Sources},
     server::{Health, router},
 };
 use memory_policy_api::crd::MemoryPolicy;
@@ -70,7 +70,13 @@ enum Command {
 /// Flags of `run`.
 #[derive(Args)]
 struct RunArgs {
-    /// Prometheus to query for policies that name none.
+    /// The metrics sources policies may name (spec.prometheus.source): a YAML file,
+    /// `sources:` followed by a list of {name, url, timeout, bearerTokenFile, caFile,
+    /// clientCertFile, clientKeyFile}. Without it, the one source is `default` at
+    /// --prometheus-url.
+    #[arg(long, env = "PROMETHEUS_SOURCES")]
+    sources: Option<PathBuf>,
+    /// The `default` source's URL, when --sources is not given.
     #[arg(
         long,
         env = "PROMETHEUS_URL",
@@ -175,9 +181,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller: "memory-operator".into(),
         instance: Some(args.identity.clone()),
     };
+    let sources = match &args.sources {
+        Some(file) => Sources::load(file)?,
+        None => Sources::single(&args.prometheus_url)?,
+    };
     let shared = Shared::new(
         config,
-        Prometheus::new(&args.prometheus_url).with_bounds(Bounds {
+        Prometheus::new(sources).with_bounds(Bounds {
             max_answer_bytes: args.prometheus_max_answer_bytes,
             max_series: args.prometheus_max_series,
         }),

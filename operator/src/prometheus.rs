@@ -8,12 +8,13 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::LazyLock,
+    sync::{Arc, LazyLock},
     time::{Duration, Instant},
 };
 
 use jiff::Timestamp;
-use prometheus_http_query::{Client, response::Data};
+use prometheus_http_query::response::Data;
+use reqwest::header::AUTHORIZATION;
 use tracing::debug;
 
 use crate::{Error, Result};
@@ -28,8 +29,10 @@ use promql_parser::{
 };
 
 mod answer;
+mod source;
 
 pub use answer::{Bounds, RedirectRefused};
+pub use source::{Source, SourceConfig, Sources};
 
 /// Series the shortener exports about itself.
 const SERVICE_SERIES: (&str, &str) = (
@@ -244,31 +247,26 @@ pub fn most_pressed(
     best.into_values().collect()
 }
 
-/// Runs queries against Prometheus servers: the live evaluations' and a backtest's.
+/// Runs queries against the metrics sources its administrator defined: the live
+/// evaluations' and a backtest's.
 #[derive(Clone, Debug)]
 pub struct Prometheus {
-    default_url: String,
-    /// One HTTP client for every query, so that connections to a server are kept and reused
-    /// rather than opened for each evaluation.
-    http: reqwest::Client,
+    sources: Arc<Sources>,
     bounds: Bounds,
 }
 
 impl Prometheus {
-    /// Queries `default_url` unless a policy names its own server, reading answers within
-    /// the default [`Bounds`].
-    pub fn new(default_url: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(answer::redirect_policy())
-            .build()
-            // Only a TLS backend that cannot start fails a build; reqwest's own default
-            // client panics the same way.
-            .expect("an HTTP client with no TLS settings of its own");
+    /// Queries `sources`, reading answers within the default [`Bounds`].
+    pub fn new(sources: Sources) -> Self {
         Prometheus {
-            default_url: default_url.into(),
-            http,
+            sources: Arc::new(sources),
             bounds: Bounds::default(),
         }
+    }
+
+    /// Queries one source, `default`, at `url`.
+    pub fn at(url: &str) -> Result<Self> {
+        Ok(Prometheus::new(Sources::single(url)?))
     }
 
     /// Reads answers within `bounds` instead.
@@ -276,58 +274,61 @@ impl Prometheus {
         Prometheus { bounds, ..self }
     }
 
-    /// The server a policy is evaluated against.
-    pub fn url_for<'a>(&'a self, spec: &'a MemoryPolicySpec) -> &'a str {
-        spec.prometheus.url.as_deref().unwrap_or(&self.default_url)
+    /// The source called `name`, or why there is none.
+    pub fn source(&self, name: &str) -> Result<&Source> {
+        self.sources.get(name)
     }
 
-    /// Runs the policy's one query; returns the answer and how long it took.
+    /// Runs the policy's one query on the source it names; returns the answer and how long
+    /// it took.
     pub async fn query(
         &self,
         spec: &MemoryPolicySpec,
         query: &MetricsQuery,
     ) -> Result<(Data, Duration)> {
-        let url = self.url_for(spec);
-        let timeout: Duration = spec.prometheus.timeout.into();
+        let source = self.source(&spec.prometheus.source)?;
+        let timeout = source.timeout(spec.prometheus.timeout.into());
         let started = Instant::now();
-        debug!(%url, promql = %query.promql, "querying Prometheus");
-        let request = self
-            .client(url)?
+        debug!(source = source.name(), url = source.url(), promql = %query.promql, "querying Prometheus");
+        let mut request = source
+            .client()?
             .query(&query.promql)
-            .timeout(millis(timeout))
-            .get_raw();
-        let data = self.exchange(url, timeout, request).await?;
+            .timeout(millis(timeout));
+        if let Some(authorization) = source.authorization().await? {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        let data = self
+            .exchange(source.url(), timeout, request.get_raw())
+            .await?;
         Ok((data, started.elapsed()))
     }
 
-    /// Evaluates `promql` at every `step` from `start` to `end` on the server at `url`: the
-    /// one query of a backtest.
+    /// Evaluates `promql` at every `step` from `start` to `end` on the source called `source`:
+    /// the one query of a backtest.
     pub async fn query_range(
         &self,
-        url: &str,
+        source: &str,
         promql: &str,
         (start, end, step): (Timestamp, Timestamp, Duration),
         timeout: Duration,
     ) -> Result<Data> {
-        debug!(%url, %promql, %start, %end, ?step, "querying Prometheus over a range");
-        let request = self
-            .client(url)?
+        let source = self.source(source)?;
+        let timeout = source.timeout(timeout);
+        debug!(source = source.name(), url = source.url(), %promql, %start, %end, ?step, "querying Prometheus over a range");
+        let mut request = source
+            .client()?
             .query_range(
                 promql,
                 start.as_second(),
                 end.as_second(),
                 step.as_secs_f64(),
             )
-            .timeout(millis(timeout))
-            .get_raw();
-        self.exchange(url, timeout, request).await
-    }
-
-    fn client(&self, url: &str) -> Result<Client> {
-        Client::from(self.http.clone(), url).map_err(|e| Error::PrometheusFailed {
-            url: url.to_owned(),
-            message: format!("bad URL: {e}"),
-        })
+            .timeout(millis(timeout));
+        if let Some(authorization) = source.authorization().await? {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        self.exchange(source.url(), timeout, request.get_raw())
+            .await
     }
 
     /// The data of `request`'s answer, read within the bounds and within `timeout`, body
@@ -432,7 +433,8 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}");
         let spec = spec("");
         let query = build_query(&spec, "shop", &pods(&["web-a"])).unwrap();
-        let error = Prometheus::new(url.clone())
+        let error = Prometheus::at(&url)
+            .unwrap()
             .query(&spec, &query)
             .await
             .unwrap_err()

@@ -130,8 +130,8 @@ fn replaying_the_last_seconds_evicts_the_pod_once_it_was_critical_for_the_sustai
         .unwrap();
     let data = runtime
         .block_on(fetch(
-            &Prometheus::new(prometheus.url()),
-            &prometheus.url(),
+            &Prometheus::at(&prometheus.url()).unwrap(),
+            "default",
             &query,
             &window,
         ))

@@ -382,7 +382,7 @@ async fn missing_metrics_never_act_and_say_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prometheus_that_trickles_its_answer_costs_its_own_policy_only() {
-    let cluster = Cluster::start(2, 1).await;
+    let cluster = Cluster::without_operator(2, 1).await;
     for pod in cluster.pods().await {
         cluster.prometheus.set(&pod, 30.0);
     }
@@ -391,11 +391,12 @@ async fn a_prometheus_that_trickles_its_answer_costs_its_own_policy_only() {
     })
     .await
     .unwrap();
+    cluster.start_operator_with(&[("slow", slow.url())]).await;
     cluster
         .policy(
             "slow",
             "web",
-            json!({"prometheus": {"url": slow.url(), "timeout": "1s"}}),
+            json!({"prometheus": {"source": "slow", "timeout": "1s"}}),
         )
         .await;
     cluster.policy("served", "web", json!({})).await;
@@ -437,6 +438,24 @@ async fn a_custom_query_that_reads_another_namespace_is_refused_and_never_sent()
         "{message}"
     );
     assert_eq!(cluster.prometheus.queries(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_naming_a_source_the_operator_was_not_given_is_not_ready_and_queries_nothing() {
+    let cluster = Cluster::start(2, 1).await;
+    cluster
+        .policy("lost", "web", json!({"prometheus": {"source": "team-b"}}))
+        .await;
+    let (reason, message) = cluster.not_ready("lost").await;
+    assert_eq!(reason, "UnknownSource");
+    assert!(message.contains("\"team-b\""), "{message}");
+    assert!(message.contains("it knows: default"), "{message}");
+    assert_eq!(cluster.prometheus.queries(), 0);
+    assert!(
+        cluster
+            .operator_did("patch", "deployments/scale")
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

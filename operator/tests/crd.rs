@@ -209,6 +209,20 @@ fn cases() -> Vec<Case> {
         ("zero for", |s| s.thresholds.r#for = ZERO),
         ("zero staleAfter", |s| s.thresholds.stale_after = ZERO),
         ("zero timeout", |s| s.prometheus.timeout = ZERO),
+        ("a named source", |s| s.prometheus.source = "team-a".into()),
+        ("an empty source", |s| s.prometheus.source.clear()),
+        ("a source in capitals", |s| {
+            s.prometheus.source = "Team".into()
+        }),
+        ("a source of 64 characters", |s| {
+            s.prometheus.source = "a".repeat(64)
+        }),
+        ("a Prometheus URL", |s| {
+            s.prometheus.url = Some("http://prometheus.monitoring:9090".into())
+        }),
+        ("a cloud metadata URL", |s| {
+            s.prometheus.url = Some("http://169.254.169.254/latest/meta-data/".into())
+        }),
         ("zero stabilization", |s| {
             s.scaling.scale_in_stabilization = ZERO
         }),
@@ -286,6 +300,33 @@ async fn the_real_apiserver_gives_the_same_verdicts_as_validate() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_policy_carrying_a_url_is_refused_by_check_and_the_apiserver_naming_the_replacement() {
+    let (ok, _, stderr) = check(&policy(
+        "  prometheus: {url: 'http://169.254.169.254/latest/meta-data/'}\n",
+    ));
+    assert!(!ok);
+    assert!(
+        stderr.contains("spec.prometheus.url is no longer supported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("name one in spec.prometheus.source"),
+        "{stderr}"
+    );
+
+    let namespace = support::installed().plane.create_namespace("crd").unwrap();
+    let mut spec = MemoryPolicySpec::for_deployment("shortener");
+    spec.prometheus.url = Some("http://prometheus.monitoring:9090".into());
+    let refused = real_apiserver_verdict(&support::admin().await, &namespace, &spec)
+        .await
+        .expect("refused");
+    assert!(
+        refused.contains("name one in spec.prometheus.source"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

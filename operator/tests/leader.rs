@@ -85,7 +85,7 @@ async fn start_up_fails_fast_when_the_crd_is_not_installed() {
         instance: None,
     };
     let metrics = std::sync::Arc::new(memory_operator::metrics::Metrics::default());
-    let prometheus = memory_operator::prometheus::Prometheus::new("http://127.0.0.1:9");
+    let prometheus = memory_operator::prometheus::Prometheus::at("http://127.0.0.1:9").unwrap();
     let ctx =
         memory_operator::context::Context::new(admin_config().await, prometheus, metrics, reporter)
             .unwrap();

@@ -53,7 +53,7 @@ async fn one_query_reads_every_current_pod_and_a_dead_prometheus_is_an_error() {
     let spec = policy();
     let current = vec!["web-a".to_owned(), "web-b".to_owned()];
     let query = build_query(&spec, "shop", &current).unwrap();
-    let client = Prometheus::new(prometheus.url());
+    let client = Prometheus::at(&prometheus.url()).unwrap();
     let (data, _) = client.query(&spec, &query).await.expect("an answer");
     let Data::Matrix(series) = &data else {
         panic!("a matrix: {data:?}")

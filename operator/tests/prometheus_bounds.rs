@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use memory_operator::{
     Error,
-    prometheus::{Bounds, Prometheus, build_query},
+    prometheus::{Bounds, Prometheus, SourceConfig, Sources, build_query},
 };
 use memory_policy_api::crd::MemoryPolicySpec;
 use prometheus_http_query::response::Data;
@@ -26,16 +26,17 @@ fn spec() -> MemoryPolicySpec {
     .unwrap()
 }
 
-/// The error of one query against `server`, and how long it took to come.
-async fn refusal(prometheus: &Prometheus, server: &HostilePrometheus) -> (Error, Duration) {
-    let mut spec = spec();
-    spec.prometheus.url = Some(server.url());
-    let query = build_query(&spec, "shop", &["web-a".to_owned()]).unwrap();
+/// The error of one query against `server` read within `bounds`, and how long it took to come.
+async fn refusal(bounds: Bounds, server: &HostilePrometheus) -> (Error, Duration) {
+    let prometheus = Prometheus::at(&server.url()).unwrap().with_bounds(bounds);
+    refusal_by(&prometheus, &spec()).await
+}
+
+/// The error of the query of `spec` on `prometheus`, and how long it took to come.
+async fn refusal_by(prometheus: &Prometheus, spec: &MemoryPolicySpec) -> (Error, Duration) {
+    let query = build_query(spec, "shop", &["web-a".to_owned()]).unwrap();
     let started = Instant::now();
-    let error = prometheus
-        .query(&spec, &query)
-        .await
-        .expect_err("a refusal");
+    let error = prometheus.query(spec, &query).await.expect_err("a refusal");
     (error, started.elapsed())
 }
 
@@ -48,7 +49,7 @@ async fn hostile(misbehaviour: Misbehaviour) -> HostilePrometheus {
 #[tokio::test]
 async fn an_answer_of_100_mb_is_refused_once_the_cap_is_read() {
     let server = hostile(Misbehaviour::Huge { bytes: 100_000_000 }).await;
-    let (error, took) = refusal(&Prometheus::new("http://unused"), &server).await;
+    let (error, took) = refusal(Bounds::default(), &server).await;
     assert!(
         matches!(error, Error::PrometheusAnswerTooLarge { limit, .. } if limit == Bounds::default().max_answer_bytes),
         "{error}"
@@ -63,7 +64,7 @@ async fn an_answer_that_trickles_in_is_abandoned_at_the_timeout() {
         every: Duration::from_millis(100),
     })
     .await;
-    let (error, took) = refusal(&Prometheus::new("http://unused"), &server).await;
+    let (error, took) = refusal(Bounds::default(), &server).await;
     assert!(matches!(error, Error::PrometheusTimeout { .. }), "{error}");
     assert_eq!(error.metrics_reason(), "QueryTimedOut");
     assert!(
@@ -79,7 +80,7 @@ async fn a_redirect_to_another_server_is_not_followed() {
         base: elsewhere.url(),
     })
     .await;
-    let (error, _) = refusal(&Prometheus::new("http://unused"), &server).await;
+    let (error, _) = refusal(Bounds::default(), &server).await;
     assert!(
         matches!(&error, Error::PrometheusRedirectRefused { refused, .. } if refused.to.starts_with(&elsewhere.url())),
         "{error}"
@@ -97,11 +98,11 @@ async fn a_redirect_to_another_server_is_not_followed() {
 #[tokio::test]
 async fn more_series_than_the_cap_are_refused() {
     let server = hostile(Misbehaviour::Series { series: 50 }).await;
-    let bounded = Prometheus::new("http://unused").with_bounds(Bounds {
+    let bounded = Bounds {
         max_series: 49,
         ..Bounds::default()
-    });
-    let (error, _) = refusal(&bounded, &server).await;
+    };
+    let (error, _) = refusal(bounded, &server).await;
     assert!(
         matches!(
             error,
@@ -115,10 +116,10 @@ async fn more_series_than_the_cap_are_refused() {
     );
     assert_eq!(error.metrics_reason(), "TooManySeries");
 
-    let mut spec = spec();
-    spec.prometheus.url = Some(server.url());
+    let spec = spec();
     let query = build_query(&spec, "shop", &["web-a".to_owned()]).unwrap();
-    let (data, _) = Prometheus::new("http://unused")
+    let (data, _) = Prometheus::at(&server.url())
+        .unwrap()
         .query(&spec, &query)
         .await
         .expect("50 series are within the default cap");
@@ -133,13 +134,21 @@ async fn a_slow_server_does_not_hold_up_queries_to_others() {
     .await;
     let healthy = ScriptedPrometheus::start().await.unwrap();
     healthy.set("shop", "web-a", 30.0, 100.0);
-    let prometheus = Prometheus::new("http://unused");
+    let sources: Vec<SourceConfig> = serde_yaml::from_str(&format!(
+        "[{{name: slow, url: '{}'}}, {{name: healthy, url: '{}'}}]",
+        slow.url(),
+        healthy.url()
+    ))
+    .unwrap();
+    let prometheus = Prometheus::new(Sources::new(&sources).unwrap());
     let stuck = tokio::spawn({
         let prometheus = prometheus.clone();
-        async move { refusal(&prometheus, &slow).await }
+        let mut spec = spec();
+        spec.prometheus.source = "slow".into();
+        async move { refusal_by(&prometheus, &spec).await }
     });
     let mut spec = spec();
-    spec.prometheus.url = Some(healthy.url());
+    spec.prometheus.source = "healthy".into();
     let query = build_query(&spec, "shop", &["web-a".to_owned()]).unwrap();
     let started = Instant::now();
     prometheus

@@ -7,8 +7,10 @@
 //!
 //! [`PromServer`] is a throwaway Prometheus scraping given targets; [`ScriptedPrometheus`] answers
 //! queries with series a test sets; [`HostilePrometheus`] answers at length, slowly, with a
-//! redirect elsewhere or with many series. [`SchemaCheck`] says what an apiserver would about an object
-//! under a CRD's schema. [`ControlPlane`] is a real Kubernetes control plane (etcd,
+//! redirect elsewhere or with many series; [`TlsProxy`] puts HTTPS with bearer-token auth, and
+//! optionally client certificates, in front of any of them, as managed Prometheus services have.
+//! [`SchemaCheck`] says what an apiserver would about an object under a CRD's schema.
+//! [`ControlPlane`] is a real Kubernetes control plane (etcd,
 //! kube-apiserver, kube-controller-manager, kube-scheduler) built from Go modules under
 //! `tools/k8s/`, one per test binary, each test in a namespace of its own, with its audit log
 //! read back as [`AuditedRequest`]s; [`ProcessKubelet`] runs the pods bound to its Node as real
@@ -24,6 +26,7 @@ mod postgres;
 mod prometheus;
 mod schema_check;
 mod scripted_prometheus;
+mod tls_proxy;
 mod watchdog;
 
 use std::{io, path::PathBuf, process::ExitStatus};
@@ -35,6 +38,7 @@ pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{KubernetesPods, PromServer, Target};
 pub use schema_check::SchemaCheck;
 pub use scripted_prometheus::ScriptedPrometheus;
+pub use tls_proxy::TlsProxy;
 
 /// Cases per fuzzing property: `FUZZ_CASES` when set, so CI or a developer can fuzz longer
 /// than a routine `cargo test`, else `default`.
@@ -93,6 +97,9 @@ pub enum Error {
     /// The Go-built control plane binaries could not be found or built.
     #[error("the control plane binaries: {0}")]
     Binaries(String),
+    /// The TLS proxy's keys, certificates or TLS configuration could not be made.
+    #[error("the TLS proxy: {0}")]
+    Tls(String),
     /// A shared test server (PostgreSQL, the control plane) failed to start, once for all tests.
     #[error("the shared test server could not start: {0}")]
     Shared(String),

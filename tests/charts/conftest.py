@@ -53,6 +53,17 @@ OPERATOR_SCENARIOS: dict[str, dict] = {
                                       "limits": {"cpu": "2", "memory": "1Gi"}}},
     "no PDB, existing service account": {"podDisruptionBudget": {"enabled": False},
                                          "serviceAccount": {"create": False, "name": "ops"}},
+    "metrics sources with credentials": {"prometheusSources": [
+        {"name": "default", "url": "https://prometheus.monitoring:9090", "timeout": "10s",
+         "bearerToken": {"secret": "prometheus-reader", "key": "token"},
+         "ca": {"configMap": "monitoring-ca", "key": "ca.crt"},
+         "clientCert": {"secret": "operator-client-tls"}},
+        {"name": "long-term", "url": "https://thanos.monitoring:10902",
+         "serviceAccountToken": {"audience": "thanos", "expirationSeconds": 3600},
+         "ca": {"secret": "thanos-ca"}},
+        {"name": "a" * 63, "url": "http://prometheus.elsewhere:9090",
+         "bearerToken": {"secret": "elsewhere"}},
+    ]},
 }
 
 SHORTENER_SCENARIOS: dict[str, dict] = {
@@ -67,6 +78,7 @@ SHORTENER_SCENARIOS: dict[str, dict] = {
     "admin token": {"admin": {"token": "s3cret"}},
     "policy disabled": {"memoryPolicy": {"enabled": False}},
     "five replicas": {"replicaCount": 5},
+    "policy on a named metrics source": {"memoryPolicy": {"prometheusSource": "long-term"}},
     "other resources": {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
                                       "limits": {"cpu": "2", "memory": "512Mi"}}},
     "everything on": {"ingress": {"enabled": True}, "serviceMonitor": {"enabled": True},

@@ -7,7 +7,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from conftest import CRD_FILE, OPERATOR_CHART, env_of, render, validate_core
+from conftest import CRD_FILE, OPERATOR_CHART, env_of, render, render_error, validate_core
 
 
 def operator_container(rendered):
@@ -83,7 +83,6 @@ def test_two_replicas_run_with_leader_election_and_know_who_they_are():
     assert env["LEASE_NAME"]["value"] == "memory-operator"
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert env["PROMETHEUS_URL"]["value"] == "http://prometheus.monitoring:9090"
 
 
 def test_the_answer_limits_reach_the_operator():
@@ -96,6 +95,165 @@ def test_the_answer_limits_reach_the_operator():
     assert env["PROMETHEUS_MAX_SERIES"]["value"] == "500"
     with pytest.raises(helm.HelmError, match="maxSeries"):
         render(OPERATOR_CHART, {"prometheusLimits": {"maxAnswerBytes": 1048576, "maxSeries": 0}})
+
+
+SECURED = {"name": "default", "url": "https://prometheus.monitoring:9090", "timeout": "10s",
+           "bearerToken": {"secret": "prometheus-reader", "key": "reader-token"},
+           "ca": {"configMap": "monitoring-ca", "key": "bundle.pem"},
+           "clientCert": {"secret": "operator-client-tls"}}
+THANOS = {"name": "long-term", "url": "https://thanos.monitoring:10902",
+          "serviceAccountToken": {"audience": "thanos"}}
+
+
+def sources_of(rendered) -> list[dict]:
+    """The operator's sources.yaml, read back from the ConfigMap the Deployment mounts."""
+    config_map = rendered.one("ConfigMap")
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    mounted = {v["name"]: v for v in pod["volumes"]}
+    config = next(m for m in operator_container(rendered)["volumeMounts"]
+                  if mounted[m["name"]].get("configMap", {}).get("name") == config_map["metadata"]["name"])
+    assert env_of(operator_container(rendered))["PROMETHEUS_SOURCES"]["value"] == \
+        f'{config["mountPath"]}/sources.yaml'
+    return yaml.safe_load(config_map["data"]["sources.yaml"])["sources"]
+
+
+def projected_files(rendered) -> dict[str, dict]:
+    """Each file a projected volume puts in the container, by its path, with where it comes from."""
+    volumes = {v["name"]: v for v in rendered.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    files = {}
+    for mount in operator_container(rendered)["volumeMounts"]:
+        assert mount["readOnly"] is True, mount
+        for source in volumes[mount["name"]].get("projected", {}).get("sources", []):
+            (kind, projection), = source.items()
+            for item in projection.get("items", [projection]):
+                files[f'{mount["mountPath"]}/{item["path"]}'] = {kind: projection.get("name", projection),
+                                                                 "key": item.get("key")}
+    return files
+
+
+def test_by_default_the_operator_takes_prometheus_url_from_its_environment_and_mounts_nothing():
+    rendered = render(OPERATOR_CHART, {"prometheusUrl": "http://prom.example:9090"})
+    rendered.none("ConfigMap")
+    env = env_of(operator_container(rendered))
+    assert env["PROMETHEUS_URL"]["value"] == "http://prom.example:9090"
+    assert "PROMETHEUS_SOURCES" not in env
+    pod = rendered.one("Deployment")["spec"]["template"]
+    assert "volumes" not in pod["spec"]
+    assert "volumeMounts" not in operator_container(rendered)
+    assert "checksum/sources" not in pod["metadata"].get("annotations", {})
+
+
+def test_given_sources_the_operator_reads_them_from_a_mounted_config_map_instead_of_prometheus_url():
+    plain = {"name": "default", "url": "http://prom.example:9090"}
+    rendered = render(OPERATOR_CHART, {"prometheusSources": [plain]}, name="memory-operator")
+    assert rendered.one("ConfigMap")["metadata"]["name"] == "memory-operator-sources"
+    assert sources_of(rendered) == [plain]
+    env = env_of(operator_container(rendered))
+    assert env["PROMETHEUS_SOURCES"]["value"] == "/etc/memory-operator/config/sources.yaml"
+    assert "PROMETHEUS_URL" not in env
+    assert projected_files(rendered) == {}
+
+
+def test_a_source_with_a_token_a_ca_and_a_client_certificate_reads_them_from_a_read_only_volume():
+    rendered = render(OPERATOR_CHART, {"prometheusSources": [SECURED]})
+    directory = "/etc/memory-operator/sources/default"
+    assert sources_of(rendered) == [{
+        "name": "default", "url": "https://prometheus.monitoring:9090", "timeout": "10s",
+        "bearerTokenFile": f"{directory}/token", "caFile": f"{directory}/ca.crt",
+        "clientCertFile": f"{directory}/tls.crt", "clientKeyFile": f"{directory}/tls.key"}]
+    assert projected_files(rendered) == {
+        f"{directory}/token": {"secret": "prometheus-reader", "key": "reader-token"},
+        f"{directory}/ca.crt": {"configMap": "monitoring-ca", "key": "bundle.pem"},
+        f"{directory}/tls.crt": {"secret": "operator-client-tls", "key": "tls.crt"},
+        f"{directory}/tls.key": {"secret": "operator-client-tls", "key": "tls.key"}}
+
+
+def test_keys_default_to_token_and_ca_crt_and_a_ca_may_come_from_a_secret():
+    source = {"name": "default", "url": "https://p:9090", "bearerToken": {"secret": "reader"},
+              "ca": {"secret": "monitoring-ca"}}
+    files = projected_files(render(OPERATOR_CHART, {"prometheusSources": [source]}))
+    assert files == {"/etc/memory-operator/sources/default/token": {"secret": "reader", "key": "token"},
+                     "/etc/memory-operator/sources/default/ca.crt": {"secret": "monitoring-ca", "key": "ca.crt"}}
+
+
+def test_a_service_account_token_is_projected_for_the_sources_audience():
+    rendered = render(OPERATOR_CHART, {"prometheusSources": [SECURED, THANOS]})
+    sources = {s["name"]: s for s in sources_of(rendered)}
+    assert sources["long-term"] == {"name": "long-term", "url": "https://thanos.monitoring:10902",
+                                    "bearerTokenFile": "/etc/memory-operator/sources/long-term/token"}
+    token = projected_files(rendered)["/etc/memory-operator/sources/long-term/token"]
+    assert token == {"serviceAccountToken": {"audience": "thanos", "expirationSeconds": 3600, "path": "token"},
+                     "key": None}
+
+
+def test_every_file_sources_yaml_names_is_mounted():
+    sources = {"prometheusSources": [SECURED, THANOS, {"name": "plain", "url": "http://p:9090"}]}
+    rendered = render(OPERATOR_CHART, sources)
+    named = {path for source in sources_of(rendered) for field, path in source.items() if field.endswith("File")}
+    assert named == set(projected_files(rendered))
+
+
+def test_the_pods_restart_when_a_source_changes_and_keep_their_own_annotations():
+    def annotations(values):
+        return render(OPERATOR_CHART, values).one("Deployment")["spec"]["template"]["metadata"].get("annotations")
+    secured = annotations({"prometheusSources": [SECURED]})["checksum/sources"]
+    assert annotations({"prometheusSources": [SECURED]})["checksum/sources"] == secured
+    assert annotations({"prometheusSources": [{**SECURED, "timeout": "5s"}]})["checksum/sources"] != secured
+    assert annotations({"prometheusSources": [SECURED, THANOS]})["checksum/sources"] != secured
+    own = {"prometheus.io/scrape": "true"}
+    assert annotations({"prometheusSources": [SECURED], "podAnnotations": own}) == \
+        {"checksum/sources": secured, **own}
+    assert annotations({}) is None
+    assert annotations({"podAnnotations": own}) == own
+
+
+@pytest.mark.parametrize("source,where", [
+    ({"name": "Default", "url": "http://p:9090"}, "/prometheusSources/0/name"),
+    ({"name": "a" * 64, "url": "http://p:9090"}, "/prometheusSources/0/name"),
+    ({"name": "default", "url": "prometheus:9090"}, "/prometheusSources/0/url"),
+    ({"name": "default", "url": "ftp://p:9090"}, "/prometheusSources/0/url"),
+    ({"name": "default", "url": "http://p:9090", "timeout": "10"}, "/prometheusSources/0/timeout"),
+    ({"name": "default", "url": "http://p:9090", "insecure": True}, "insecure"),
+    ({"name": "default", "url": "http://p:9090", "bearerToken": {"secret": "s", "file": "/t"}}, "file"),
+    ({"name": "default", "url": "http://p:9090", "ca": {"key": "ca.crt"}}, "/prometheusSources/0/ca"),
+    ({"name": "default", "url": "http://p:9090", "clientCert": {}}, "/prometheusSources/0/clientCert"),
+    ({"name": "default", "url": "http://p:9090", "serviceAccountToken": {"expirationSeconds": 3600}},
+     "/prometheusSources/0/serviceAccountToken"),
+    ({"url": "http://p:9090"}, "name"),
+])
+def test_the_schema_refuses_a_malformed_source_naming_the_key(source, where):
+    error = render_error(OPERATOR_CHART, {"prometheusSources": [source]})
+    assert error.code == -22, error  # HELM_VALUES: values.schema.json refused them
+    assert where in str(error), str(error)
+
+
+def test_two_sources_of_one_name_are_refused():
+    with pytest.raises(helm.HelmError, match=r'prometheusSources\[1\] \(default\): the name "default" is taken '
+                                             r"by prometheusSources\[0\]"):
+        render(OPERATOR_CHART, {"prometheusSources": [SECURED, {"name": "default", "url": "http://p:9090"}]})
+
+
+def test_a_source_with_both_a_bearer_token_and_a_service_account_token_is_refused():
+    both = {**SECURED, "serviceAccountToken": {"audience": "prometheus"}}
+    with pytest.raises(helm.HelmError, match=r"prometheusSources\[0\] \(default\): bearerToken and "
+                                             r"serviceAccountToken both set"):
+        render(OPERATOR_CHART, {"prometheusSources": [both]})
+
+
+def test_a_ca_from_both_a_config_map_and_a_secret_is_refused():
+    both = {**SECURED, "ca": {"configMap": "monitoring-ca", "secret": "monitoring-ca"}}
+    with pytest.raises(helm.HelmError, match=r"ca names both a configMap and a secret"):
+        render(OPERATOR_CHART, {"prometheusSources": [both]})
+
+
+def test_a_long_source_name_still_makes_a_valid_volume_name():
+    names = ["a" * 63, "a" * 62 + "b"]
+    rendered = render(OPERATOR_CHART, {"prometheusSources": [
+        {"name": name, "url": "http://p:9090", "bearerToken": {"secret": "reader"}} for name in names]})
+    volumes = [v["name"] for v in rendered.one("Deployment")["spec"]["template"]["spec"]["volumes"]]
+    assert len(set(volumes)) == 3
+    assert all(len(v) <= 63 for v in volumes), volumes
+    validate_core(rendered.one("Deployment"))
 
 
 def test_the_listen_address_serves_the_probed_and_scraped_port():
@@ -178,6 +336,16 @@ def test_the_notes_say_what_to_do_next():
                  "kubectl apply -f my-policy.yaml", "kubectl get mempol", "kubectl describe mempol",
                  "get lease memory-operator"):
         assert step in notes, step
+    assert "this release defines one, from prometheusUrl" in notes
+    assert "default: http://prometheus.monitoring:9090" in notes
+    assert "every policy must name its source" not in notes
+
+
+def test_the_notes_list_the_sources_and_warn_when_none_is_default():
+    notes = render(OPERATOR_CHART, {"prometheusSources": [THANOS]}).notes
+    assert "from prometheusSources:\n     long-term: https://thanos.monitoring:10902\n" in notes
+    assert "prometheusUrl" not in notes
+    assert 'None is named "default": every policy must name its source.' in notes
 
 
 def test_the_network_policy_lets_the_operator_reach_dns_the_api_server_and_prometheus_only():

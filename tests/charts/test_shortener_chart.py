@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import CRD_FILE, SHORTENER_CHART, check_policies, env_of, render
+from conftest import CRD_FILE, SHORTENER_CHART, check_policies, env_of, render, render_error
 
 POD = "shortener-5d9c7b8f4-abcde"  # what a pod of release "shortener" is called
 
@@ -169,7 +169,7 @@ def test_the_policy_passes_memory_operator_check(operator_bin, tmp_path):
         {},
         {"waterMarks": {"low": 40, "high": 70, "critical": 90}},
         {"memoryPolicy": {"onHigh": "AlertOnly", "onCritical": "RollingRestart", "dryRun": True,
-                          "prometheusUrl": "http://prom.example:9090",
+                          "prometheusSource": "long-term",
                           "thresholds": {"lowWaterMark": 30, "highWaterMark": 50, "critical": 85, "for": "30s"},
                           "scaling": {"minReplicas": 3, "maxReplicas": 6, "step": 2}}},
         {"memoryPolicy": {"metricSource": "Custom", "query": "container_memory_working_set_bytes"}},
@@ -191,9 +191,29 @@ def test_memory_operator_check_refuses_a_policy_the_chart_could_not_catch(operat
 def test_the_policy_satisfies_the_crds_schema():
     crd = yaml.safe_load(CRD_FILE.read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    for values in ({}, {"memoryPolicy": {"thresholds": {"highWaterMark": 75}, "dryRun": True}}):
+    for values in ({}, {"memoryPolicy": {"thresholds": {"highWaterMark": 75}, "dryRun": True,
+                                         "prometheusSource": "long-term"}}):
         policy = render(SHORTENER_CHART, values).one("MemoryPolicy")
         jsonschema.validate(policy, schema)
+
+
+def test_the_policy_names_its_metrics_source_when_given_and_otherwise_takes_the_operators_default():
+    assert "prometheus" not in render(SHORTENER_CHART).one("MemoryPolicy")["spec"]
+    named = render(SHORTENER_CHART, {"memoryPolicy": {"prometheusSource": "long-term"}}).one("MemoryPolicy")
+    assert named["spec"]["prometheus"] == {"source": "long-term"}
+    digits = render(SHORTENER_CHART, {"memoryPolicy": {"prometheusSource": "42"}}).one("MemoryPolicy")
+    assert digits["spec"]["prometheus"] == {"source": "42"}  # a string, as the CRD wants
+
+
+@pytest.mark.parametrize("values,where", [
+    ({"prometheusSource": "Long_Term"}, "/memoryPolicy/prometheusSource"),
+    ({"prometheusSource": "a" * 64}, "/memoryPolicy/prometheusSource"),
+    ({"prometheusUrl": "http://prom.example:9090"}, "prometheusUrl"),
+])
+def test_a_source_that_is_no_dns_label_or_a_leftover_url_is_refused(values, where):
+    error = render_error(SHORTENER_CHART, {"memoryPolicy": values})
+    assert error.code == -22, error  # HELM_VALUES: values.schema.json refused them
+    assert where in str(error), str(error)
 
 
 def test_the_policys_own_thresholds_override_the_water_marks():

@@ -20,6 +20,8 @@ pub mod reason {
     pub const INVALID_POLICY: &str = "InvalidPolicy";
     /// `Ready=False`: the spec cannot be read at all.
     pub const UNREADABLE: &str = "Unreadable";
+    /// `Ready=False`: `spec.prometheus.source` names a source the operator was not given.
+    pub const UNKNOWN_SOURCE: &str = "UnknownSource";
     /// `Ready=False`: the target Deployment does not exist.
     pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
     pub const SAMPLES_FRESH: &str = "SamplesFresh";
@@ -32,6 +34,9 @@ pub mod reason {
     pub const ANSWER_TOO_LARGE: &str = "AnswerTooLarge";
     /// `MetricsAvailable=False`: the answer held more series than the operator reads.
     pub const TOO_MANY_SERIES: &str = "TooManySeries";
+    /// `MetricsAvailable=False`: the source refused the operator's credentials (HTTP 401 or
+    /// 403), or its token file cannot be read.
+    pub const UNAUTHORIZED: &str = "Unauthorized";
     /// `MetricsAvailable=False`: Prometheus redirected the query to another server.
     pub const REDIRECT_REFUSED: &str = "RedirectRefused";
     pub const ABOVE_HIGH_WATER_MARK: &str = "AboveHighWaterMark";

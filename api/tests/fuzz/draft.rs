@@ -116,18 +116,33 @@ fn drafted(sound: bool) -> impl Strategy<Value = Draft> {
             either(sound, texts("[a-z][a-z0-9-]{0,20}"), Just(text("")).boxed()),
         ),
         optional(
-            "spec.prometheus.url",
+            "spec.prometheus.source",
             either(
                 sound,
-                texts("https?://[a-z]{1,10}(:[0-9]{2,5})?(/[a-z]{0,6})?"),
-                pick(&[
-                    "prometheus:9090",
-                    "HTTP://p:9090",
-                    "ftp://p",
-                    "",
-                    "http:/p",
-                    " http://p",
-                ]),
+                texts("[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?"),
+                pick(&["", "Default", "team_a", "-a", "a-", "a.b", "http://p:9090"]),
+            ),
+        ),
+        // No longer accepted at all: a sound draft never carries one, and a broken one carries
+        // the addresses a team could aim the operator at.
+        either(
+            sound,
+            Just(Vec::new()).boxed(),
+            leaf(
+                "spec.prometheus.url",
+                prop_oneof![
+                    texts("https?://[a-z]{1,10}(:[0-9]{2,5})?(/[a-z]{0,6})?"),
+                    pick(&[
+                        "http://169.254.169.254/latest/meta-data/",
+                        "http://[fd00:ec2::254]/latest/",
+                        "http://metadata.google.internal/computeMetadata/v1/",
+                        "https://kubernetes.default.svc/api/v1/secrets",
+                        "http://127.0.0.1:10250/pods",
+                        "file:///etc/passwd",
+                        "prometheus:9090",
+                        "",
+                    ]),
+                ],
             ),
         ),
         optional("spec.prometheus.timeout", duration(sound)),

@@ -19,13 +19,14 @@ enum Kind {
 pub const MAX_DURATION_MILLIS: u64 = 9_223_372_036_854;
 
 /// Every field a policy has, as the schema names it.
-const FIELDS: [(&str, Kind); 32] = [
+const FIELDS: [(&str, Kind); 33] = [
     ("apiVersion", Kind::Text),
     ("kind", Kind::Text),
     ("metadata.name", Kind::Text),
     ("spec.targetRef.apiVersion", Kind::Text),
     ("spec.targetRef.kind", Kind::Text),
     ("spec.targetRef.name", Kind::Text),
+    ("spec.prometheus.source", Kind::Text),
     ("spec.prometheus.url", Kind::Text),
     ("spec.prometheus.timeout", Kind::Duration),
     (
@@ -259,10 +260,16 @@ fn broken_rules(draft: &Draft) -> Vec<String> {
         "spec.targetRef.name",
         text("spec.targetRef.name").is_some_and(|n| !n.is_empty()),
     );
+    check("spec.prometheus.url", text("spec.prometheus.url").is_none());
     check(
-        "spec.prometheus.url",
-        text("spec.prometheus.url")
-            .is_none_or(|url| url.starts_with("http://") || url.starts_with("https://")),
+        "spec.prometheus.source",
+        text("spec.prometheus.source").is_none_or(|name| {
+            let inner = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+            (1..=63).contains(&name.len())
+                && name.starts_with(inner)
+                && name.ends_with(inner)
+                && name.chars().all(|c| inner(c) || c == '-')
+        }),
     );
 
     let custom = text("spec.metric.source").as_deref() == Some("Custom");

@@ -67,16 +67,16 @@ pub fn range_query(spec: &MemoryPolicySpec, namespace: &str) -> Result<RangeQuer
     })
 }
 
-/// Runs `query` over `window` against the Prometheus at `url`.
+/// Runs `query` over `window` on `prometheus`'s source called `source`.
 pub async fn fetch(
     prometheus: &Prometheus,
-    url: &str,
+    source: &str,
     query: &RangeQuery,
     window: &Window,
 ) -> Result<Data> {
     let range = (window.start, window.end, window.step);
     prometheus
-        .query_range(url, &query.promql, range, QUERY_TIMEOUT)
+        .query_range(source, &query.promql, range, QUERY_TIMEOUT)
         .await
 }
 

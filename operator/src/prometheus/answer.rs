@@ -101,6 +101,15 @@ pub async fn read(url: &str, mut response: reqwest::Response, bounds: Bounds) ->
         return Err(too_large());
     }
     let status = response.status();
+    if matches!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    ) {
+        return Err(Error::PrometheusUnauthorized {
+            url: url.to_owned(),
+            status: status.as_u16(),
+        });
+    }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()

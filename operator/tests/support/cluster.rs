@@ -15,7 +15,12 @@ use kube::{
     api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
     runtime::events::Reporter,
 };
-use memory_operator::{context::Context, controller, metrics::Metrics, prometheus::Prometheus};
+use memory_operator::{
+    context::Context,
+    controller,
+    metrics::Metrics,
+    prometheus::{Prometheus, SourceConfig, Sources},
+};
 use memory_policy_api::crd::MemoryPolicy;
 use serde_json::{Value, json};
 use testkit::{AuditedRequest, KubeletConfig, ProcessKubelet, ScriptedPrometheus};
@@ -129,8 +134,19 @@ impl Cluster {
     }
 
     /// Runs the controller in this process as the chart's ServiceAccount, watching only this
-    /// test's namespace.
+    /// test's namespace, with one metrics source: `default`, the scripted Prometheus.
     pub async fn start_operator(&self) {
+        self.start_operator_with(&[]).await;
+    }
+
+    /// As [`Cluster::start_operator`], with more metrics sources: (name, URL).
+    pub async fn start_operator_with(&self, sources: &[(&str, String)]) {
+        let sources: Vec<SourceConfig> = std::iter::once(("default", self.prometheus.url()))
+            .chain(sources.iter().map(|(name, url)| (*name, url.clone())))
+            .map(|(name, url)| {
+                serde_json::from_value(json!({"name": name, "url": url})).expect("a source")
+            })
+            .collect();
         let config = config_from(&installed().operator_kubeconfig).await;
         let reporter = Reporter {
             controller: "memory-operator".into(),
@@ -138,7 +154,7 @@ impl Cluster {
         };
         let ctx = Context::new(
             config,
-            Prometheus::new(self.prometheus.url()),
+            Prometheus::new(Sources::new(&sources).expect("the sources")),
             self.metrics.clone(),
             reporter,
         )

@@ -1,0 +1,412 @@
+//! The metrics sources a policy may name: defined by the operator's administrator, never by a
+//! policy, so that no MemoryPolicy can make the operator (which holds eviction and scaling
+//! rights across the cluster) connect anywhere its administrator did not configure.
+//!
+//! Each source is a name, a URL, and how to reach it: a timeout that caps every policy's, a
+//! bearer token read from a file at every query (a projected service-account token or a
+//! mounted Secret is rotated by the kubelet under the operator's feet), a CA bundle that is
+//! then the only one trusted, and a client certificate. Files other than the token are read
+//! once, at start: a source that cannot be built stops the operator with a message naming the
+//! source and the file, rather than failing one evaluation at a time.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
+
+use crate::{Error, Result};
+use memory_policy_api::crd::{self, DEFAULT_SOURCE};
+
+/// A source as its administrator writes it, in the file `--sources` names.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceConfig {
+    /// What policies call it (`spec.prometheus.source`).
+    pub name: String,
+    /// Prometheus's base URL, `http://` or `https://`.
+    pub url: String,
+    /// The longest a query may run, whatever a policy's `prometheus.timeout` says.
+    #[serde(default)]
+    pub timeout: Option<crd::Duration>,
+    /// A file holding the bearer token to send, read at every query.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM certificates: the only CAs trusted for this source.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS, with `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// The file `--sources` names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourcesFile {
+    sources: Vec<SourceConfig>,
+}
+
+/// One metrics source, ready to query.
+#[derive(Debug)]
+pub struct Source {
+    name: String,
+    url: String,
+    /// One client per source, its TLS settings built in, so that connections are reused.
+    http: reqwest::Client,
+    timeout: Option<Duration>,
+    bearer_token_file: Option<PathBuf>,
+}
+
+impl Source {
+    /// Builds the source `config` describes, reading its CA and client certificate files.
+    pub fn new(config: &SourceConfig) -> Result<Source> {
+        let invalid = |message: String| Error::InvalidSource {
+            name: config.name.clone(),
+            message,
+        };
+        if !crd::is_dns_label(&config.name) {
+            return Err(invalid(
+                "a source's name must be a DNS label (lower-case letters, digits and '-', \
+                 at most 63 characters), as policies write it in spec.prometheus.source"
+                    .into(),
+            ));
+        }
+        let url = reqwest::Url::parse(&config.url)
+            .map_err(|e| invalid(format!("url {:?}: {e}", config.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "url {:?} must start with http:// or https://",
+                config.url
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            // The URL appears in policies' status messages, which their teams read.
+            return Err(invalid(
+                "the url must not carry credentials: use bearerTokenFile".into(),
+            ));
+        }
+        let timeout = config.timeout.map(Duration::from);
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(invalid("timeout must be a positive duration".into()));
+        }
+
+        install_crypto_provider();
+        let mut http = reqwest::Client::builder().redirect(super::answer::redirect_policy());
+        if let Some(path) = &config.ca_file {
+            let pem = read(&config.name, path)?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| invalid(format!("caFile {}: {e}", path.display())))?;
+            if certificates.is_empty() {
+                return Err(invalid(format!(
+                    "caFile {} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            http = http.tls_certs_only(certificates);
+        }
+        match (&config.client_cert_file, &config.client_key_file) {
+            (None, None) => {}
+            (Some(certificate), Some(key)) => {
+                let mut pem = read(&config.name, certificate)?;
+                pem.push(b'\n');
+                pem.extend(read(&config.name, key)?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    invalid(format!(
+                        "clientCertFile {} with clientKeyFile {}: {e}",
+                        certificate.display(),
+                        key.display()
+                    ))
+                })?;
+                http = http.identity(identity);
+            }
+            _ => {
+                return Err(invalid(
+                    "clientCertFile and clientKeyFile go together".into(),
+                ));
+            }
+        }
+        let http = http
+            .build()
+            .map_err(|e| invalid(format!("HTTP client: {}", super::with_causes(&e))))?;
+        Ok(Source {
+            name: config.name.clone(),
+            url: config.url.clone(),
+            http,
+            timeout,
+            bearer_token_file: config.bearer_token_file.clone(),
+        })
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A Prometheus client on this source's connections.
+    pub fn client(&self) -> Result<prometheus_http_query::Client> {
+        prometheus_http_query::Client::from(self.http.clone(), &self.url).map_err(|e| {
+            Error::PrometheusFailed {
+                url: self.url.clone(),
+                message: format!("bad URL: {e}"),
+            }
+        })
+    }
+
+    /// How long a query asking for `wanted` may run here: the shorter of the two.
+    pub fn timeout(&self, wanted: Duration) -> Duration {
+        self.timeout.map_or(wanted, |cap| cap.min(wanted))
+    }
+
+    /// The `Authorization` header to send, read from the token file now: a rotated token is
+    /// used from the next query on.
+    pub async fn authorization(&self) -> Result<Option<HeaderValue>> {
+        let Some(path) = &self.bearer_token_file else {
+            return Ok(None);
+        };
+        let unreadable = |message: String| Error::SourceCredentials {
+            name: self.name.clone(),
+            path: path.clone(),
+            message,
+        };
+        let token = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?;
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(unreadable("the file is empty".into()));
+        }
+        let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| unreadable("the token holds characters a header cannot".into()))?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+}
+
+/// Every source the operator knows, by name.
+#[derive(Debug)]
+pub struct Sources(BTreeMap<String, Source>);
+
+impl Sources {
+    /// The sources of the file at `path` (`sources:`, a list of [`SourceConfig`]).
+    pub fn load(path: &Path) -> Result<Sources> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: SourcesFile = serde_path_to_error::deserialize(
+            serde_yaml::Deserializer::from_str(&text),
+        )
+        .map_err(|e| Error::SourcesFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Sources::new(&file.sources).map_err(|e| Error::SourcesFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// One source, `default`, at `url`: the operator's `--prometheus-url`.
+    pub fn single(url: &str) -> Result<Sources> {
+        Sources::new(&[SourceConfig {
+            name: DEFAULT_SOURCE.to_owned(),
+            url: url.to_owned(),
+            timeout: None,
+            bearer_token_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        }])
+    }
+
+    /// The sources `configs` describe: at least one, each name once.
+    pub fn new(configs: &[SourceConfig]) -> Result<Sources> {
+        if configs.is_empty() {
+            return Err(Error::InvalidSource {
+                name: String::new(),
+                message: "no source is defined; define at least one, usually `default`".into(),
+            });
+        }
+        let mut sources = BTreeMap::new();
+        for config in configs {
+            let source = Source::new(config)?;
+            if sources.insert(config.name.clone(), source).is_some() {
+                return Err(Error::InvalidSource {
+                    name: config.name.clone(),
+                    message: "defined twice".into(),
+                });
+            }
+        }
+        Ok(Sources(sources))
+    }
+
+    /// The source called `name`.
+    pub fn get(&self, name: &str) -> Result<&Source> {
+        self.0.get(name).ok_or_else(|| Error::UnknownSource {
+            name: name.to_owned(),
+            known: self.0.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
+/// The file at `path`, part of source `name`'s settings.
+fn read(name: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::InvalidSource {
+        name: name.to_owned(),
+        message: format!("{}: {e}", path.display()),
+    })
+}
+
+/// reqwest's TLS runs on rustls with the provider the process installs: ring, the one kube
+/// already brings, rather than a second crypto library. Installing twice is harmless.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Vec<SourceConfig> {
+        serde_yaml::from_str::<SourcesFile>(yaml).unwrap().sources
+    }
+
+    fn refusal(yaml: &str) -> String {
+        Sources::new(&config(yaml)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sources_are_found_by_name_and_an_unknown_one_lists_the_known() {
+        let sources = Sources::new(&config(
+            "sources:\n- {name: default, url: 'http://prom:9090'}\n- {name: team-a, url: 'https://a.example', timeout: 2s}",
+        ))
+        .unwrap();
+        assert_eq!(sources.get("team-a").unwrap().url(), "https://a.example");
+        let error = sources.get("team-b").unwrap_err().to_string();
+        assert!(error.contains("\"team-b\""), "{error}");
+        assert!(error.contains("default, team-a"), "{error}");
+    }
+
+    #[test]
+    fn a_sources_timeout_caps_the_policys() {
+        let sources = Sources::new(&config(
+            "sources:\n- {name: default, url: 'http://prom:9090', timeout: 2s}",
+        ))
+        .unwrap();
+        let source = sources.get("default").unwrap();
+        assert_eq!(
+            source.timeout(Duration::from_secs(5)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            source.timeout(Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        let single = Sources::single("http://prom:9090").unwrap();
+        let default = single.get("default").unwrap();
+        assert_eq!(
+            default.timeout(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn a_bad_source_is_refused_with_its_name_and_what_is_wrong() {
+        for (yaml, expected) in [
+            ("sources: []", "no source is defined"),
+            (
+                "sources:\n- {name: a, url: 'http://p'}\n- {name: a, url: 'http://q'}",
+                "\"a\": defined twice",
+            ),
+            ("sources:\n- {name: Team, url: 'http://p'}", "DNS label"),
+            (
+                "sources:\n- {name: a, url: 'ftp://p'}",
+                "must start with http://",
+            ),
+            (
+                "sources:\n- {name: a, url: 'prometheus:9090'}",
+                "must start with http://",
+            ),
+            (
+                "sources:\n- {name: a, url: 'http://u:pw@p'}",
+                "must not carry credentials",
+            ),
+            (
+                "sources:\n- {name: a, url: 'http://p', timeout: 0s}",
+                "positive",
+            ),
+            (
+                "sources:\n- {name: a, url: 'https://p', caFile: /nonexistent/ca.crt}",
+                "/nonexistent/ca.crt: No such file",
+            ),
+            (
+                "sources:\n- {name: a, url: 'https://p', clientCertFile: /x}",
+                "go together",
+            ),
+        ] {
+            let error = refusal(yaml);
+            assert!(error.contains(expected), "{yaml}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "not a certificate").unwrap();
+        let yaml = format!(
+            "sources:\n- {{name: a, url: 'https://p', caFile: {}}}",
+            file.path().display()
+        );
+        assert!(refusal(&yaml).contains("holds no PEM certificate"));
+    }
+
+    #[test]
+    fn a_misspelt_setting_is_refused_with_its_place() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            "sources:\n- name: a\n  url: http://p\n  bearerTokenFlie: /t\n",
+        )
+        .unwrap();
+        let error = Sources::load(file.path()).unwrap_err().to_string();
+        assert!(error.contains("sources[0]"), "{error}");
+        assert!(error.contains("bearerTokenFlie"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_token_is_read_at_every_query() {
+        let token = tempfile::NamedTempFile::new().unwrap();
+        let yaml = format!(
+            "sources:\n- {{name: a, url: 'http://p', bearerTokenFile: {}}}",
+            token.path().display()
+        );
+        let sources = Sources::new(&config(&yaml)).unwrap();
+        let source = sources.get("a").unwrap();
+        let error = source.authorization().await.unwrap_err().to_string();
+        assert!(error.contains("empty"), "{error}");
+        std::fs::write(token.path(), "first\n").unwrap();
+        let first = source.authorization().await.unwrap().unwrap();
+        assert_eq!(first, "Bearer first");
+        assert!(first.is_sensitive());
+        std::fs::write(token.path(), "second").unwrap();
+        assert_eq!(
+            source.authorization().await.unwrap().unwrap(),
+            "Bearer second"
+        );
+        drop(token);
+        let error = source.authorization().await.unwrap_err().to_string();
+        assert!(error.contains("source \"a\""), "{error}");
+    }
+}
