@@ -8,7 +8,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::{Cluster, eventually, installed, pause, repo_root};
-use testkit::{HostilePrometheus, Misbehaviour};
+use testkit::{HostilePrometheus, Misbehaviour, ScriptedPrometheus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_policy_gets_its_conditions() {
@@ -311,37 +311,53 @@ async fn an_invalid_policy_says_which_field_is_wrong() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_stored_under_an_older_schema_says_which_field_and_the_others_keep_working() {
+async fn policies_stored_under_an_older_schema_say_which_field_and_the_others_keep_working() {
     let plane = installed().plane;
     let cluster = Cluster::start(1, 1).await;
-    // An older CRD that did not yet restrict onCritical stored this policy; today's cannot
-    // read it. No other test of this binary relies on the apiserver refusing a policy.
-    plane
-        .relax_crd("memorypolicies.shortener.dev", "onCritical/enum")
-        .expect("relaxing the CRD");
-    let stored = async {
+    let elsewhere = ScriptedPrometheus::start().await.unwrap();
+    // An older CRD that did not yet restrict onCritical, nor refuse a Prometheus URL, stored
+    // these policies; today's cannot read the first and will not query the second's server.
+    // No other test of this binary relies on the apiserver refusing a policy.
+    for rule in ["onCritical/enum", "prometheus/x-kubernetes-validations/0"] {
+        plane
+            .relax_crd("memorypolicies.shortener.dev", rule)
+            .expect("relaxing the CRD");
+    }
+    let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"});
+    for (name, spec) in [
+        (
+            "explode",
+            json!({"targetRef": target, "onCritical": "Explode"}),
+        ),
+        (
+            "aimed",
+            json!({"targetRef": target, "prometheus": {"url": elsewhere.url()}}),
+        ),
+    ] {
         eventually("the relaxed schema in force", async || {
-            let api = cluster.policies();
             let object = serde_json::from_value(json!({
                 "apiVersion": "shortener.dev/v1alpha1", "kind": "MemoryPolicy",
-                "metadata": {"name": "explode", "namespace": cluster.namespace},
-                "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                    "onCritical": "Explode"}
+                "metadata": {"name": name, "namespace": cluster.namespace},
+                "spec": spec,
             }))
             .unwrap();
+            let api = cluster.policies();
             api.create(&PostParams::default(), &object).await.is_ok()
         })
-        .await
-    };
-    stored.await;
+        .await;
+    }
     plane
         .apply_crd(&repo_root().join("crds/memorypolicy.yaml"))
         .expect("restoring the CRD");
     cluster.policy("sound", "web", json!({})).await;
-    eventually("explode Ready=False and sound Ready=True", async || {
-        cluster.condition_is("explode", "Ready", "False").await
-            && cluster.condition_is("sound", "Ready", "True").await
-    })
+    eventually(
+        "explode and aimed Ready=False, sound Ready=True",
+        async || {
+            cluster.condition_is("explode", "Ready", "False").await
+                && cluster.condition_is("aimed", "Ready", "False").await
+                && cluster.condition_is("sound", "Ready", "True").await
+        },
+    )
     .await;
     let (_, reason, message) = cluster.condition("explode", "Ready").await.unwrap();
     assert_eq!(reason, "Unreadable");
@@ -354,6 +370,17 @@ async fn a_policy_stored_under_an_older_schema_says_which_field_and_the_others_k
     assert_eq!(
         cluster.policy_object("explode").await["status"]["state"],
         "Invalid"
+    );
+    let (_, reason, message) = cluster.condition("aimed", "Ready").await.unwrap();
+    assert_eq!(reason, "InvalidPolicy");
+    assert!(
+        message.contains("name one in spec.prometheus.source"),
+        "{message}"
+    );
+    assert_eq!(
+        elsewhere.queries(),
+        0,
+        "the policy's server was never asked"
     );
 }
 
