@@ -112,7 +112,7 @@ pub struct TargetRef {
 #[serde(rename_all = "camelCase", default)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.url)", "message": URL_REFUSED},
-    {"rule": "self.source.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')", "message": SOURCE_NAME},
+    {"rule": "size(self.source) <= 63 && self.source.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')", "message": SOURCE_NAME},
 ]))]
 pub struct Prometheus {
     /// The metrics source to query, by the name the operator's administrator gave it.
