@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
 };
 
@@ -29,6 +29,19 @@ const ENTRY_OVERHEAD: u64 = 190;
 /// When a shard is over budget, evict down to this share of it, so evictions
 /// come in batches rather than on every insert.
 const EVICT_TO_PERCENT: u64 = 90;
+
+/// Smallest default budget, so a tiny limit still caches hot links.
+const MIN_DEFAULT_BUDGET: u64 = 1 << 20;
+/// Largest default budget: beyond this a shortener gains little hit rate.
+const MAX_DEFAULT_BUDGET: u64 = 256 << 20;
+/// Share of the memory limit the cache gets by default: an eighth leaves room for
+/// connections, buffers and allocator slack below the 60 % low water mark.
+const DEFAULT_SHARE: u64 = 8;
+
+/// The budget of a cache whose size is not configured, under a memory limit of `limit` bytes.
+pub fn budget_for_limit(limit: u64) -> u64 {
+    (limit / DEFAULT_SHARE).clamp(MIN_DEFAULT_BUDGET, MAX_DEFAULT_BUDGET)
+}
 
 /// What a redirect needs, ready to send.
 #[derive(Debug)]
@@ -109,7 +122,8 @@ impl Shard {
 pub struct RedirectCache {
     shards: Arc<[RwLock<Shard>]>,
     hasher: RandomState,
-    budget: u64,
+    /// Shared, so that a budget that follows the memory limit changes for every clone.
+    budget: Arc<AtomicU64>,
     admitting: Arc<AtomicBool>,
     epoch: Arc<AtomicU32>,
 }
@@ -120,7 +134,7 @@ impl RedirectCache {
         RedirectCache {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
-            budget,
+            budget: Arc::new(AtomicU64::new(budget)),
             admitting: Arc::new(AtomicBool::new(true)),
             // Epoch 0 stands for "before any epoch", see `insert`.
             epoch: Arc::new(AtomicU32::new(1)),
@@ -144,7 +158,7 @@ impl RedirectCache {
             return;
         }
         let weight = link.weight();
-        let shard_budget = self.budget / SHARDS as u64;
+        let shard_budget = self.budget() / SHARDS as u64;
         if weight > shard_budget {
             return;
         }
@@ -231,7 +245,13 @@ impl RedirectCache {
 
     /// The most bytes the cache may hold.
     pub fn budget(&self) -> u64 {
-        self.budget
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    /// Holds at most `budget` bytes from now on; a smaller budget takes effect as links are
+    /// added, and the memory manager trims if memory is high meanwhile.
+    pub fn set_budget(&self, budget: u64) {
+        self.budget.store(budget, Ordering::Relaxed);
     }
 
     fn index(&self, code: &str) -> usize {
@@ -259,6 +279,13 @@ fn lock_write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_budget_is_an_eighth_of_the_limit_within_bounds() {
+        assert_eq!(budget_for_limit(96 << 20), 12 << 20);
+        assert_eq!(budget_for_limit(2 << 20), MIN_DEFAULT_BUDGET);
+        assert_eq!(budget_for_limit(64 << 30), MAX_DEFAULT_BUDGET);
+    }
 
     fn link(code: &str) -> Arc<CachedLink> {
         Arc::new(CachedLink {

@@ -8,20 +8,12 @@ use tracing::{debug, info, warn};
 
 use crate::{
     Config, Result,
-    cache::RedirectCache,
+    cache::{self, RedirectCache},
     clicks::{self, ClickBuffer},
     memory::{ManagerSettings, MemoryLimit, MemoryManager, allocator},
     metrics::Metrics,
     store::Store,
 };
-
-/// Smallest default cache budget, so a tiny limit still caches hot links.
-const MIN_DEFAULT_CACHE: u64 = 1 << 20;
-/// Largest default cache budget: beyond this a shortener gains little hit rate.
-const MAX_DEFAULT_CACHE: u64 = 256 << 20;
-/// Share of the memory limit the cache gets by default: an eighth leaves room for
-/// connections, buffers and allocator slack below the 60 % low water mark.
-const DEFAULT_CACHE_SHARE: u64 = 8;
 
 /// Settings the handlers read.
 #[derive(Clone, Debug)]
@@ -54,11 +46,10 @@ impl AppState {
             config.db_timeout,
         )
         .await?;
-        let limit = MemoryLimit::detect(config.max_memory);
+        let (limit, limit_file) = MemoryLimit::detect(config.max_memory);
         let budget = config
             .cache_budget
-            .map(|size| size.0)
-            .unwrap_or_else(|| default_cache_budget(limit.bytes));
+            .map_or_else(|| cache::budget_for_limit(limit.bytes), |size| size.0);
         info!(
             limit_bytes = limit.bytes,
             limit_source = limit.source.as_str(),
@@ -71,13 +62,13 @@ impl AppState {
             marks: config.watermarks()?,
             min_trim_interval: config.min_trim_interval,
             cache_idle_samples: config.cache_idle_samples(),
+            cache_follows_limit: config.cache_budget.is_none(),
         };
-        let memory = Arc::new(MemoryManager::new(
-            limit,
-            settings,
-            cache.clone(),
-            metrics.clone(),
-        ));
+        let mut memory = MemoryManager::new(limit, settings, cache.clone(), metrics.clone());
+        if let Some(file) = limit_file {
+            memory = memory.following_limit(Box::new(move || file.read()));
+        }
+        let memory = Arc::new(memory);
         if config.pprof {
             allocator::enable_profiling().await?;
             info!("heap profiling on: /debug/pprof/heap");
@@ -125,21 +116,5 @@ impl AppState {
                 break;
             }
         }
-    }
-}
-
-fn default_cache_budget(limit: u64) -> u64 {
-    (limit / DEFAULT_CACHE_SHARE).clamp(MIN_DEFAULT_CACHE, MAX_DEFAULT_CACHE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_cache_is_an_eighth_of_the_limit_within_bounds() {
-        assert_eq!(default_cache_budget(96 << 20), 12 << 20);
-        assert_eq!(default_cache_budget(2 << 20), MIN_DEFAULT_CACHE);
-        assert_eq!(default_cache_budget(64 << 30), MAX_DEFAULT_CACHE);
     }
 }

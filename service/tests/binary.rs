@@ -10,6 +10,7 @@ use std::{
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use testkit::MemoryCgroup;
 
 const TOKEN: &str = "binary-test-token";
 
@@ -22,11 +23,33 @@ struct Shortener {
 
 impl Shortener {
     async fn start(database: &Path, env: &[(&str, String)]) -> Shortener {
+        Shortener::start_in(database, env, None).await
+    }
+
+    /// Started inside `cgroup`, from its first instruction on, as a container's process is.
+    async fn start_in(
+        database: &Path,
+        env: &[(&str, String)],
+        cgroup: Option<&MemoryCgroup>,
+    ) -> Shortener {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shortener"));
+        let binary = env!("CARGO_BIN_EXE_shortener");
+        let mut command = match cgroup {
+            None => Command::new(binary),
+            Some(cgroup) => {
+                let mut shell = Command::new("sh");
+                shell.args([
+                    "-c",
+                    r#"echo $$ > "$1" && exec "$0""#,
+                    binary,
+                    &cgroup.procs().display().to_string(),
+                ]);
+                shell
+            }
+        };
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -375,6 +398,55 @@ async fn after_a_stress_test_memory_comes_back_by_itself_and_the_metrics_tell_th
 
 /// Stores `count` links `mem0`, `mem1`, … whose targets are about 2 KB long,
 /// in one transaction (one fsync instead of thousands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_changed_in_place_is_followed_without_a_restart() {
+    const MIB: u64 = 1 << 20;
+    let name = format!("shortener-resize-{}", std::process::id());
+    let cgroup = match MemoryCgroup::create(&name, 256 * MIB) {
+        Ok(cgroup) => cgroup,
+        Err(why) => {
+            eprintln!("SKIPPED: no memory cgroup can be made here ({why})");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("SHORTENER_MONITOR_INTERVAL", "200ms".to_owned())];
+    let shortener = Shortener::start_in(&dir.path().join("db.sqlite"), &env, Some(&cgroup)).await;
+    let pid = shortener.child.id();
+    let limit = async || {
+        let stats = shortener.memory_stats().await;
+        (
+            stats["limit_bytes"].as_u64().unwrap(),
+            stats["limit_source"].as_str().unwrap().to_owned(),
+            stats["cache_budget_bytes"].as_u64().unwrap(),
+        )
+    };
+    let (bytes, source, budget) = limit().await;
+    assert_eq!(bytes, 256 * MIB);
+    assert!(source.starts_with("cgroup_v"), "{source}");
+    assert_eq!(budget, 32 * MIB);
+
+    for resized in [384 * MIB, 192 * MIB] {
+        cgroup.set_limit(resized).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while limit().await.0 != resized {
+            assert!(
+                Instant::now() < deadline,
+                "the limit stayed {:?}",
+                limit().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(limit().await.2, resized / 8, "the cache's share follows");
+        let metrics = shortener.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains(&format!("shortener_memory_limit_bytes {resized}")),
+            "{metrics}"
+        );
+    }
+    assert_eq!(shortener.child.id(), pid, "the same process throughout");
+}
+
 async fn seed_long_links(db: &Path, count: usize) {
     use sqlx::{Connection, SqliteConnection};
     let url = format!("sqlite:{}?mode=rwc", db.display());

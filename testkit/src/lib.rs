@@ -14,7 +14,8 @@
 //! kube-apiserver, kube-controller-manager, kube-scheduler) built from Go modules under
 //! `tools/k8s/`, one per test binary, each test in a namespace of its own, with its audit log
 //! read back as [`AuditedRequest`]s; [`ProcessKubelet`] runs the pods bound to its Node as real
-//! processes, in memory cgroups where the machine allows.
+//! processes, in memory cgroups where the machine allows; [`MemoryCgroup`] is one such cgroup
+//! for a test's own process, whose limit the test changes while it runs.
 
 #![forbid(unsafe_code)]
 
@@ -33,7 +34,7 @@ use std::{io, path::PathBuf, process::ExitStatus};
 
 pub use control_plane::{AuditedRequest, ControlPlane};
 pub use hostile_prometheus::{HostilePrometheus, Misbehaviour};
-pub use kubelet::{ContainerExit, KubeletConfig, ProcessKubelet};
+pub use kubelet::{ContainerExit, KubeletConfig, MemoryCgroup, ProcessKubelet};
 pub use postgres::{PgServer, fresh_database_url};
 pub use prometheus::{KubernetesPods, PromServer, Target};
 pub use schema_check::SchemaCheck;

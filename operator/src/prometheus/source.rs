@@ -97,7 +97,6 @@ impl Source {
             return Err(invalid("timeout must be a positive duration".into()));
         }
 
-        install_crypto_provider();
         let mut http = reqwest::Client::builder().redirect(super::answer::redirect_policy());
         if let Some(path) = &config.ca_file {
             let pem = read(&config.name, path)?;
@@ -267,12 +266,6 @@ fn read(name: &str, path: &Path) -> Result<Vec<u8>> {
         name: name.to_owned(),
         message: format!("{}: {e}", path.display()),
     })
-}
-
-/// reqwest's TLS runs on rustls with the provider the process installs: ring, the one kube
-/// already brings, rather than a second crypto library. Installing twice is harmless.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[cfg(test)]

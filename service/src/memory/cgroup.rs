@@ -1,9 +1,12 @@
-//! Finds the memory limit this process runs under.
+//! Finds the memory limit this process runs under, and reads it again as it changes.
 //!
 //! cgroup v2 `memory.max` first, then cgroup v1 `memory.limit_in_bytes`; the
 //! parsing is pure so it is tested on fixtures, the file reads are thin.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 /// cgroup v1 reports "no limit" as a page-aligned `i64::MAX`; anything this
 /// large (an exbibyte) cannot be a real container limit.
@@ -30,29 +33,59 @@ impl LimitSource {
     }
 }
 
-/// Reads the cgroup limit of this process, if any.
-pub fn detect_limit() -> Option<(u64, LimitSource)> {
-    let membership = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let root = Path::new("/sys/fs/cgroup");
-    if let Some(path) = v2_path(&membership) {
+/// The file holding this process's cgroup memory limit: found once, at start, and read again
+/// at every memory sample, so that a limit changed in place (a pod resized without a restart)
+/// is followed. One small read of a kernel file a sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitFile {
+    path: PathBuf,
+    source: LimitSource,
+}
+
+impl LimitFile {
+    /// The file of this process's cgroup that holds a limit now, if any.
+    pub fn find() -> Option<LimitFile> {
+        let membership = fs::read_to_string("/proc/self/cgroup").ok()?;
+        candidates(&membership, Path::new("/sys/fs/cgroup"))
+            .into_iter()
+            .find(|file| file.read().is_some())
+    }
+
+    /// The limit it holds now; `None` when unlimited or unreadable.
+    pub fn read(&self) -> Option<u64> {
+        parse_limit(&fs::read_to_string(&self.path).ok()?)
+    }
+
+    /// Which cgroup version it belongs to.
+    pub fn source(&self) -> LimitSource {
+        self.source
+    }
+}
+
+/// The files that may hold the limit of a process of `membership` (its `/proc/self/cgroup`),
+/// in the order they are tried: cgroup v2's `memory.max`, then v1's `memory.limit_in_bytes`.
+fn candidates(membership: &str, root: &Path) -> Vec<LimitFile> {
+    let mut files = Vec::new();
+    if let Some(path) = v2_path(membership) {
         for base in [root.to_path_buf(), root.join("unified")] {
-            let file = base.join(path.trim_start_matches('/')).join("memory.max");
-            if let Some(limit) = read_limit(&file) {
-                return Some((limit, LimitSource::CgroupV2));
-            }
+            files.push(LimitFile {
+                path: base.join(path.trim_start_matches('/')).join("memory.max"),
+                source: LimitSource::CgroupV2,
+            });
         }
     }
-    if let Some(path) = v1_memory_path(&membership) {
+    if let Some(path) = v1_memory_path(membership) {
         let memory = root.join("memory");
         // Inside a container the hierarchy is usually mounted at its own cgroup,
         // so the mount root holds the limit when the full path does not exist.
         for dir in [memory.join(path.trim_start_matches('/')), memory] {
-            if let Some(limit) = read_limit(&dir.join("memory.limit_in_bytes")) {
-                return Some((limit, LimitSource::CgroupV1));
-            }
+            files.push(LimitFile {
+                path: dir.join("memory.limit_in_bytes"),
+                source: LimitSource::CgroupV1,
+            });
         }
     }
-    None
+    files
 }
 
 /// Total memory of the host from `/proc/meminfo`, the limit of last resort.
@@ -69,10 +102,6 @@ pub fn host_memory() -> Option<u64> {
                 .ok()
         })
         .map(|kib| kib * 1024)
-}
-
-fn read_limit(file: &Path) -> Option<u64> {
-    parse_limit(&fs::read_to_string(file).ok()?)
 }
 
 /// Parses `memory.max` or `memory.limit_in_bytes`; `None` means unlimited.
@@ -129,6 +158,53 @@ mod tests {
         assert_eq!(v1_memory_path(membership), Some("/process_api/b7"));
         let joined = "3:memory,hugetlb:/pod\n";
         assert_eq!(v1_memory_path(joined), Some("/pod"));
+    }
+
+    #[test]
+    fn the_limit_file_is_the_process_cgroup_then_the_mount_root() {
+        let root = Path::new("/sys/fs/cgroup");
+        let paths = |membership| {
+            candidates(membership, root)
+                .into_iter()
+                .map(|file| (file.path.display().to_string(), file.source))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            paths("0::/kubepods/pod1/abc\n"),
+            [
+                (
+                    "/sys/fs/cgroup/kubepods/pod1/abc/memory.max".to_owned(),
+                    LimitSource::CgroupV2
+                ),
+                (
+                    "/sys/fs/cgroup/unified/kubepods/pod1/abc/memory.max".to_owned(),
+                    LimitSource::CgroupV2
+                ),
+            ]
+        );
+        assert_eq!(
+            paths("4:memory:/pod/b7\n")[1],
+            (
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes".to_owned(),
+                LimitSource::CgroupV1
+            )
+        );
+    }
+
+    #[test]
+    fn a_limit_file_is_read_again_at_every_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LimitFile {
+            path: dir.path().join("memory.max"),
+            source: LimitSource::CgroupV2,
+        };
+        assert_eq!(file.read(), None, "no file yet");
+        fs::write(dir.path().join("memory.max"), "268435456\n").unwrap();
+        assert_eq!(file.read(), Some(256 << 20));
+        fs::write(dir.path().join("memory.max"), "402653184\n").unwrap();
+        assert_eq!(file.read(), Some(384 << 20));
+        fs::write(dir.path().join("memory.max"), "max\n").unwrap();
+        assert_eq!(file.read(), None);
     }
 
     #[test]

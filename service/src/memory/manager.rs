@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -14,14 +14,21 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    MemoryLimit, MemorySnapshot, allocator,
+    LimitSource, MemoryLimit, MemorySnapshot, allocator,
     policy::{self, Activity, Decision, ManagerState, Pressure, TrimReason, Usage, Watermarks},
     process, sqlite,
 };
-use crate::{cache::RedirectCache, metrics::Metrics};
+use crate::{
+    cache::{self, RedirectCache},
+    metrics::Metrics,
+};
 
 /// Reads the resident set size; replaced in tests to script memory pressure.
 pub type ResidentProbe = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// Reads the memory limit again (`None`: nothing new to say); replaced in tests to script a
+/// resize.
+pub type LimitProbe = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// What a trim did.
 #[derive(Clone, Debug, Serialize)]
@@ -41,11 +48,17 @@ pub struct ManagerSettings {
     pub min_trim_interval: Duration,
     /// Samples after which a link nobody followed leaves the cache.
     pub cache_idle_samples: u32,
+    /// The cache's budget is its default share of the limit (not configured), so it changes
+    /// with the limit.
+    pub cache_follows_limit: bool,
 }
 
 /// Keeps the process under its water marks.
 pub struct MemoryManager {
-    limit: MemoryLimit,
+    /// The limit in force: read again at every sample when `limit_probe` can.
+    limit_bytes: AtomicU64,
+    limit_source: LimitSource,
+    limit_probe: Option<LimitProbe>,
     settings: ManagerSettings,
     resident: ResidentProbe,
     cache: RedirectCache,
@@ -80,13 +93,24 @@ impl MemoryManager {
         resident: ResidentProbe,
     ) -> Self {
         MemoryManager {
-            limit,
+            limit_bytes: AtomicU64::new(limit.bytes),
+            limit_source: limit.source,
+            limit_probe: None,
             settings,
             resident,
             cache,
             metrics,
             state: Mutex::default(),
             shedding: AtomicBool::new(false),
+        }
+    }
+
+    /// Reads the limit again from `probe` at every sample, as it changes: a container's limit
+    /// raised or lowered in place, without a restart.
+    pub fn following_limit(self, probe: LimitProbe) -> Self {
+        MemoryManager {
+            limit_probe: Some(probe),
+            ..self
         }
     }
 
@@ -97,20 +121,47 @@ impl MemoryManager {
 
     /// The limit in force.
     pub fn limit(&self) -> MemoryLimit {
-        self.limit
+        MemoryLimit {
+            bytes: self.limit_bytes.load(Ordering::Relaxed),
+            source: self.limit_source,
+        }
     }
 
     /// Resident bytes against the limit, now.
     pub fn usage(&self) -> Usage {
         Usage {
             resident: (self.resident)(),
-            limit: self.limit.bytes,
+            limit: self.limit().bytes,
         }
+    }
+
+    /// Takes a changed limit into account: the water marks, the metrics and, when it is a
+    /// share of the limit, the cache's budget follow it.
+    fn follow_limit(&self) {
+        let Some(bytes) = self.limit_probe.as_ref().and_then(|probe| probe()) else {
+            return;
+        };
+        let before = self.limit_bytes.swap(bytes, Ordering::Relaxed);
+        if before == bytes {
+            return;
+        }
+        let budget = self.settings.cache_follows_limit.then(|| {
+            let budget = cache::budget_for_limit(bytes);
+            self.cache.set_budget(budget);
+            budget
+        });
+        info!(
+            before_bytes = before,
+            limit_bytes = bytes,
+            cache_budget_bytes = budget.unwrap_or_else(|| self.cache.budget()),
+            "memory limit changed"
+        );
     }
 
     /// Sweeps idle links out of the cache, samples memory, applies the policy
     /// and publishes the figures.
     pub fn tick(&self, now: Instant) -> Decision {
+        self.follow_limit();
         let swept = self.cache.sweep(self.settings.cache_idle_samples);
         if swept > 0 {
             debug!(bytes = swept, "idle links left the cache");
@@ -228,7 +279,7 @@ impl MemoryManager {
         MemorySnapshot {
             resident_bytes: usage.resident,
             limit_bytes: usage.limit,
-            limit_source: self.limit.source.as_str(),
+            limit_source: self.limit_source.as_str(),
             usage_ratio: ratio,
             pressure: pressure.as_str(),
             shedding: self.is_shedding(),
@@ -258,12 +309,10 @@ impl MemoryManager {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU64;
-
     use axum::http::HeaderValue;
 
     use super::*;
-    use crate::{cache::CachedLink, memory::LimitSource};
+    use crate::cache::CachedLink;
 
     const MIB: u64 = 1 << 20;
 
@@ -288,6 +337,7 @@ mod tests {
                 marks: Watermarks::from_percent(60.0, 80.0, 95.0).unwrap(),
                 min_trim_interval: Duration::from_secs(10),
                 cache_idle_samples: 1_000,
+                cache_follows_limit: true,
             },
             cache.clone(),
             Arc::new(Metrics::default()),
@@ -327,6 +377,59 @@ mod tests {
         let text = manager.metrics.encode();
         assert!(text.contains(r#"shortener_memory_trims_total{reason="critical"} 1"#));
         assert!(text.contains("shortener_memory_usage_ratio 0.7"), "{text}");
+    }
+
+    #[test]
+    fn a_limit_changed_in_place_moves_the_marks_the_metrics_and_the_cache_budget() {
+        let (manager, resident, cache) = scripted();
+        let limit = Arc::new(AtomicU64::new(100 * MIB));
+        let manager = manager.following_limit(Box::new({
+            let limit = limit.clone();
+            move || Some(limit.load(Ordering::Relaxed))
+        }));
+        let start = Instant::now();
+        resident.store(85 * MIB, Ordering::Relaxed);
+        assert_eq!(manager.tick(start).pressure, Pressure::High);
+
+        // Raised to 200 MiB: the same 85 MiB is now under the low water mark.
+        limit.store(200 * MIB, Ordering::Relaxed);
+        let decision = manager.tick(start + Duration::from_secs(5));
+        assert_eq!(decision.pressure, Pressure::Normal);
+        assert_eq!(manager.limit().bytes, 200 * MIB);
+        assert_eq!(manager.limit().source, LimitSource::Configured);
+        assert_eq!(cache.budget(), 25 * MIB, "an eighth of the new limit");
+        let text = manager.metrics.encode();
+        assert!(
+            text.contains(&format!("shortener_memory_limit_bytes {}", 200 * MIB)),
+            "{text}"
+        );
+        assert!(
+            text.contains("shortener_memory_usage_ratio 0.425"),
+            "{text}"
+        );
+
+        // A probe with nothing to say keeps the limit as it was.
+        let quiet = MemoryManager {
+            limit_probe: Some(Box::new(|| None)),
+            ..manager
+        };
+        quiet.tick(start + Duration::from_secs(10));
+        assert_eq!(quiet.limit().bytes, 200 * MIB);
+    }
+
+    #[test]
+    fn a_configured_cache_budget_stays_when_the_limit_changes() {
+        let (manager, _, cache) = scripted();
+        let mut settings = manager.settings;
+        settings.cache_follows_limit = false;
+        let manager = MemoryManager {
+            settings,
+            ..manager
+        }
+        .following_limit(Box::new(|| Some(300 * MIB)));
+        manager.tick(Instant::now());
+        assert_eq!(manager.limit().bytes, 300 * MIB);
+        assert_eq!(cache.budget(), 8 * MIB);
     }
 
     #[test]

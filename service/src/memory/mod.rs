@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::units::ByteSize;
 pub use allocator::AllocatorStats;
-pub use cgroup::LimitSource;
+pub use cgroup::{LimitFile, LimitSource};
 pub use manager::{ManagerSettings, MemoryManager, TrimReport};
 pub use sqlite::SqliteMemory;
 
@@ -23,12 +23,16 @@ pub struct MemoryLimit {
 }
 
 impl MemoryLimit {
-    /// The cgroup limit if there is one, else the configured one, else the host's memory.
-    pub fn detect(configured: Option<ByteSize>) -> MemoryLimit {
-        if let Some((bytes, source)) = cgroup::detect_limit() {
-            return MemoryLimit { bytes, source };
+    /// The cgroup limit if there is one, else the configured one, else the host's memory; with
+    /// the cgroup's file, to be read again at every sample.
+    pub fn detect(configured: Option<ByteSize>) -> (MemoryLimit, Option<cgroup::LimitFile>) {
+        if let Some(file) = cgroup::LimitFile::find()
+            && let Some(bytes) = file.read()
+        {
+            let source = file.source();
+            return (MemoryLimit { bytes, source }, Some(file));
         }
-        match configured {
+        let limit = match configured {
             Some(ByteSize(bytes)) => MemoryLimit {
                 bytes,
                 source: LimitSource::Configured,
@@ -37,7 +41,8 @@ impl MemoryLimit {
                 bytes: cgroup::host_memory().unwrap_or(0),
                 source: LimitSource::Host,
             },
-        }
+        };
+        (limit, None)
     }
 }
 

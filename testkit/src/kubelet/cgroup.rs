@@ -66,12 +66,60 @@ impl CgroupRoot {
         let dir = self.dir.join(name);
         fs::create_dir_all(&dir)?;
         if let Some(limit) = limit {
-            fs::write(dir.join(self.limit_file), limit.to_string())?;
+            self.set_limit(&dir, limit)?;
             if self.limit_file == "memory.max" {
                 // No swap to fall back on: over the limit means the OOM killer, as in a pod.
                 let _ = fs::write(dir.join("memory.swap.max"), "0");
             }
         }
         Ok(dir)
+    }
+
+    /// Sets the limit of the cgroup at `dir`, even while processes run in it.
+    pub(crate) fn set_limit(&self, dir: &Path, limit: u64) -> io::Result<()> {
+        fs::write(dir.join(self.limit_file), limit.to_string())
+    }
+}
+
+/// A memory cgroup of a test's own, where the machine lets root make one: a process started in
+/// it runs under its limit, which the test may change while the process runs, as the kubelet
+/// does when it resizes a pod in place. Removed when dropped (its processes must be gone).
+#[derive(Debug)]
+pub struct MemoryCgroup {
+    root: CgroupRoot,
+    dir: PathBuf,
+}
+
+impl MemoryCgroup {
+    /// A new cgroup `name` holding at most `limit` bytes, or why the machine allows none.
+    pub fn create(name: &str, limit: u64) -> Result<MemoryCgroup, String> {
+        let root = CgroupRoot::find("testkit")?;
+        let dir = root
+            .create(name, Some(limit))
+            .map_err(|e| format!("{}: {e}", root.dir.join(name).display()))?;
+        Ok(MemoryCgroup { root, dir })
+    }
+
+    /// Sets its limit to `limit` bytes.
+    pub fn set_limit(&self, limit: u64) -> io::Result<()> {
+        self.root.set_limit(&self.dir, limit)
+    }
+
+    /// The file a process's id is written to, to move it into the cgroup.
+    pub fn procs(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // The kernel refuses to remove a cgroup that still holds a process: a short wait for
+        // one just killed to be reaped.
+        for _ in 0..50 {
+            if fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }

@@ -32,6 +32,8 @@ mod process;
 mod quantity;
 mod status;
 
+pub use cgroup::MemoryCgroup;
+
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr},
