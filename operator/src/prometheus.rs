@@ -14,7 +14,6 @@ use std::{
 
 use jiff::Timestamp;
 use prometheus_http_query::response::Data;
-use reqwest::header::AUTHORIZATION;
 use tracing::debug;
 
 use crate::{Error, Result};
@@ -290,15 +289,9 @@ impl Prometheus {
         let timeout = source.timeout(spec.prometheus.timeout.into());
         let started = Instant::now();
         debug!(source = source.name(), url = source.url(), promql = %query.promql, "querying Prometheus");
-        let mut request = source
-            .client()?
-            .query(&query.promql)
-            .timeout(millis(timeout));
-        if let Some(authorization) = source.authorization().await? {
-            request = request.header(AUTHORIZATION, authorization);
-        }
+        let params = [("query", query.promql.clone()), told(timeout)];
         let data = self
-            .exchange(source.url(), timeout, request.get_raw())
+            .exchange(source, "api/v1/query", &params, timeout)
             .await?;
         Ok((data, started.elapsed()))
     }
@@ -315,65 +308,44 @@ impl Prometheus {
         let source = self.source(source)?;
         let timeout = source.timeout(timeout);
         debug!(source = source.name(), url = source.url(), %promql, %start, %end, ?step, "querying Prometheus over a range");
-        let mut request = source
-            .client()?
-            .query_range(
-                promql,
-                start.as_second(),
-                end.as_second(),
-                step.as_secs_f64(),
-            )
-            .timeout(millis(timeout));
-        if let Some(authorization) = source.authorization().await? {
-            request = request.header(AUTHORIZATION, authorization);
-        }
-        self.exchange(source.url(), timeout, request.get_raw())
+        let params = [
+            ("query", promql.to_owned()),
+            ("start", start.as_second().to_string()),
+            ("end", end.as_second().to_string()),
+            ("step", step.as_secs_f64().to_string()),
+            told(timeout),
+        ];
+        self.exchange(source, "api/v1/query_range", &params, timeout)
             .await
     }
 
-    /// The data of `request`'s answer, read within the bounds and within `timeout`, body
-    /// included (Prometheus is told the same timeout, and the request is abandoned at it
-    /// whatever the server does: answer slowly, or trickle its answer).
+    /// The data of the answer to GET `path` with `params` on `source`, read within the bounds
+    /// and within `timeout`, body included (Prometheus is told the same timeout, and the
+    /// request is abandoned at it whatever the server does: answer slowly, or trickle its
+    /// answer).
     async fn exchange(
         &self,
-        url: &str,
+        source: &Source,
+        path: &str,
+        params: &[(&str, String)],
         timeout: Duration,
-        request: impl Future<Output = Result<reqwest::Response, prometheus_http_query::Error>>,
     ) -> Result<Data> {
         let exchange = async {
-            let response = request.await.map_err(|e| sending_failed(url, &e))?;
-            answer::read(url, response, self.bounds).await
+            let response = source.get(path, params).await?;
+            answer::read(source.url(), response, self.bounds).await
         };
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| Error::PrometheusTimeout {
-                url: url.to_owned(),
+                url: source.url().to_owned(),
                 timeout,
             })?
     }
 }
 
-/// A request that got no answer: refused on the way (a redirect elsewhere), or failed.
-fn sending_failed(url: &str, error: &(dyn std::error::Error + 'static)) -> Error {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if let Some(refused) = error.downcast_ref::<RedirectRefused>() {
-            return Error::PrometheusRedirectRefused {
-                url: url.to_owned(),
-                refused: refused.clone(),
-            };
-        }
-        cause = error.source();
-    }
-    Error::PrometheusFailed {
-        url: url.to_owned(),
-        message: with_causes(error),
-    }
-}
-
-/// A timeout as Prometheus's `timeout` parameter, in milliseconds.
-fn millis(timeout: Duration) -> i64 {
-    timeout.as_millis().try_into().unwrap_or(i64::MAX)
+/// Prometheus's `timeout` parameter: `timeout`, in milliseconds.
+fn told(timeout: Duration) -> (&'static str, String) {
+    ("timeout", format!("{}ms", timeout.as_millis()))
 }
 
 /// The error and its causes, outermost first: "error sending request" alone does not say

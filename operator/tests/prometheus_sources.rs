@@ -192,7 +192,8 @@ fn a_client_key_that_does_not_parse_stops_the_source_from_being_built() {
     .unwrap_err()
     .to_string();
     assert!(
-        error.starts_with("metrics source \"broken\": clientCertFile"),
+        error.starts_with("metrics source \"broken\": clientKeyFile"),
         "{error}"
     );
+    assert!(error.contains("no PEM private key"), "{error}");
 }

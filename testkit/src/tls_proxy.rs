@@ -285,6 +285,7 @@ mod tests {
         http::{Method, Uri},
         routing::get,
     };
+    use hyper_util::rt::TokioExecutor;
     use rustls::{
         ClientConfig,
         pki_types::{CertificateDer, pem::PemObject},
@@ -305,8 +306,10 @@ mod tests {
         format!("http://{address}")
     }
 
+    type TestClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, String>;
+
     /// A proxy accepting `token` in front of a fresh upstream, its URL and a client trusting it.
-    async fn started(token: &str) -> (TlsProxy, String, reqwest::Client) {
+    async fn started(token: &str) -> (TlsProxy, String, TestClient) {
         let proxy = TlsProxy::start(&upstream().await, token).await.unwrap();
         let client = client(Some(&proxy.ca_pem()), None);
         let url = proxy.url();
@@ -314,7 +317,7 @@ mod tests {
     }
 
     /// A client trusting `ca` (nothing when `None`), presenting `identity` (cert, key) if given.
-    fn client(ca: Option<&str>, identity: Option<(String, String)>) -> reqwest::Client {
+    fn client(ca: Option<&str>, identity: Option<(String, String)>) -> TestClient {
         let mut roots = RootCertStore::empty();
         if let Some(pem) = ca {
             roots
@@ -333,28 +336,60 @@ mod tests {
                 builder.with_client_auth_cert(vec![cert], key).unwrap()
             }
         };
-        let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
-        builder.timeout(Duration::from_secs(5)).build().unwrap()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        Client::builder(TokioExecutor::new()).build(https)
+    }
+
+    /// The answer to `method url` with `token` as bearer token (none when empty) and `body`.
+    async fn send(
+        client: &TestClient,
+        method: &str,
+        url: &str,
+        token: &str,
+        body: &str,
+    ) -> Result<Response<String>, hyper_util::client::legacy::Error> {
+        let mut request = axum::http::Request::builder().method(method).uri(url);
+        if !token.is_empty() {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let answer = client
+            .request(request.body(body.to_owned()).unwrap())
+            .await?;
+        let (parts, body) = answer.into_parts();
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        Ok(Response::from_parts(
+            parts,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
     }
 
     /// The status of `GET url` with `token` as bearer token.
-    async fn status(client: &reqwest::Client, url: &str, token: &str) -> reqwest::Result<u16> {
-        let answer = client.get(url).bearer_auth(token).send().await?;
-        Ok(answer.status().as_u16())
+    async fn status(
+        client: &TestClient,
+        url: &str,
+        token: &str,
+    ) -> Result<u16, hyper_util::client::legacy::Error> {
+        Ok(send(client, "GET", url, token, "").await?.status().as_u16())
     }
 
     #[tokio::test]
     async fn a_request_with_the_token_is_forwarded_and_answered_by_the_upstream() {
         let (proxy, url, client) = started("secret").await;
 
-        let query = client.post(format!("{url}/api/v1/query?query=up"));
-        let answer = query.bearer_auth("secret").body("time=1").send().await;
+        let query = format!("{url}/api/v1/query?query=up");
+        let answer = send(&client, "POST", &query, "secret", "time=1").await;
         let answer = answer.unwrap();
         assert_eq!(answer.status().as_u16(), 200);
         let content_type = answer.headers()["content-type"].clone();
         assert_eq!(content_type, "text/plain; charset=utf-8");
-        let echo = answer.text().await.unwrap();
-        assert_eq!(echo, "POST /api/v1/query?query=up time=1");
+        assert_eq!(answer.body(), "POST /api/v1/query?query=up time=1");
 
         let teapot = status(&client, &format!("{url}/teapot"), "secret").await;
         assert_eq!(teapot.unwrap(), 418);
@@ -365,7 +400,7 @@ mod tests {
     async fn a_request_without_or_with_a_wrong_token_is_refused_with_401_and_counted() {
         let (proxy, url, client) = started("secret").await;
 
-        let without = client.get(&url).send().await.unwrap();
+        let without = send(&client, "GET", &url, "", "").await.unwrap();
         assert_eq!(without.status().as_u16(), 401);
         assert_eq!(without.headers()["www-authenticate"], "Bearer");
         assert_eq!(status(&client, &url, "guess").await.unwrap(), 401);

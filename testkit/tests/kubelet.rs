@@ -305,3 +305,105 @@ async fn prometheus_discovers_the_pods_and_labels_them_with_namespace_and_pod() 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_limit_resized_in_place_reaches_the_running_container_and_too_much_is_infeasible()
+{
+    let client = client().await;
+    let namespace = plane().create_namespace("kubelet").unwrap();
+    let kubelet = kubelet(client.clone(), &namespace).await;
+    if let Err(why) = kubelet.memory_cgroups() {
+        eprintln!("SKIPPED: no memory cgroups here ({why}), so no limit to resize");
+        return;
+    }
+    // Writes the limit of its own memory cgroup (v1 or v2) where the test can read it.
+    let script = r#"
+        v1=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)
+        if [ -n "$v1" ]; then file=/sys/fs/cgroup/memory$v1/memory.limit_in_bytes
+        else file=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.max; fi
+        while :; do cat "$file" > "/tmp/$POD_NAME.limit.new"; mv "/tmp/$POD_NAME.limit.new" "/tmp/$POD_NAME.limit"; sleep 0.1; done"#;
+    deploy(
+        &client,
+        &namespace,
+        "grow",
+        script,
+        json!({
+            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "resources": {"limits": {"memory": "64Mi"}},
+            "resizePolicy": [{"resourceName": "memory", "restartPolicy": "NotRequired"}],
+        }),
+    )
+    .await;
+    let pod = pod_where(&client, &namespace, "grow", "a running pod", |p| {
+        p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    })
+    .await;
+    let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    let uid = pod["metadata"]["uid"].clone();
+    let limit_file = format!("/tmp/{name}.limit");
+    let seen_limit = || {
+        std::fs::read_to_string(&limit_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+    };
+    let wait_for_limit = async |bytes: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen_limit() != Some(bytes) {
+            assert!(
+                Instant::now() < deadline,
+                "the container sees {:?}",
+                seen_limit()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_for_limit(64 << 20).await;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let resize = async |limit: &str| {
+        let patch = json!({"spec": {"containers": [{"name": "app",
+            "resources": {"limits": {"memory": limit}}}]}});
+        pods.patch_subresource(
+            "resize",
+            &name,
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+        .unwrap();
+    };
+    resize("96Mi").await;
+    wait_for_limit(96 << 20).await;
+    let pod = pod_where(&client, &namespace, "grow", "the new limit reported", |p| {
+        p["status"]["containerStatuses"][0]["resources"]["limits"]["memory"] == "96Mi"
+    })
+    .await;
+    assert_eq!(pod["metadata"]["uid"], uid, "the same pod");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+
+    resize("300Gi").await;
+    let pod = pod_where(&client, &namespace, "grow", "an infeasible resize", |p| {
+        p["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "PodResizePending"))
+    })
+    .await;
+    let pending = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodResizePending")
+        .unwrap()
+        .clone();
+    assert_eq!(pending["reason"], "Infeasible", "{pending}");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["resources"]["limits"]["memory"],
+        "96Mi"
+    );
+    assert_eq!(
+        seen_limit(),
+        Some(96 << 20),
+        "the running limit is unchanged"
+    );
+    let _ = std::fs::remove_file(&limit_file);
+}

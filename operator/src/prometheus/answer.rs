@@ -7,9 +7,17 @@
 //! hang or an action. The query's timeout covers the whole exchange, body included: see
 //! `Prometheus::query`.
 
+use http::{
+    Request, Response, StatusCode,
+    header::{AUTHORIZATION, CONTENT_LENGTH, HeaderValue, LOCATION},
+};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Bytes, Incoming};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use prometheus_http_query::response::Data;
-use reqwest::redirect;
 use serde::Deserialize;
+use url::Url;
 
 use crate::{Error, Result};
 
@@ -46,29 +54,61 @@ pub struct RedirectRefused {
     why: &'static str,
 }
 
-/// Follows a redirect only to the server the request was sent to, a few times at most.
-pub fn redirect_policy() -> redirect::Policy {
-    redirect::Policy::custom(|attempt| {
-        let refuse = |why| RedirectRefused {
-            to: attempt.url().to_string(),
-            why,
-        };
-        let Some(first) = attempt.previous().first() else {
-            return attempt.follow();
-        };
-        if !same_server(first, attempt.url()) {
-            let refused = refuse("only the configured server is queried");
-            return attempt.error(refused);
+/// The HTTP client of one source: plain HTTP or TLS as its URL says.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// GETs `url` with `http`, following redirects only within the server first asked (same
+/// scheme, host and port), a few times at most; the answer is the first that is not one.
+/// Errors name the source by `source_url`, its configured URL.
+pub async fn follow(
+    http: &HttpClient,
+    source_url: &str,
+    url: Url,
+    authorization: Option<&HeaderValue>,
+) -> Result<Response<Incoming>> {
+    let server = url.clone();
+    let mut next = url;
+    for hop in 0..=MAX_REDIRECTS {
+        let mut request = Request::get(next.as_str());
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization);
         }
-        if attempt.previous().len() > MAX_REDIRECTS {
-            let refused = refuse("too many redirects");
-            return attempt.error(refused);
+        let request = request
+            .body(Empty::new())
+            .map_err(|e| failed(source_url, format!("request for {next}: {e}")))?;
+        let response = http
+            .request(request)
+            .await
+            .map_err(|e| failed(source_url, super::with_causes(&e)))?;
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|location| location.to_str().ok());
+        let (true, Some(location)) = (response.status().is_redirection(), location) else {
+            return Ok(response);
+        };
+        let to = next
+            .join(location)
+            .map_err(|e| failed(source_url, format!("redirect to {location:?}: {e}")))?;
+        let refuse = |why| Error::PrometheusRedirectRefused {
+            url: source_url.to_owned(),
+            refused: RedirectRefused {
+                to: to.to_string(),
+                why,
+            },
+        };
+        if !same_server(&server, &to) {
+            return Err(refuse("only the configured server is queried"));
         }
-        attempt.follow()
-    })
+        if hop == MAX_REDIRECTS {
+            return Err(refuse("too many redirects"));
+        }
+        next = to;
+    }
+    unreachable!("the last hop returns")
 }
 
-fn same_server(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+fn same_server(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
@@ -89,33 +129,32 @@ enum Envelope {
 }
 
 /// The data of the answer `response` from the server at `url`, within `bounds`.
-pub async fn read(url: &str, mut response: reqwest::Response, bounds: Bounds) -> Result<Data> {
+pub async fn read(url: &str, response: Response<Incoming>, bounds: Bounds) -> Result<Data> {
     let too_large = || Error::PrometheusAnswerTooLarge {
         url: url.to_owned(),
         limit: bounds.max_answer_bytes,
     };
-    if response
-        .content_length()
-        .is_some_and(|length| length > bounds.max_answer_bytes)
-    {
+    let length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok());
+    if length.is_some_and(|length| length > bounds.max_answer_bytes) {
         return Err(too_large());
     }
     let status = response.status();
-    if matches!(
-        status,
-        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
-    ) {
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         return Err(Error::PrometheusUnauthorized {
             url: url.to_owned(),
             status: status.as_u16(),
         });
     }
+    let mut answer = response.into_body();
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| failed(url, super::with_causes(&e)))?
-    {
+    while let Some(frame) = answer.frame().await {
+        let frame = frame.map_err(|e| failed(url, super::with_causes(&e)))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
         if (body.len() + chunk.len()) as u64 > bounds.max_answer_bytes {
             return Err(too_large());
         }
@@ -162,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_redirect_is_followed_only_within_the_same_server() {
-        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let url = |s: &str| Url::parse(s).unwrap();
         assert!(same_server(
             &url("http://prom:9090/api/v1/query"),
             &url("http://prom:9090/prometheus/api/v1/query")

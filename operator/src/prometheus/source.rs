@@ -15,9 +15,18 @@ use std::{
     time::Duration,
 };
 
-use reqwest::header::HeaderValue;
+use http::{Response, header::HeaderValue};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+};
 use serde::Deserialize;
+use url::Url;
 
+use super::answer::{self, HttpClient};
 use crate::{Error, Result};
 use memory_policy_api::crd::{self, DEFAULT_SOURCE};
 
@@ -58,8 +67,10 @@ struct SourcesFile {
 pub struct Source {
     name: String,
     url: String,
+    /// `url`, ending in `/`, so that API paths are joined below it.
+    base: Url,
     /// One client per source, its TLS settings built in, so that connections are reused.
-    http: reqwest::Client,
+    http: HttpClient,
     timeout: Option<Duration>,
     bearer_token_file: Option<PathBuf>,
 }
@@ -78,8 +89,8 @@ impl Source {
                     .into(),
             ));
         }
-        let url = reqwest::Url::parse(&config.url)
-            .map_err(|e| invalid(format!("url {:?}: {e}", config.url)))?;
+        let url =
+            Url::parse(&config.url).map_err(|e| invalid(format!("url {:?}: {e}", config.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(format!(
                 "url {:?} must start with http:// or https://",
@@ -97,46 +108,17 @@ impl Source {
             return Err(invalid("timeout must be a positive duration".into()));
         }
 
-        let mut http = reqwest::Client::builder().redirect(super::answer::redirect_policy());
-        if let Some(path) = &config.ca_file {
-            let pem = read(&config.name, path)?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| invalid(format!("caFile {}: {e}", path.display())))?;
-            if certificates.is_empty() {
-                return Err(invalid(format!(
-                    "caFile {} holds no PEM certificate",
-                    path.display()
-                )));
-            }
-            http = http.tls_certs_only(certificates);
-        }
-        match (&config.client_cert_file, &config.client_key_file) {
-            (None, None) => {}
-            (Some(certificate), Some(key)) => {
-                let mut pem = read(&config.name, certificate)?;
-                pem.push(b'\n');
-                pem.extend(read(&config.name, key)?);
-                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    invalid(format!(
-                        "clientCertFile {} with clientKeyFile {}: {e}",
-                        certificate.display(),
-                        key.display()
-                    ))
-                })?;
-                http = http.identity(identity);
-            }
-            _ => {
-                return Err(invalid(
-                    "clientCertFile and clientKeyFile go together".into(),
-                ));
-            }
-        }
-        let http = http
-            .build()
-            .map_err(|e| invalid(format!("HTTP client: {}", super::with_causes(&e))))?;
+        let tls = tls_config(config).map_err(invalid)?;
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Source {
             name: config.name.clone(),
             url: config.url.clone(),
+            base: with_trailing_slash(url),
             http,
             timeout,
             bearer_token_file: config.bearer_token_file.clone(),
@@ -153,14 +135,17 @@ impl Source {
         &self.url
     }
 
-    /// A Prometheus client on this source's connections.
-    pub fn client(&self) -> Result<prometheus_http_query::Client> {
-        prometheus_http_query::Client::from(self.http.clone(), &self.url).map_err(|e| {
-            Error::PrometheusFailed {
-                url: self.url.clone(),
-                message: format!("bad URL: {e}"),
-            }
-        })
+    /// GETs `path` (such as `api/v1/query`) with `params` from this source, with its
+    /// credentials; redirects are followed within the source only.
+    pub async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Response<Incoming>> {
+        let mut url = self.base.join(path).map_err(|e| Error::PrometheusFailed {
+            url: self.url.clone(),
+            message: format!("{path}: {e}"),
+        })?;
+        url.query_pairs_mut()
+            .extend_pairs(params.iter().map(|(name, value)| (*name, value.as_str())));
+        let authorization = self.authorization().await?;
+        answer::follow(&self.http, &self.url, url, authorization.as_ref()).await
     }
 
     /// How long a query asking for `wanted` may run here: the shorter of the two.
@@ -260,12 +245,83 @@ impl Sources {
     }
 }
 
-/// The file at `path`, part of source `name`'s settings.
-fn read(name: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::InvalidSource {
-        name: name.to_owned(),
-        message: format!("{}: {e}", path.display()),
-    })
+/// `url` with a path ending in `/`.
+fn with_trailing_slash(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// The TLS settings of a source: its CA bundle as the only roots (else the system's), and its
+/// client certificate; with ring, the provider kube's connections use too. An error says
+/// what is wrong, naming the file.
+fn tls_config(config: &SourceConfig) -> Result<ClientConfig, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    match &config.ca_file {
+        Some(path) => {
+            let pem = read_file(path)?;
+            let certificates = certificates(&pem, "caFile", path)?;
+            let (_, unusable) = roots.add_parsable_certificates(certificates);
+            if roots.is_empty() || unusable > 0 {
+                return Err(format!(
+                    "caFile {}: {unusable} certificate(s) cannot be used as a CA",
+                    path.display()
+                ));
+            }
+        }
+        None => {
+            // Roots that cannot be read are left out, as a browser would.
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let builder = builder.with_root_certificates(roots);
+    match (&config.client_cert_file, &config.client_key_file) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(certificate), Some(key)) => {
+            let chain = certificates(&read_file(certificate)?, "clientCertFile", certificate)?;
+            let key = PrivateKeyDer::from_pem_slice(&read_file(key)?).map_err(|e| {
+                format!(
+                    "clientKeyFile {}: no PEM private key read ({e})",
+                    key.display()
+                )
+            })?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                format!(
+                    "clientCertFile {} with clientKeyFile: {e}",
+                    certificate.display()
+                )
+            })
+        }
+        _ => Err("clientCertFile and clientKeyFile go together".into()),
+    }
+}
+
+/// The PEM certificates of `pem`, the file `path` of setting `field`: at least one.
+fn certificates(
+    pem: &[u8],
+    field: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{field} {}: {e}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{field} {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(certificates)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

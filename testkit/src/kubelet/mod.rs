@@ -23,6 +23,11 @@
 //!   `resources.limits.memory` where the machine lets root create one
 //!   ([`ProcessKubelet::memory_cgroups`] says whether it could, and why not); otherwise the limit
 //!   is passed as `SHORTENER_MAX_MEMORY`.
+//! - **Resize in place**: a memory limit changed through the pod's `resize` subresource is
+//!   written to the running container's cgroup (no restart, whatever `resizePolicy` says) and
+//!   reported in `containerStatuses[].resources`; a limit the Node's memory cannot hold is
+//!   refused with `PodResizePending` (reason `Infeasible`), and one the kernel refuses (below
+//!   what the container uses) is `PodResizeInProgress` (reason `Error`) until it can be applied.
 
 mod cgroup;
 mod env;
@@ -54,7 +59,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
-use tokio::task::JoinHandle;
+use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
@@ -105,6 +110,9 @@ pub struct ContainerExit {
     /// It was stopped because its pod was deleted, rather than exiting on its own.
     pub stopped: bool,
 }
+
+/// The memory the Node offers (256 GiB): a resize asking a container for more is infeasible.
+const NODE_MEMORY_BYTES: u64 = 256 << 30;
 
 /// What every pod task shares.
 struct Shared {
@@ -208,7 +216,7 @@ async fn register(client: &Client, name: &str) -> Result<()> {
         Err(e) => return Err(failed(e)),
     }
     let now = Timestamp::now().to_string();
-    let room = json!({"cpu": "64", "memory": "256Gi", "pods": "10000"});
+    let room = json!({"cpu": "64", "memory": NODE_MEMORY_BYTES.to_string(), "pods": "10000"});
     let status = json!({"status": {
         "capacity": room, "allocatable": room,
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
@@ -231,7 +239,9 @@ async fn watch_pods(shared: Arc<Shared>, stop: CancellationToken) {
         .default_backoff()
         .touched_objects()
         .boxed();
-    let mut running: HashMap<String, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    // Per pod: its deletion signal, its task, and the newest object (a resize changes the spec).
+    type Running = (CancellationToken, JoinHandle<()>, watch::Sender<Pod>);
+    let mut running: HashMap<String, Running> = HashMap::new();
     loop {
         let pod = tokio::select! {
             () = stop.cancelled() => break,
@@ -251,7 +261,7 @@ async fn watch_pods(shared: Arc<Shared>, stop: CancellationToken) {
             .and_then(|s| s.phase.as_deref())
             .is_some_and(|p| p == "Succeeded" || p == "Failed");
         if pod.metadata.deletion_timestamp.is_some() {
-            if let Some((deleting, _)) = running.get(&uid) {
+            if let Some((deleting, _, _)) = running.get(&uid) {
                 deleting.cancel();
             } else {
                 // Never started here: nothing to stop, only the object to remove.
@@ -260,23 +270,29 @@ async fn watch_pods(shared: Arc<Shared>, stop: CancellationToken) {
             }
             continue;
         }
-        if terminal || running.contains_key(&uid) {
+        if let Some((_, _, newest)) = running.get(&uid) {
+            newest.send_replace(pod);
+            continue;
+        }
+        if terminal {
             continue;
         }
         let deleting = CancellationToken::new();
+        let (newest, updates) = watch::channel(pod.clone());
         let task = tokio::spawn(pod::run(
             shared.clone(),
             pod,
             next_address(),
             deleting.clone(),
+            updates,
         ));
-        running.insert(uid, (deleting, task));
-        running.retain(|_, (_, task)| !task.is_finished());
+        running.insert(uid, (deleting, task, newest));
+        running.retain(|_, (_, task, _)| !task.is_finished());
     }
-    for (deleting, _) in running.values() {
+    for (deleting, _, _) in running.values() {
         deleting.cancel();
     }
-    for (_, (_, task)) in running {
+    for (_, (_, task, _)) in running {
         let _ = task.await;
     }
 }

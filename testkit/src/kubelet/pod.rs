@@ -19,10 +19,11 @@ use kube::{
     api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
 };
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ContainerExit, Shared,
+    ContainerExit, NODE_MEMORY_BYTES, Shared,
     env::{self, Sources},
     probe::answers,
     process::{Placement, Run},
@@ -41,12 +42,22 @@ struct PodRun {
     ip: IpAddr,
     started: Timestamp,
     views: Mutex<Vec<ContainerView>>,
+    /// The resize condition the status shows (`PodResizePending` or `PodResizeInProgress`), if
+    /// a resize is not done.
+    resizing: Mutex<Option<Value>>,
     deleting: CancellationToken,
     grace: Duration,
 }
 
-/// Runs `pod` at `ip` until `deleting` fires, then stops it and removes the object.
-pub(crate) async fn run(shared: Arc<Shared>, pod: Pod, ip: IpAddr, deleting: CancellationToken) {
+/// Runs `pod` at `ip` until `deleting` fires, then stops it and removes the object; `updates`
+/// brings the pod object as it changes (a resize).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    pod: Pod,
+    ip: IpAddr,
+    deleting: CancellationToken,
+    updates: watch::Receiver<Pod>,
+) {
     let spec = pod.spec.clone().unwrap_or_default();
     let views = spec
         .containers
@@ -54,6 +65,7 @@ pub(crate) async fn run(shared: Arc<Shared>, pod: Pod, ip: IpAddr, deleting: Can
         .map(|c| ContainerView {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
+            memory_limit: memory_limit(c).map(|(text, _)| text),
             ..ContainerView::default()
         })
         .collect();
@@ -64,10 +76,15 @@ pub(crate) async fn run(shared: Arc<Shared>, pod: Pod, ip: IpAddr, deleting: Can
         ip,
         started: Timestamp::now(),
         views: Mutex::new(views),
+        resizing: Mutex::default(),
         deleting,
         grace: Duration::from_secs(grace.try_into().unwrap_or(30)),
     });
     run.report().await;
+    let resizes = tokio::spawn({
+        let run = run.clone();
+        async move { run.follow_resizes(updates).await }
+    });
     let tasks: Vec<_> = spec
         .containers
         .into_iter()
@@ -80,6 +97,7 @@ pub(crate) async fn run(shared: Arc<Shared>, pod: Pod, ip: IpAddr, deleting: Can
     for task in tasks {
         let _ = task.await;
     }
+    resizes.abort();
     remove(&run.shared, &run.pod).await;
 }
 
@@ -113,7 +131,7 @@ impl PodRun {
             if deleting.is_cancelled() {
                 return;
             }
-            match self.start(container, restarts).await {
+            match self.start(index, container, restarts).await {
                 Err(why) => {
                     let (reason, message) = why;
                     update(&|v| {
@@ -196,7 +214,12 @@ impl PodRun {
     }
 
     /// Starts one run of `container`, or says why it cannot start (reason, message).
-    async fn start(&self, container: &Container, restarts: u32) -> Result<Run, (String, String)> {
+    async fn start(
+        &self,
+        index: usize,
+        container: &Container,
+        restarts: u32,
+    ) -> Result<Run, (String, String)> {
         let (shared, pod, ip) = (&*self.shared, &self.pod, self.ip);
         let image = container.image.clone().unwrap_or_default();
         let binary = shared
@@ -229,7 +252,11 @@ impl PodRun {
             restarts
         );
         let log = shared.config.dir.join(format!("{name}.log"));
-        let limit = memory_limit(container);
+        // The limit allocated now: the spec's, or what a resize in place set since.
+        let limit = self.views.lock().unwrap_or_else(PoisonError::into_inner)[index]
+            .memory_limit
+            .as_deref()
+            .and_then(crate::kubelet::quantity::bytes);
         let cgroup = match &shared.cgroups {
             Ok(root) => Some(
                 root.create(&name, limit)
@@ -243,6 +270,8 @@ impl PodRun {
             ),
             Err(_) => None,
         };
+        self.views.lock().unwrap_or_else(PoisonError::into_inner)[index].cgroup =
+            cgroup.as_ref().map(|(dir, _)| dir.clone());
         let placement = Placement {
             cgroup: cgroup
                 .as_ref()
@@ -315,15 +344,83 @@ impl PodRun {
     }
 }
 
-/// `resources.limits.memory` in bytes.
-fn memory_limit(container: &Container) -> Option<u64> {
+/// `resources.limits.memory`, as written and in bytes.
+fn memory_limit(container: &Container) -> Option<(String, u64)> {
     let quantity = container
         .resources
         .as_ref()?
         .limits
         .as_ref()?
         .get("memory")?;
-    crate::kubelet::quantity::bytes(&quantity.0)
+    let bytes = crate::kubelet::quantity::bytes(&quantity.0)?;
+    Some((quantity.0.clone(), bytes))
+}
+
+impl PodRun {
+    /// Applies every resize of the pod's memory limits, as the pod object changes.
+    async fn follow_resizes(&self, mut updates: watch::Receiver<Pod>) {
+        while updates.changed().await.is_ok() {
+            let pod = updates.borrow_and_update().clone();
+            if self.resize(&pod) {
+                self.report().await;
+            }
+        }
+    }
+
+    /// Gives each container the memory limit `pod`'s spec now asks for, in its running cgroup;
+    /// true when the status has something new to say.
+    fn resize(&self, pod: &Pod) -> bool {
+        let containers = pod.spec.as_ref().map(|s| s.containers.as_slice());
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut unfinished = None;
+        let mut changed = false;
+        for container in containers.unwrap_or_default() {
+            let Some(view) = views.iter_mut().find(|v| v.name == container.name) else {
+                continue;
+            };
+            let Some((text, bytes)) = memory_limit(container) else {
+                continue;
+            };
+            if view.memory_limit.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            if bytes > NODE_MEMORY_BYTES {
+                let message = format!(
+                    "Node didn't have enough capacity: memory, requested: {bytes}, capacity: {NODE_MEMORY_BYTES}"
+                );
+                unfinished = Some(resize_condition("PodResizePending", "Infeasible", &message));
+                continue;
+            }
+            let written = match (&self.shared.cgroups, &view.cgroup) {
+                (Ok(root), Some(dir)) => root.set_limit(dir, bytes),
+                // No cgroup: the limit reaches the next run's environment.
+                _ => Ok(()),
+            };
+            match written {
+                Ok(()) => {
+                    view.memory_limit = Some(text);
+                    changed = true;
+                }
+                Err(error) => {
+                    let message = format!("setting the memory limit of {}: {error}", view.name);
+                    unfinished = Some(resize_condition("PodResizeInProgress", "Error", &message));
+                }
+            }
+        }
+        drop(views);
+        let mut resizing = self.resizing.lock().unwrap_or_else(PoisonError::into_inner);
+        if *resizing != unfinished {
+            *resizing = unfinished;
+            changed = true;
+        }
+        changed
+    }
+}
+
+/// A resize condition, as the kubelet writes it.
+fn resize_condition(type_: &str, reason: &str, message: &str) -> Value {
+    json!({"type": type_, "status": "True", "reason": reason, "message": message,
+        "lastTransitionTime": Timestamp::now().to_string()})
 }
 
 /// The Secrets and ConfigMaps a container's environment names, read once per start.
@@ -420,13 +517,24 @@ impl PodRun {
         let all_ready = views.iter().all(|v| v.ready);
         let condition = |type_: &str, ok: bool| json!({"type": type_, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now});
         let statuses: Vec<Value> = views.iter().map(container_status).collect();
+        let mut conditions = vec![
+            condition("PodScheduled", true),
+            condition("Initialized", true),
+            condition("ContainersReady", all_ready),
+            condition("Ready", all_ready),
+        ];
+        conditions.extend(
+            self.resizing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        );
         let status = json!({"status": {
             "phase": "Running",
             "hostIP": ip.to_string(), "hostIPs": [{"ip": ip.to_string()}],
             "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
             "startTime": started.to_string(),
-            "conditions": [condition("PodScheduled", true), condition("Initialized", true),
-                condition("ContainersReady", all_ready), condition("Ready", all_ready)],
+            "conditions": conditions,
             "containerStatuses": statuses,
         }});
         let pods: Api<Pod> =

@@ -17,6 +17,11 @@ pub(crate) struct ContainerView {
     pub(crate) waiting: Option<(String, String)>,
     pub(crate) last: Option<Exit>,
     pub(crate) last_started: Option<Timestamp>,
+    /// The memory limit allocated to it (a quantity, as the spec writes it): the spec's at
+    /// start, then what the last resize in place set.
+    pub(crate) memory_limit: Option<String>,
+    /// The memory cgroup of its current run, if it has one.
+    pub(crate) cgroup: Option<std::path::PathBuf>,
 }
 
 /// `containerStatuses[]` for `v`.
@@ -37,7 +42,11 @@ pub(crate) fn container_status(v: &ContainerView) -> Value {
         }}),
         None => json!({}),
     };
-    json!({"name": v.name, "image": v.image, "imageID": "", "ready": v.ready,
+    let mut status = json!({"name": v.name, "image": v.image, "imageID": "", "ready": v.ready,
         "started": v.running_since.is_some(), "restartCount": v.restarts,
-        "state": state, "lastState": last})
+        "state": state, "lastState": last});
+    if let Some(limit) = &v.memory_limit {
+        status["resources"] = json!({"limits": {"memory": limit}});
+    }
+    status
 }
