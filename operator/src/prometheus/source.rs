@@ -18,7 +18,10 @@ use std::{
 use http::{Response, header::HeaderValue};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnectorBuilder;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
@@ -108,12 +111,16 @@ impl Source {
             return Err(invalid("timeout must be a positive duration".into()));
         }
 
-        let tls = tls_config(config).map_err(invalid)?;
+        let tls = tls_config(config, url.scheme() == "https").map_err(invalid)?;
+        let mut tcp = HttpConnector::new();
+        // Requests are small and answered at once: no waiting to fill a segment.
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
         let connector = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp);
         let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Source {
             name: config.name.clone(),
@@ -254,10 +261,10 @@ fn with_trailing_slash(mut url: Url) -> Url {
     url
 }
 
-/// The TLS settings of a source: its CA bundle as the only roots (else the system's), and its
-/// client certificate; with ring, the provider kube's connections use too. An error says
-/// what is wrong, naming the file.
-fn tls_config(config: &SourceConfig) -> Result<ClientConfig, String> {
+/// The TLS settings of a source: its CA bundle as the only roots (else the system's, for an
+/// `https` source), and its client certificate; with ring, the provider kube's connections use
+/// too. An error says what is wrong, naming the file.
+fn tls_config(config: &SourceConfig, https: bool) -> Result<ClientConfig, String> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -275,10 +282,12 @@ fn tls_config(config: &SourceConfig) -> Result<ClientConfig, String> {
                 ));
             }
         }
-        None => {
+        None if https => {
             // Roots that cannot be read are left out, as a browser would.
             roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         }
+        // Plain HTTP: no TLS, so no roots to hold in memory.
+        None => {}
     }
     let builder = builder.with_root_certificates(roots);
     match (&config.client_cert_file, &config.client_key_file) {
