@@ -26,8 +26,41 @@ pub enum Action {
         request: Option<u64>,
         limit: Option<u64>,
     },
+    /// Raise the target container's memory limit of running pods in place, through each
+    /// pod's `resize` subresource; `restart` when their containers restart on such a change
+    /// (`resizePolicy` `RestartContainer`, which the policy allowed).
+    RaiseLimit { raises: Vec<Raise>, restart: bool },
     /// No cluster change: raise an event and a condition with this message.
     Alert { about: Alarm, message: String },
+}
+
+/// One pod's memory limit raised in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raise {
+    pub pod: String,
+    /// The limit it runs with, in bytes.
+    pub from: u64,
+    /// The limit it is to run with.
+    pub to: u64,
+    /// The memory request moves with the limit when it equaled it (a Guaranteed pod stays
+    /// Guaranteed: a resize may not change a pod's QoS class); `None` leaves it.
+    pub request: Option<u64>,
+}
+
+impl fmt::Display for Raise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} from {} to {}",
+            self.pod,
+            size(self.from),
+            size(self.to)
+        )?;
+        if self.request.is_some() {
+            f.write_str(" (request too)")?;
+        }
+        Ok(())
+    }
 }
 
 /// What an alert is about.
@@ -48,6 +81,8 @@ impl Action {
             Self::Evict { .. } => ActionKind::Evict,
             Self::RollingRestart => ActionKind::RollingRestart,
             Self::SetLimits { .. } => ActionKind::SetLimits,
+            Self::RaiseLimit { restart: false, .. } => ActionKind::RaiseLimit,
+            Self::RaiseLimit { restart: true, .. } => ActionKind::RaiseLimitRestart,
             Self::Alert {
                 about: Alarm::High, ..
             } => ActionKind::HighAlert,
@@ -77,6 +112,14 @@ impl fmt::Display for Action {
                     .collect();
                 write!(f, "set the memory {}", parts.join(" and "))
             }
+            Self::RaiseLimit { raises, restart } => {
+                let each: Vec<String> = raises.iter().map(Raise::to_string).collect();
+                write!(f, "raise the memory limit of {}", each.join(", "))?;
+                if *restart {
+                    f.write_str(", restarting their containers")?;
+                }
+                Ok(())
+            }
             Self::Alert { message, .. } => write!(f, "alert: {message}"),
         }
     }
@@ -96,6 +139,11 @@ pub enum ActionKind {
     ScaleIn,
     /// The container's memory request or limit was set to the policy's.
     SetLimits,
+    /// Pods' memory limits were raised in place, without a restart.
+    RaiseLimit,
+    /// Pods' memory limits were raised in place, restarting their containers (their
+    /// `resizePolicy` asks for it, and the policy allowed it).
+    RaiseLimitRestart,
     /// An alert about a high fleet.
     HighAlert,
     /// An alert about critical pods.
@@ -215,6 +263,24 @@ impl ActionKind {
                 "set limits",
                 Restarts::One,
             ),
+            Self::RaiseLimit => names(
+                "RaiseLimit",
+                "LimitRaised",
+                "RaiseLimit",
+                "raise_limit",
+                "raise of a memory limit",
+                "raise limit",
+                Restarts::None,
+            ),
+            Self::RaiseLimitRestart => names(
+                "RaiseLimitWithRestart",
+                "LimitRaisedWithRestart",
+                "RaiseLimit",
+                "raise_limit_restart",
+                "raise of a memory limit with a restart",
+                "raise limit, restarting",
+                Restarts::PerPod,
+            ),
             Self::HighAlert => alert("HighMemoryAlert", "high alert", "high alert"),
             Self::CriticalAlert => alert("CriticalMemoryAlert", "critical alert", "critical alert"),
         }
@@ -324,5 +390,40 @@ mod tests {
             limit: Some(100_000_000),
         };
         assert_eq!(limit.to_string(), "set the memory limit 100000000");
+    }
+
+    #[test]
+    fn a_raise_names_each_pod_before_and_after_and_what_it_costs() {
+        let raise = |restart| Action::RaiseLimit {
+            raises: vec![
+                Raise {
+                    pod: "web-a".into(),
+                    from: 96 << 20,
+                    to: 160 << 20,
+                    request: None,
+                },
+                Raise {
+                    pod: "web-b".into(),
+                    from: 128 << 20,
+                    to: 192 << 20,
+                    request: Some(192 << 20),
+                },
+            ],
+            restart,
+        };
+        assert_eq!(
+            raise(false).to_string(),
+            "raise the memory limit of web-a from 96Mi to 160Mi, web-b from 128Mi to 192Mi (request too)"
+        );
+        assert!(
+            raise(true)
+                .to_string()
+                .ends_with(", restarting their containers")
+        );
+        assert_eq!(raise(false).kind(), ActionKind::RaiseLimit);
+        assert_eq!(raise(true).kind(), ActionKind::RaiseLimitRestart);
+        assert!(raise(false).is_disruptive());
+        assert_eq!(ActionKind::RaiseLimit.restarts(2), 0);
+        assert_eq!(ActionKind::RaiseLimitRestart.restarts(2), 2);
     }
 }

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use super::memory::{History, Memory};
 use super::observe::{Observation, Workload, describe};
 use super::policy::{CriticalAction, HighAction, Policy};
-use super::{Action, ActionKind, Alarm, elapsed, human, percent, size};
+use super::{Action, ActionKind, Alarm, elapsed, human, percent, raise, size};
 
 /// Everything the rules look at.
 pub(super) struct Facts<'a> {
@@ -60,7 +60,9 @@ impl Hold {
 
 /// The action the conditions call for, if any; explanations go to `reasons`.
 pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
-    critical(facts, reasons)
+    raise::stuck(facts, reasons)
+        .or_else(|| critical(facts, reasons))
+        .or_else(|| raise::raise(facts, reasons))
         .or_else(|| high(facts, reasons))
         .or_else(|| scale_in(facts, reasons))
         .or_else(|| limits(facts, reasons))
@@ -68,20 +70,33 @@ pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted>
 
 fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
     let p = f.policy;
-    let kind = p.on_critical.kind();
+    // A raise in place counts as acting on a critical pod: it must stay critical for another
+    // sustain after one before `onCritical` acts on it.
+    let acted = [
+        p.on_critical.kind(),
+        ActionKind::RaiseLimit,
+        ActionKind::RaiseLimitRestart,
+    ];
     let mut due = Vec::new();
     for (pod, since) in &f.memory.critical_since {
         let Some(reading) = f.observation.readings.get(pod) else {
             continue;
         };
-        let after_action = f.history.last_on(kind, pod).filter(|last| last > since);
+        if raise::first(f, pod, *since) {
+            reasons.push(format!(
+                "{}: critical, and its limit can still be raised: raised first",
+                describe(pod, reading)
+            ));
+            continue;
+        }
+        let after_action = f.history.last_on(&acted, pod).filter(|last| last > since);
         let held = elapsed(after_action.unwrap_or(*since), f.now);
         if held >= p.sustain {
             due.push((pod.as_str(), reading));
             continue;
         }
         let clock = match after_action {
-            Some(_) => format!("still critical {} after the last {kind}", human(held)),
+            Some(_) => format!("still critical {} after the last action on it", human(held)),
             None => format!("critical for {}", human(held)),
         };
         reasons.push(format!(
@@ -107,18 +122,29 @@ fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
         human(p.sustain)
     ));
     let pods: Vec<String> = due.iter().map(|(pod, _)| (*pod).to_owned()).collect();
-    Some(match p.on_critical {
+    let alarm = format!("memory critical (>= {}): {list}", percent(p.critical));
+    Some(on_critical(f, pods, alarm, reasons))
+}
+
+/// The policy's `onCritical` action on `pods`; `alarm` is what an alert says.
+pub(super) fn on_critical(
+    f: &Facts,
+    pods: Vec<String>,
+    alarm: String,
+    reasons: &mut Vec<String>,
+) -> Wanted {
+    match f.policy.on_critical {
         CriticalAction::RestartPod => evict(f, pods, reasons),
         CriticalAction::RollingRestart => rolling_restart(f, pods),
         CriticalAction::AlertOnly => Wanted {
             action: Action::Alert {
                 about: Alarm::Critical,
-                message: format!("memory critical (>= {}): {list}", percent(p.critical)),
+                message: alarm,
             },
             pods,
             hold: None,
         },
-    })
+    }
 }
 
 fn evict(f: &Facts, mut pods: Vec<String>, reasons: &mut Vec<String>) -> Wanted {
@@ -186,7 +212,7 @@ fn rolling_restart(f: &Facts, pods: Vec<String>) -> Wanted {
     }
 }
 
-fn budget_exhausted(used: u32, p: &Policy) -> Hold {
+pub(super) fn budget_exhausted(used: u32, p: &Policy) -> Hold {
     let restarts = if p.dry_run {
         "restarts reported under dry run"
     } else {
@@ -200,7 +226,8 @@ fn budget_exhausted(used: u32, p: &Policy) -> Hold {
 
 fn high(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
     let p = f.policy;
-    if !f.observation.covers_fleet() {
+    // Raising limits acts on each high pod of its own, not on the fleet.
+    if p.on_high == HighAction::RaiseLimit || !f.observation.covers_fleet() {
         return None;
     }
     let since = f.memory.high_since?;
@@ -256,6 +283,7 @@ fn high(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
             pods: Vec::new(),
             hold: None,
         },
+        HighAction::RaiseLimit => return None,
     })
 }
 

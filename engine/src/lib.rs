@@ -22,7 +22,11 @@
 //!   (the average would hide one pod that still needs its memory), one
 //!   `step` at a time, never below `min_replicas`, and only under
 //!   [`HighAction::ScaleOut`]: an alert-only policy never touches replicas.
-//! - **Precedence**: critical, then high, then scale-in, then bringing the
+//! - **Raising limits in place** (`onHigh: RaiseLimit`) acts on each pod at or above `high`
+//!   for `sustain`, not on the fleet: see the `raise` module. A
+//!   critical pod is raised once before `onCritical` acts on it; a resize that cannot happen
+//!   falls back to `onCritical`.
+//! - **Precedence**: a failed resize's fallback, critical, raising limits, then high, then scale-in, then bringing the
 //!   container's memory request and limit to the policy's (a rollout, so a
 //!   disruptive action like the others); at most one action per evaluation,
 //!   and every rule needs evidence newer than its own last action, so an alert
@@ -49,6 +53,7 @@ mod choose;
 mod memory;
 mod observe;
 mod policy;
+mod raise;
 #[cfg(test)]
 mod tests;
 
@@ -56,10 +61,10 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-pub use action::{Action, ActionKind, Alarm, Names, Outcome, Restarts};
+pub use action::{Action, ActionKind, Alarm, Names, Outcome, Raise, Restarts};
 pub use memory::{HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW};
-pub use observe::{MemoryResources, Restarted, Sample, Workload};
-pub use policy::{CriticalAction, HighAction, Policy};
+pub use observe::{MemoryResources, PodLimits, Resize, ResizeState, Restarted, Sample, Workload};
+pub use policy::{CriticalAction, HighAction, Policy, RaiseLimits};
 
 use choose::{Facts, Hold, Wanted, choose};
 use memory::History;

@@ -21,6 +21,9 @@ pub const HISTORY_LIMIT: usize = 50;
 pub struct Memory {
     /// Since when each pod has been at or above the critical mark without a gap.
     pub critical_since: BTreeMap<String, Timestamp>,
+    /// Since when each pod has been at or above the high mark without a gap, which raising
+    /// limits in place acts on.
+    pub high_pods_since: BTreeMap<String, Timestamp>,
     /// Since when the fleet has been in the high state (entered at `high`, left below `low`).
     pub high_since: Option<Timestamp>,
     /// Since when every pod has been below the low mark.
@@ -131,10 +134,10 @@ impl<'a> History<'a> {
             .max()
     }
 
-    /// When an action of this kind last acted on `pod`.
-    pub fn last_on(&self, kind: ActionKind, pod: &str) -> Option<Timestamp> {
+    /// When an action of one of these kinds last acted on `pod`.
+    pub fn last_on(&self, kinds: &[ActionKind], pod: &str) -> Option<Timestamp> {
         self.relevant()
-            .filter(|entry| entry.kind == kind && entry.touched(pod))
+            .filter(|entry| kinds.contains(&entry.kind) && entry.touched(pod))
             .map(|entry| entry.at)
             .max()
     }

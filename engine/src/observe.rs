@@ -49,6 +49,65 @@ pub struct Workload {
     /// The target container's memory request and limit in the pod template; `None` when the
     /// template has no such container.
     pub template: Option<MemoryResources>,
+    /// The target container's memory in each current pod that has that container, and any
+    /// resize of it not yet carried out.
+    pub limits: Vec<PodLimits>,
+}
+
+/// One pod's target container: the memory it runs with and how a resize of it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodLimits {
+    pub pod: String,
+    /// The memory request and limit the container runs with (the kubelet's report once it
+    /// made one, else the pod's spec).
+    pub running: MemoryResources,
+    /// Its `resizePolicy` restarts the container when its memory changes.
+    pub restarts_on_resize: bool,
+    /// A resize asked for and not carried out yet.
+    pub resize: Option<Resize>,
+}
+
+/// A resize the kubelet has not carried out yet, from the pod's conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resize {
+    pub state: ResizeState,
+    /// The memory limit asked for (the pod's spec), when it differs from the running one.
+    pub to: Option<u64>,
+    /// When the condition last changed, if the kubelet said.
+    pub since: Option<Timestamp>,
+    /// The kubelet's message, if any.
+    pub message: String,
+}
+
+/// Where a resize stands (`PodResizePending` and `PodResizeInProgress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeState {
+    /// Pending, reason `Deferred`: the Node may make room later.
+    Deferred,
+    /// Pending, reason `Infeasible`: the Node can never hold it.
+    Infeasible,
+    /// Being carried out.
+    InProgress,
+    /// In progress, reason `Error`: the kubelet tried and failed, and retries.
+    Failed,
+}
+
+impl ResizeState {
+    /// It will never complete, however long one waits.
+    pub fn is_hopeless(self) -> bool {
+        self == Self::Infeasible
+    }
+}
+
+impl std::fmt::Display for ResizeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Deferred => "deferred",
+            Self::Infeasible => "infeasible",
+            Self::InProgress => "in progress",
+            Self::Failed => "failing",
+        })
+    }
 }
 
 /// A container's memory request and limit, in bytes; `None` is unset.
@@ -72,7 +131,34 @@ impl Workload {
             unready: Vec::new(),
             restarted: Vec::new(),
             template: None,
+            limits: Vec::new(),
         }
+    }
+
+    /// Every pod's container runs with `limit` MiB (and no request), and no resize is pending.
+    pub fn with_pod_limits(mut self, limit: u64) -> Self {
+        self.limits = self
+            .pods
+            .iter()
+            .map(|pod| PodLimits {
+                pod: pod.clone(),
+                running: MemoryResources {
+                    request: None,
+                    limit: Some(limit << 20),
+                },
+                restarts_on_resize: false,
+                resize: None,
+            })
+            .collect();
+        self
+    }
+
+    /// `pod`'s limits, to change in a test.
+    pub fn pod_limits(&mut self, pod: &str) -> &mut PodLimits {
+        self.limits
+            .iter_mut()
+            .find(|l| l.pod == pod)
+            .expect("the pod has limits; call with_pod_limits first")
     }
 
     /// The target container's template has this memory request and limit, in MiB.
@@ -269,6 +355,7 @@ pub(super) fn track(
 ) {
     if observation.unusable.is_some() {
         memory.critical_since.clear();
+        memory.high_pods_since.clear();
         memory.high_since = None;
         memory.all_low_since = None;
         return;
@@ -282,6 +369,19 @@ pub(super) fn track(
     memory.critical_since.retain(|pod, _| critical(pod));
     for pod in observation.readings.keys().filter(|pod| critical(pod)) {
         memory.critical_since.entry(pod.clone()).or_insert(now);
+    }
+    // A pod's own high state, like its critical one: at or above high, without a gap (no
+    // hysteresis: a pod raised to below high has been helped).
+    memory.high_pods_since.retain(|pod, _| {
+        observation
+            .readings
+            .get(pod)
+            .is_some_and(|r| r.ratio >= policy.high)
+    });
+    for (pod, reading) in &observation.readings {
+        if reading.ratio >= policy.high {
+            memory.high_pods_since.entry(pod.clone()).or_insert(now);
+        }
     }
 
     if !observation.unobserved.is_empty() {

@@ -11,6 +11,11 @@ pub enum HighAction {
     ScaleOut,
     /// Raise an alert and leave the replica count alone, in both directions.
     AlertOnly,
+    /// Raise the memory limit of each pod that stays high, in place, by [`RaiseLimits::step`]
+    /// up to [`RaiseLimits::max`]; a critical pod is raised once before `on_critical` acts on
+    /// it, and a pod whose resize cannot be carried out gets `on_critical` at once. Leaves the
+    /// replica count alone.
+    RaiseLimit,
 }
 
 impl HighAction {
@@ -19,6 +24,7 @@ impl HighAction {
         match self {
             Self::ScaleOut => ActionKind::ScaleOut,
             Self::AlertOnly => ActionKind::HighAlert,
+            Self::RaiseLimit => ActionKind::RaiseLimit,
         }
     }
 }
@@ -45,6 +51,21 @@ impl CriticalAction {
     }
 }
 
+/// How far [`HighAction::RaiseLimit`] may raise a pod's memory limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaiseLimits {
+    /// Bytes added by one raise.
+    pub step: u64,
+    /// Never raised above this many bytes.
+    pub max: u64,
+    /// Raise a container whose `resizePolicy` restarts it on a memory change (each such raise
+    /// costs a restart against the budget); otherwise such a pod is left to `on_critical`.
+    pub allow_restart: bool,
+    /// A resize still deferred or in progress this long after it was asked for has failed,
+    /// as an infeasible one has at once: the pod gets `on_critical`.
+    pub timeout: Duration,
+}
+
 /// One Deployment's memory policy, mapped from the `MemoryPolicy` spec and already validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -62,6 +83,9 @@ pub struct Policy {
     pub on_high: HighAction,
     /// Reaction to a sustained critical pod.
     pub on_critical: CriticalAction,
+    /// The bounds of raising limits in place; set exactly when `on_high` is
+    /// [`HighAction::RaiseLimit`].
+    pub raise: Option<RaiseLimits>,
     /// Scale-in never goes below this.
     pub min_replicas: u32,
     /// Scale-out never goes above this.
@@ -97,6 +121,7 @@ impl Policy {
             stale_after: Duration::from_secs(120),
             on_high: HighAction::ScaleOut,
             on_critical: CriticalAction::RestartPod,
+            raise: None,
             min_replicas: 2,
             max_replicas: 6,
             step: 1,
@@ -133,6 +158,19 @@ impl Policy {
     /// Sets the reaction to a high fleet.
     pub fn on_high(mut self, action: HighAction) -> Self {
         self.on_high = action;
+        self
+    }
+
+    /// Raises limits in place when a pod stays high: by `step` MiB up to `max` MiB, giving a
+    /// stuck resize a minute.
+    pub fn raising(mut self, step: u64, max: u64) -> Self {
+        self.on_high = HighAction::RaiseLimit;
+        self.raise = Some(RaiseLimits {
+            step: step << 20,
+            max: max << 20,
+            allow_restart: false,
+            timeout: Duration::from_secs(60),
+        });
         self
     }
 

@@ -6,6 +6,7 @@ mod data;
 mod guards;
 mod outcomes;
 mod properties;
+mod raise;
 mod scaling;
 mod sim;
 

@@ -25,7 +25,11 @@ fn policy() -> impl Strategy<Value = Policy> {
         prop_oneof![Just(0u64), 1u64..900],
     );
     let reactions = (
-        prop_oneof![Just(HighAction::ScaleOut), Just(HighAction::AlertOnly)],
+        prop_oneof![
+            Just(HighAction::ScaleOut),
+            Just(HighAction::AlertOnly),
+            Just(HighAction::RaiseLimit),
+        ],
         prop_oneof![
             Just(CriticalAction::RestartPod),
             Just(CriticalAction::RollingRestart),
@@ -54,11 +58,14 @@ fn policy() -> impl Strategy<Value = Policy> {
                 .with_stale_after(Duration::from_secs(stale_after))
                 .with_scale_in_stabilization(Duration::from_secs(stabilization))
                 .with_cooldown(Duration::from_secs(cooldown))
-                .on_high(on_high)
                 .on_critical(on_critical)
                 .with_replicas(min, min + span, step)
                 .with_max_restarts_per_hour(restarts)
                 .with_max_unavailable(unavailable);
+            policy = match on_high {
+                HighAction::RaiseLimit => policy.raising(256, 2048),
+                other => policy.on_high(other),
+            };
             policy.dry_run = dry_run;
             policy
         },
@@ -205,6 +212,23 @@ proptest! {
             }
             if e.before.paused {
                 prop_assert_ne!(action, &Action::RollingRestart);
+            }
+        }
+    }
+
+    #[test]
+    fn raises_go_to_high_pods_only_by_step_and_never_above_max(scenario in scenario()) {
+        let (_, log) = Sim::run(&scenario);
+        let policy = &scenario.policy;
+        for e in &log {
+            let Some(Action::RaiseLimit { raises, .. }) = &e.decision.action else { continue };
+            let bounds = policy.raise.expect("only a policy that raises limits raises them");
+            prop_assert!(!raises.is_empty());
+            for raise in raises {
+                prop_assert!(raise.from < raise.to && raise.to <= bounds.max, "{raise}");
+                prop_assert!(raise.to - raise.from <= bounds.step, "{raise}");
+                let high = e.samples.iter().any(|s| s.pod == raise.pod && s.usage_ratio >= policy.high);
+                prop_assert!(high, "{} raised without a sample at or above high", raise.pod);
             }
         }
     }

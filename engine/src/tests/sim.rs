@@ -2,7 +2,10 @@
 //! inputs that drive it.
 
 use super::*;
-use crate::{Action, MemoryResources, Outcome};
+use crate::{Action, MemoryResources, Outcome, PodLimits};
+
+/// The memory limit every simulated pod starts with.
+pub(super) const POD_LIMIT: u64 = 1 << 30;
 
 /// Usage values per step; more than any generated `max_replicas` (3 + 4).
 pub(super) const MAX_PODS: usize = 8;
@@ -109,6 +112,7 @@ impl Sim {
         let down = u32::try_from(self.recovering.len()).expect("few pods");
         self.workload.available_replicas = self.workload.replicas.saturating_sub(down);
 
+        self.track_limits();
         let samples = self.samples(step);
         let before = self.workload.clone();
         let mut decision = decide(
@@ -132,6 +136,25 @@ impl Sim {
             before,
             samples,
             decision,
+        }
+    }
+
+    /// New pods start at [`POD_LIMIT`]; gone pods' limits are forgotten.
+    fn track_limits(&mut self) {
+        let pods = &self.workload.pods;
+        self.workload.limits.retain(|l| pods.contains(&l.pod));
+        for pod in pods {
+            if !self.workload.limits.iter().any(|l| &l.pod == pod) {
+                self.workload.limits.push(PodLimits {
+                    pod: pod.clone(),
+                    running: MemoryResources {
+                        request: None,
+                        limit: Some(POD_LIMIT),
+                    },
+                    restarts_on_resize: false,
+                    resize: None,
+                });
+            }
         }
     }
 
@@ -184,6 +207,15 @@ impl Sim {
                 });
                 self.rollout = 3;
             }
+            Action::RaiseLimit { raises, .. } => {
+                for raise in raises {
+                    if let Some(limits) =
+                        self.workload.limits.iter_mut().find(|l| l.pod == raise.pod)
+                    {
+                        limits.running.limit = Some(raise.to);
+                    }
+                }
+            }
             Action::Alert { .. } => {}
         }
     }
@@ -208,6 +240,13 @@ pub(super) fn restarts(action: &Action) -> u32 {
     match action {
         Action::Evict { pods } => u32::try_from(pods.len()).expect("few pods"),
         Action::RollingRestart | Action::SetLimits { .. } => 1,
+        Action::RaiseLimit { raises, restart } => {
+            if *restart {
+                u32::try_from(raises.len()).expect("few pods")
+            } else {
+                0
+            }
+        }
         Action::ScaleTo { .. } | Action::Alert { .. } => 0,
     }
 }

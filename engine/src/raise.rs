@@ -1,0 +1,205 @@
+//! Raising a pod's memory limit in place ([`HighAction::RaiseLimit`]): each pod that stays
+//! high gets `step` more, up to `max`, through its `resize` subresource, so the process keeps
+//! running and its usage ratio drops. A critical pod that can still be raised is raised before
+//! `onCritical` acts on it, and `onCritical` acts on it if it is still critical a full
+//! `sustain` after that raise. A resize that can never be carried out (`Infeasible`), or that
+//! is still deferred or in progress `timeout` after it was asked for, gets the pod
+//! `onCritical` at once, if it is still high.
+//!
+//! [`HighAction::RaiseLimit`]: super::HighAction::RaiseLimit
+
+use jiff::Timestamp;
+
+use super::choose::{Facts, Wanted, budget_exhausted, on_critical};
+use super::observe::{PodLimits, describe};
+use super::policy::RaiseLimits;
+use super::{Action, ActionKind, Raise, elapsed, human, size};
+
+/// The kinds a raise is remembered as.
+const RAISES: [ActionKind; 2] = [ActionKind::RaiseLimit, ActionKind::RaiseLimitRestart];
+
+/// `onCritical` for the high pods whose resize will not be carried out.
+pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    let bounds = f.policy.raise?;
+    let fallback = f.policy.on_critical.kind();
+    let mut pods = Vec::new();
+    let mut why = Vec::new();
+    for limits in &f.workload.limits {
+        let Some(resize) = &limits.resize else {
+            continue;
+        };
+        // A pod back under its high mark no longer needs the memory it asked for.
+        let Some(high_since) = f.memory.high_pods_since.get(&limits.pod) else {
+            continue;
+        };
+        let asked = [
+            resize.since,
+            f.history.last_on(&RAISES, &limits.pod),
+            Some(*high_since),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(*high_since);
+        let waited = elapsed(asked, f.now);
+        let to = resize.to.map_or_else(|| "more".to_owned(), size);
+        let message = if resize.message.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", resize.message)
+        };
+        if !resize.state.is_hopeless() && waited < bounds.timeout {
+            reasons.push(format!(
+                "{}: the resize to {to} is {} for {}{message}; given up after {}",
+                limits.pod,
+                resize.state,
+                human(waited),
+                human(bounds.timeout)
+            ));
+            continue;
+        }
+        // Once for each resize that failed.
+        if f.history
+            .last_on(&[fallback], &limits.pod)
+            .is_some_and(|last| last >= asked)
+        {
+            continue;
+        }
+        why.push(format!(
+            "the resize of {} to {to} is {} after {}{message}",
+            limits.pod,
+            resize.state,
+            human(waited)
+        ));
+        pods.push(limits.pod.clone());
+    }
+    if pods.is_empty() {
+        return None;
+    }
+    let why = why.join("; ");
+    reasons.push(format!(
+        "{why}: falling back to onCritical ({})",
+        fallback.names().status
+    ));
+    Some(on_critical(
+        f,
+        pods,
+        format!("memory limit not raised: {why}"),
+        reasons,
+    ))
+}
+
+/// Raises the limit of every pod high for `sustain` since it turned high or was last raised,
+/// most urgent first. Containers that restart on a resize are raised only when no other pod
+/// is due, and within the restart budget.
+pub(super) fn raise(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    let bounds = f.policy.raise?;
+    let mut due: Vec<(f64, Raise, bool)> = Vec::new();
+    for (pod, since) in &f.memory.high_pods_since {
+        let Some(reading) = f.observation.readings.get(pod) else {
+            continue;
+        };
+        let start = f
+            .history
+            .last_on(&RAISES, pod)
+            .map_or(*since, |last| last.max(*since));
+        let held = elapsed(start, f.now);
+        if held < f.policy.sustain {
+            reasons.push(format!(
+                "{}: high for {} of the {} sustain",
+                describe(pod, reading),
+                human(held),
+                human(f.policy.sustain)
+            ));
+            continue;
+        }
+        match raisable(f, bounds, pod) {
+            Ok((raise, restart)) => due.push((reading.ratio, raise, restart)),
+            Err(why) => reasons.push(format!(
+                "{}: high for {}, limit not raised: {why}",
+                describe(pod, reading),
+                human(held)
+            )),
+        }
+    }
+    due.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.pod.cmp(&b.1.pod)));
+    let restart = due.iter().all(|(_, _, restart)| *restart);
+    let mut raises: Vec<Raise> = due
+        .into_iter()
+        .filter(|(_, _, r)| *r == restart)
+        .map(|(_, raise, _)| raise)
+        .collect();
+    if raises.is_empty() {
+        return None;
+    }
+    let mut hold = None;
+    if restart {
+        let used = f.history.restarts_in_window(f.now);
+        let budget = f.policy.max_restarts_per_hour.saturating_sub(used) as usize;
+        if budget == 0 {
+            raises.truncate(1);
+            hold = Some(budget_exhausted(used, f.policy));
+        } else {
+            raises.truncate(budget);
+        }
+    }
+    reasons.push(format!(
+        "high for at least {}: raising in place (by {}, up to {})",
+        human(f.policy.sustain),
+        size(bounds.step),
+        size(bounds.max)
+    ));
+    Some(Wanted {
+        pods: raises.iter().map(|r| r.pod.clone()).collect(),
+        action: Action::RaiseLimit { raises, restart },
+        hold,
+    })
+}
+
+/// A critical pod is raised before `onCritical` acts on it, once: when it can be raised and
+/// was not since it turned critical at `since`.
+pub(super) fn first(f: &Facts, pod: &str, since: Timestamp) -> bool {
+    f.policy
+        .raise
+        .is_some_and(|bounds| raisable(f, bounds, pod).is_ok())
+        && f.history
+            .last_on(&RAISES, pod)
+            .is_none_or(|last| last < since)
+}
+
+/// The raise `pod` can have now, and whether it restarts the container; or why it can have
+/// none.
+fn raisable(f: &Facts, bounds: RaiseLimits, pod: &str) -> Result<(Raise, bool), String> {
+    let limits: &PodLimits = f
+        .workload
+        .limits
+        .iter()
+        .find(|l| l.pod == pod)
+        .ok_or("the pod has no such container")?;
+    if let Some(resize) = &limits.resize {
+        return Err(format!("a resize is {} already", resize.state));
+    }
+    let from = limits
+        .running
+        .limit
+        .ok_or("its container has no memory limit")?;
+    if from >= bounds.max {
+        return Err(format!("already at limits.raise.max {}", size(bounds.max)));
+    }
+    if limits.restarts_on_resize && !bounds.allow_restart {
+        return Err(
+            "its container restarts on a memory resize (resizePolicy RestartContainer) and limits.raise.allowRestart is off"
+                .to_owned(),
+        );
+    }
+    let to = from.saturating_add(bounds.step).min(bounds.max);
+    Ok((
+        Raise {
+            pod: pod.to_owned(),
+            from,
+            to,
+            request: (limits.running.request == Some(from)).then_some(to),
+        },
+        limits.restarts_on_resize,
+    ))
+}
