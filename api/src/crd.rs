@@ -47,6 +47,10 @@ pub use status::{ActionRecord, MemoryPolicyStatus, PodMemory, PodRestarts};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.onHigh) || self.onHigh != 'RaiseLimit' || (has(self.limits) && has(self.limits.raise))", "message": RAISE_NEEDED},
+    {"rule": "!has(self.limits) || !has(self.limits.raise) || (has(self.onHigh) && self.onHigh == 'RaiseLimit')", "message": RAISE_UNUSED},
+]))]
 pub struct MemoryPolicySpec {
     /// The workload this policy watches and acts on.
     pub target_ref: TargetRef,
@@ -235,7 +239,42 @@ pub struct Limits {
     /// Memory limit, a Kubernetes quantity such as `256Mi`; not below `request`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<Quantity>,
+    /// How `onHigh: RaiseLimit` raises a running pod's limit in place; required with it, and
+    /// only allowed with it. The pod template is left as it is: new pods start at its limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raise: Option<Raise>,
 }
+
+/// Raising a running pod's memory limit in place (Kubernetes 1.33 and later).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Raise {
+    /// Added by one raise, a quantity such as `64Mi`.
+    pub step: Quantity,
+    /// Never raised above this, a quantity such as `512Mi`.
+    pub max: Quantity,
+    /// Also raise containers whose memory `resizePolicy` is `RestartContainer`: each such
+    /// raise restarts the container and counts against `safety.maxRestartsPerHour`. Off: such
+    /// pods are left to `onCritical`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_restart: bool,
+    /// A resize still deferred or in progress this long after it was asked for has failed,
+    /// as an infeasible one has at once: the pod gets `onCritical` if it is still high.
+    #[serde(default = "default_raise_timeout")]
+    #[schemars(extend("x-kubernetes-validations" = [positive("limits.raise.timeout")]))]
+    pub timeout: Duration,
+}
+
+fn default_raise_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Why `onHigh: RaiseLimit` without `limits.raise` is refused, by the apiserver and `check`.
+pub const RAISE_NEEDED: &str = "spec.limits.raise is required when onHigh is RaiseLimit: it says by how much a limit is raised (step) and up to what (max)";
+
+/// Why `limits.raise` without `onHigh: RaiseLimit` is refused, by the apiserver and `check`.
+pub const RAISE_UNUSED: &str =
+    "spec.limits.raise is only used when onHigh is RaiseLimit; remove it or set onHigh";
 
 /// The response above the high water mark.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -245,6 +284,11 @@ pub enum HighAction {
     ScaleOut,
     /// Report only.
     AlertOnly,
+    /// Raise the memory limit of each pod that stays above the mark, in place and without a
+    /// restart, by `limits.raise.step` up to `limits.raise.max`. A critical pod is raised once
+    /// before `onCritical` acts on it; a resize the node cannot carry out falls back to
+    /// `onCritical`. Leaves the replica count alone.
+    RaiseLimit,
 }
 
 /// The response above the critical mark.
@@ -384,7 +428,8 @@ mod tests {
     fn the_schema_carries_enums_bounds_and_cel_rules() {
         let crd = serde_json::to_string(&MemoryPolicy::crd()).unwrap();
         for needle in [
-            r#""enum":["ScaleOut","AlertOnly"]"#,
+            r#""enum":["ScaleOut","AlertOnly","RaiseLimit"]"#,
+            "spec.limits.raise is required when onHigh is RaiseLimit",
             r#""maximum":100"#,
             r#""pattern":"^([0-9]+(ms|s|m|h))+$""#,
             "self.lowWaterMark < self.highWaterMark",

@@ -1,7 +1,7 @@
 //! The one reading of a policy: what the engine, the status, the Prometheus query and the
 //! actions take from a `MemoryPolicySpec`, so none of them reaches into the spec beside it.
 
-use memory_engine::{CriticalAction, HighAction, MemoryResources, Policy};
+use memory_engine::{CriticalAction, HighAction, MemoryResources, Policy, RaiseLimits};
 
 use crate::crd::{self, MemoryPolicySpec, quantity_bytes};
 
@@ -11,6 +11,7 @@ pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
     let t = &spec.thresholds;
     let ratio = |percent: u32| f64::from(percent) / 100.0;
     let count = |n: i32| u32::try_from(n).unwrap_or(1).max(1);
+    let raise = raise_limits(spec);
     Policy {
         low: ratio(t.low_water_mark),
         high: ratio(t.high_water_mark),
@@ -20,12 +21,15 @@ pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
         on_high: match spec.on_high {
             crd::HighAction::ScaleOut => HighAction::ScaleOut,
             crd::HighAction::AlertOnly => HighAction::AlertOnly,
+            crd::HighAction::RaiseLimit if raise.is_some() => HighAction::RaiseLimit,
+            crd::HighAction::RaiseLimit => HighAction::AlertOnly,
         },
         on_critical: match spec.on_critical {
             crd::CriticalAction::RestartPod => CriticalAction::RestartPod,
             crd::CriticalAction::RollingRestart => CriticalAction::RollingRestart,
             crd::CriticalAction::AlertOnly => CriticalAction::AlertOnly,
         },
+        raise,
         min_replicas: count(spec.scaling.min_replicas),
         max_replicas: count(spec.scaling.max_replicas),
         step: count(spec.scaling.step),
@@ -43,6 +47,22 @@ pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
         dry_run: spec.dry_run,
         suspend: spec.suspend,
     }
+}
+
+/// The bounds of raising limits in place, when `onHigh` is `RaiseLimit` and they are
+/// readable.
+fn raise_limits(spec: &MemoryPolicySpec) -> Option<RaiseLimits> {
+    if spec.on_high != crd::HighAction::RaiseLimit {
+        return None;
+    }
+    let raise = spec.limits.as_ref()?.raise.as_ref()?;
+    let step = quantity_bytes(&raise.step).filter(|step| *step > 0)?;
+    Some(RaiseLimits {
+        step,
+        max: quantity_bytes(&raise.max)?,
+        allow_restart: raise.allow_restart,
+        timeout: raise.timeout.into(),
+    })
 }
 
 /// The container whose memory the policy sizes and reads limits from: `spec.limits.container`,
@@ -78,6 +98,7 @@ mod tests {
             limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
                 "0.5Gi".into(),
             )),
+            raise: None,
         });
         assert_eq!(
             engine_policy(&spec).limits,
@@ -87,5 +108,36 @@ mod tests {
             }
         );
         assert_eq!(container(&spec), Some("app"));
+    }
+
+    #[test]
+    fn raising_limits_is_read_with_its_bounds_and_only_with_on_high_raise_limit() {
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let mut spec = MemoryPolicySpec::for_deployment("web");
+        spec.on_high = crd::HighAction::RaiseLimit;
+        // Unsound (no bounds): read as the nearest sound policy, which only alerts.
+        assert_eq!(engine_policy(&spec).on_high, HighAction::AlertOnly);
+        spec.limits = Some(crd::Limits {
+            raise: Some(crd::Raise {
+                step: Quantity("64Mi".into()),
+                max: Quantity("0.5Gi".into()),
+                allow_restart: true,
+                timeout: crd::Duration::from_secs(90),
+            }),
+            ..crd::Limits::default()
+        });
+        let policy = engine_policy(&spec);
+        assert_eq!(policy.on_high, HighAction::RaiseLimit);
+        assert_eq!(
+            policy.raise,
+            Some(RaiseLimits {
+                step: 64 << 20,
+                max: 512 << 20,
+                allow_restart: true,
+                timeout: std::time::Duration::from_secs(90),
+            })
+        );
+        spec.on_high = crd::HighAction::ScaleOut;
+        assert_eq!(engine_policy(&spec).raise, None);
     }
 }

@@ -16,8 +16,8 @@ pub use documents::check_documents;
 use crate::{
     Result,
     crd::{
-        Duration, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, SOURCE_NAME, URL_REFUSED,
-        is_dns_label, quantity_bytes,
+        Duration, HighAction, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, RAISE_NEEDED,
+        RAISE_UNUSED, SOURCE_NAME, URL_REFUSED, is_dns_label, quantity_bytes,
     },
     promql,
 };
@@ -189,6 +189,38 @@ pub fn validate(spec: &MemoryPolicySpec, namespace: Option<&str>) -> Result<(), 
                 format_args!("({request_text}) must not exceed limit ({limit_text})"),
             );
         }
+        if let Some(raise) = &limits.raise {
+            let step = p.quantity("limits.raise.step", Some(&raise.step));
+            let max = p.quantity("limits.raise.max", Some(&raise.max));
+            if step.is_some_and(|(bytes, _)| bytes == 0) {
+                p.add("limits.raise.step", "(0) must be more than zero");
+            }
+            if let (Some((step, step_text)), Some((max, max_text))) = (step, max)
+                && max < step
+            {
+                p.add(
+                    "limits.raise.max",
+                    format_args!("({max_text}) must be at least step ({step_text})"),
+                );
+            }
+            if let (Some((max, max_text)), Some((limit, limit_text))) = (max, limit)
+                && max <= limit
+            {
+                p.add(
+                    "limits.raise.max",
+                    format_args!(
+                        "({max_text}) must be above limits.limit ({limit_text}), or no pod at the policy's limit could be raised"
+                    ),
+                );
+            }
+            p.duration("limits.raise.timeout", raise.timeout);
+        }
+    }
+    let raises = spec.limits.as_ref().is_some_and(|l| l.raise.is_some());
+    match (spec.on_high == HighAction::RaiseLimit, raises) {
+        (true, false) => p.refuse("limits.raise", RAISE_NEEDED),
+        (false, true) => p.refuse("limits.raise", RAISE_UNUSED),
+        _ => {}
     }
 
     let s = &spec.scaling;
@@ -377,20 +409,78 @@ mod tests {
         let mut s = spec();
         let q = |v: &str| Some(Quantity(v.into()));
         s.limits = Some(Limits {
-            container: None,
             request: q("512Mi"),
             limit: q("0.25Gi"),
+            ..Limits::default()
         });
         assert_eq!(
             messages(&s),
             ["spec.limits.request (512Mi) must not exceed limit (0.25Gi)"]
         );
         s.limits = Some(Limits {
-            container: None,
             request: q("256Mi"),
             limit: q("256Mi"),
+            ..Limits::default()
         });
         assert_eq!(validate(&s, None), Ok(()));
+    }
+
+    fn raising(step: &str, max: &str) -> MemoryPolicySpec {
+        let mut s = spec();
+        s.on_high = HighAction::RaiseLimit;
+        s.limits = Some(Limits {
+            raise: Some(crate::crd::Raise {
+                step: Quantity(step.into()),
+                max: Quantity(max.into()),
+                allow_restart: false,
+                timeout: Duration::from_secs(60),
+            }),
+            ..Limits::default()
+        });
+        s
+    }
+
+    #[test]
+    fn raising_limits_needs_its_bounds_and_its_bounds_need_raising_limits() {
+        assert_eq!(validate(&raising("64Mi", "512Mi"), None), Ok(()));
+        let mut s = raising("64Mi", "512Mi");
+        s.limits = None;
+        assert_eq!(messages(&s), [RAISE_NEEDED]);
+        let mut s = raising("64Mi", "512Mi");
+        s.on_high = HighAction::ScaleOut;
+        assert_eq!(messages(&s), [RAISE_UNUSED]);
+    }
+
+    #[test]
+    fn a_raise_goes_up_by_more_than_nothing_to_a_max_above_the_policys_limit() {
+        assert_eq!(
+            messages(&raising("0", "512Mi")),
+            ["spec.limits.raise.step (0) must be more than zero"]
+        );
+        assert_eq!(
+            messages(&raising("128Mi", "64Mi")),
+            ["spec.limits.raise.max (64Mi) must be at least step (128Mi)"]
+        );
+        let mut s = raising("64Mi", "256Mi");
+        if let Some(limits) = s.limits.as_mut() {
+            limits.limit = Some(Quantity("256Mi".into()));
+        }
+        assert_eq!(
+            messages(&s),
+            [
+                "spec.limits.raise.max (256Mi) must be above limits.limit (256Mi), or no pod at the policy's limit could be raised"
+            ]
+        );
+        let message = &messages(&raising("lots", "512Mi"))[0];
+        assert!(message.starts_with("spec.limits.raise.step (lots) is not a memory quantity"));
+        let mut s = raising("64Mi", "512Mi");
+        if let Some(raise) = s.limits.as_mut().and_then(|l| l.raise.as_mut()) {
+            raise.timeout = Duration::from_secs(0);
+        }
+        assert_eq!(
+            messages(&s),
+            ["spec.limits.raise.timeout (0s) must be a positive duration"]
+        );
     }
 
     #[test]

@@ -58,6 +58,14 @@ pub struct PodMemory {
     /// Memory limit in bytes, if the pod has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_bytes: Option<u64>,
+    /// The memory limit its container runs with now, as a quantity (`160Mi`): raised in place
+    /// by `RaiseLimit`, it is above the pod template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// A resize of its memory not carried out yet: `Deferred`, `Infeasible`, `InProgress` or
+    /// `Error`, with the target and the kubelet's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<String>,
     /// `Normal`, `High`, `Critical` or `NoData`.
     pub state: String,
     /// Its containers have restarted: how often, and how the latest run ended (an
@@ -85,8 +93,8 @@ pub struct PodRestarts {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionRecord {
-    /// `RestartPod`, `RollingRestart`, `ScaleOut`, `ScaleIn`, `SetLimits`, `HighMemoryAlert`
-    /// or `CriticalMemoryAlert`.
+    /// `RestartPod`, `RollingRestart`, `ScaleOut`, `ScaleIn`, `SetLimits`, `RaiseLimit`,
+    /// `RaiseLimitWithRestart`, `HighMemoryAlert` or `CriticalMemoryAlert`.
     pub r#type: String,
     /// Only reported: the policy was in dry run, nothing was changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -93,6 +93,7 @@ fn workload() -> impl Strategy<Value = Workload> {
                 unready: Vec::new(),
                 restarted: Vec::new(),
                 template: None,
+                limits: Vec::new(),
             },
         )
 }
