@@ -1,6 +1,7 @@
 //! Carries out the engine's decisions on the cluster: the scale subresource,
 //! the Eviction API (PodDisruptionBudgets apply), the pod-template annotation
-//! `kubectl rollout restart` sets, and the container's memory resources.
+//! `kubectl rollout restart` sets, the container's memory resources in the template, and
+//! a running pod's through its `resize` subresource.
 
 use jiff::Timestamp;
 use k8s_openapi::api::{apps::v1, core::v1::Pod};
@@ -11,9 +12,12 @@ use kube::{
 use serde_json::json;
 use tracing::info;
 
-use memory_engine::{Action, Outcome, size};
+use memory_engine::{Action, Outcome, Raise, size};
 
-use crate::watched::Deployment;
+use crate::{
+    adapt,
+    watched::{Container, Deployment},
+};
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -92,8 +96,63 @@ pub async fn apply(
                 )),
             }
         }
+        Action::RaiseLimit { raises, .. } => {
+            let Some(chosen) = target(deployment, container) else {
+                return Outcome::Refused(format!(
+                    "{name} has no container {} to resize",
+                    container.unwrap_or("at all")
+                ));
+            };
+            raise(client, namespace, &chosen.name, raises).await
+        }
         Action::Alert { .. } => Outcome::Reported,
     }
+}
+
+/// Raises each pod's limit of `container` through its `resize` subresource (the pod template
+/// is left as it is); stops at the first refusal. A pod already gone needs nothing.
+async fn raise(client: &Client, namespace: &str, container: &str, raises: &[Raise]) -> Outcome {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    for raise in raises {
+        let patch = Patch::Strategic(resize_patch(container, raise));
+        match api
+            .patch_subresource("resize", &raise.pod, &PatchParams::default(), &patch)
+            .await
+        {
+            Ok(_) => info!(
+                pod = raise.pod,
+                from = raise.from,
+                to = raise.to,
+                "memory limit raised in place"
+            ),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                return Outcome::Refused(format!(
+                    "raising the memory limit of {} to {} failed: {}",
+                    raise.pod,
+                    size(raise.to),
+                    describe(&error)
+                ));
+            }
+        }
+    }
+    Outcome::Applied
+}
+
+/// The strategic merge patch of a pod's `resize` subresource that gives `container` the raised
+/// limit (and request, when it moves with the limit); its other resources stay as they are.
+fn resize_patch(container: &str, raise: &Raise) -> serde_json::Value {
+    let mut resources = serde_json::Map::new();
+    resources.insert("limits".into(), json!({ "memory": size(raise.to) }));
+    if let Some(request) = raise.request {
+        resources.insert("requests".into(), json!({ "memory": size(request) }));
+    }
+    json!({ "spec": { "containers": [ { "name": container, "resources": resources } ] } })
+}
+
+/// The container a policy sizes in the pod template.
+fn target<'a>(deployment: &'a Deployment, container: Option<&str>) -> Option<&'a Container> {
+    adapt::target(&deployment.spec.template.spec.containers, container)
 }
 
 /// Evicts pods one by one; stops at the first refusal (a PodDisruptionBudget
@@ -137,11 +196,7 @@ fn limits_patch(
     request: Option<u64>,
     limit: Option<u64>,
 ) -> Option<serde_json::Value> {
-    let containers = &deployment.spec.template.spec.containers;
-    let chosen = match container {
-        Some(name) => containers.iter().find(|c| c.name == name)?,
-        None => containers.first()?,
-    };
+    let chosen = target(deployment, container)?;
     let mut resources = serde_json::Map::new();
     for (key, wanted) in [("requests", request), ("limits", limit)] {
         if let Some(bytes) = wanted {
@@ -196,6 +251,26 @@ mod tests {
         assert_eq!(
             patch["spec"]["template"]["spec"]["containers"],
             json!([{"name": "app", "resources": {"requests": {"memory": "64Mi"}}}])
+        );
+    }
+
+    #[test]
+    fn a_resize_names_the_container_and_moves_the_request_only_when_asked() {
+        let mut raise = Raise {
+            pod: "web-a".into(),
+            from: 96 * MIB,
+            to: 160 * MIB,
+            request: None,
+        };
+        assert_eq!(
+            resize_patch("app", &raise),
+            json!({"spec": {"containers": [{"name": "app", "resources": {
+                "limits": {"memory": "160Mi"}}}]}})
+        );
+        raise.request = Some(160 * MIB);
+        assert_eq!(
+            resize_patch("app", &raise)["spec"]["containers"][0]["resources"]["requests"],
+            json!({"memory": "160Mi"})
         );
     }
 

@@ -5,10 +5,12 @@ use std::{borrow::Borrow, collections::HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use memory_engine::{ActionKind, MemoryResources, PastAction, Restarted, Workload};
+use memory_engine::{
+    ActionKind, MemoryResources, PastAction, PodLimits, Resize, ResizeState, Restarted, Workload,
+};
 use memory_policy_api::crd::{ActionRecord, quantity_bytes};
 
-use crate::watched::{Container, Deployment, Pod};
+use crate::watched::{Container, Deployment, Pod, Resources};
 
 /// The Deployment and its live pods as the engine sees them; `container` is the one whose
 /// memory the policy sizes (the first when `None`).
@@ -47,16 +49,88 @@ pub fn workload<P: Borrow<Pod>>(
             .collect(),
         restarted: live_pods(pods).filter_map(restarted).collect(),
         template: template_memory(deployment, container),
+        limits: live_pods(pods)
+            .filter_map(|pod| pod_limits_of(pod, container))
+            .collect(),
+    }
+}
+
+/// The target container's memory in `pod` and how a resize of it stands; `None` when the pod
+/// has no such container.
+fn pod_limits_of(pod: &Pod, container: Option<&str>) -> Option<PodLimits> {
+    let spec = target(&pod.spec.containers, container)?;
+    let running = running_memory(pod, spec);
+    let asked = memory(&spec.resources).limit;
+    let condition = |type_: &str| {
+        pod.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    let state = if let Some(pending) = condition("PodResizePending") {
+        Some((
+            if pending.reason.as_deref() == Some("Infeasible") {
+                ResizeState::Infeasible
+            } else {
+                ResizeState::Deferred
+            },
+            pending,
+        ))
+    } else {
+        condition("PodResizeInProgress").map(|progress| {
+            let state = if progress.reason.as_deref() == Some("Error") {
+                ResizeState::Failed
+            } else {
+                ResizeState::InProgress
+            };
+            (state, progress)
+        })
+    };
+    Some(PodLimits {
+        pod: name(pod).to_owned(),
+        running,
+        restarts_on_resize: spec.restarts_on_memory_resize(),
+        resize: state.map(|(state, condition)| Resize {
+            state,
+            to: asked.filter(|asked| Some(*asked) != running.limit),
+            since: condition.last_transition_time.as_ref().map(|t| t.0),
+            message: condition.message.clone().unwrap_or_default(),
+        }),
+    })
+}
+
+/// The memory `container` of `pod` runs with: what the kubelet reports it applied, else the
+/// spec's (a kubelet older than 1.33 reports nothing, and there is no resize in place).
+fn running_memory(pod: &Pod, container: &Container) -> MemoryResources {
+    let asked = memory(&container.resources);
+    let Some(applied) = pod
+        .status
+        .container_statuses
+        .iter()
+        .find(|status| status.name == container.name)
+        .and_then(|status| status.resources.as_ref())
+        .map(memory)
+    else {
+        return asked;
+    };
+    MemoryResources {
+        request: applied.request.or(asked.request),
+        limit: applied.limit.or(asked.limit),
+    }
+}
+
+/// The memory request and limit of a container's resources, in bytes.
+fn memory(resources: &Resources) -> MemoryResources {
+    MemoryResources {
+        request: resources.requests.memory.as_ref().and_then(quantity_bytes),
+        limit: resources.limits.memory.as_ref().and_then(quantity_bytes),
     }
 }
 
 /// The memory request and limit of `container` (the first when `None`) in the pod template.
 fn template_memory(deployment: &Deployment, container: Option<&str>) -> Option<MemoryResources> {
-    let resources = &target(&deployment.spec.template.spec.containers, container)?.resources;
-    Some(MemoryResources {
-        request: resources.requests.memory.as_ref().and_then(quantity_bytes),
-        limit: resources.limits.memory.as_ref().and_then(quantity_bytes),
-    })
+    let chosen = target(&deployment.spec.template.spec.containers, container)?;
+    Some(memory(&chosen.resources))
 }
 
 /// How often the pod's containers restarted and how the latest run that ended did; `None`
@@ -93,20 +167,19 @@ fn is_ready(pod: &Pod) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// Each live pod's memory limit, for custom queries that report bytes only:
-/// the named container's, else the first container's.
+/// Each live pod's memory limit as its container runs with it, for custom queries that report
+/// bytes only: the named container's, else the first container's.
 pub fn pod_limits<P: Borrow<Pod>>(pods: &[P], container: Option<&str>) -> HashMap<String, u64> {
     live_pods(pods)
         .filter_map(|pod| {
             let chosen = target(&pod.spec.containers, container)?;
-            let limit = chosen.resources.limits.memory.as_ref()?;
-            Some((name(pod).to_owned(), quantity_bytes(limit)?))
+            Some((name(pod).to_owned(), running_memory(pod, chosen).limit?))
         })
         .collect()
 }
 
 /// The container a policy sizes: the named one, else the first.
-fn target<'a>(containers: &'a [Container], name: Option<&str>) -> Option<&'a Container> {
+pub fn target<'a>(containers: &'a [Container], name: Option<&str>) -> Option<&'a Container> {
     match name {
         Some(wanted) => containers.iter().find(|c| c.name == wanted),
         None => containers.first(),
@@ -304,6 +377,96 @@ mod tests {
         let limits = pod_limits(&[pod("web-a", "64Mi", json!({}))], None);
         assert_eq!(limits["web-a"], 64 << 20);
         assert!(pod_limits(&[pod("web-a", "64Mi", json!({}))], Some("sidecar")).is_empty());
+    }
+
+    fn resized(conditions: serde_json::Value, applied: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-a"},
+            "spec": {"containers": [{"name": "app",
+                "resources": {"limits": {"memory": "300Gi"}, "requests": {"memory": "64Mi"}},
+                "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "RestartContainer"},
+                    {"resourceName": "memory", "restartPolicy": "NotRequired"}]}]},
+            "status": {"conditions": conditions, "containerStatuses": [{"name": "app",
+                "restartCount": 0, "resources": {"limits": {"memory": applied}}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_runs_with_the_limit_the_kubelet_applied_and_its_resize_is_read_from_its_conditions() {
+        let d = deployment(
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}}),
+        );
+        let infeasible = resized(
+            json!([{"type": "PodResizePending", "status": "True", "reason": "Infeasible",
+                "message": "Node didn't have enough capacity", "lastTransitionTime": "2026-12-03T10:00:00Z"}]),
+            "96Mi",
+        );
+        let limits = &workload(&d, &[infeasible], None).limits[0];
+        assert_eq!(
+            limits.running,
+            MemoryResources {
+                request: Some(64 << 20),
+                limit: Some(96 << 20)
+            }
+        );
+        assert!(!limits.restarts_on_resize, "cpu restarts, memory does not");
+        assert_eq!(
+            limits.resize,
+            Some(Resize {
+                state: ResizeState::Infeasible,
+                to: Some(300 << 30),
+                since: Some("2026-12-03T10:00:00Z".parse().unwrap()),
+                message: "Node didn't have enough capacity".into(),
+            })
+        );
+
+        let states = |conditions| {
+            workload(&d, &[resized(conditions, "96Mi")], None).limits[0]
+                .resize
+                .as_ref()
+                .map(|r| r.state)
+        };
+        assert_eq!(
+            states(json!([{"type": "PodResizePending", "status": "True", "reason": "Deferred"}])),
+            Some(ResizeState::Deferred)
+        );
+        assert_eq!(
+            states(json!([{"type": "PodResizeInProgress", "status": "True"}])),
+            Some(ResizeState::InProgress)
+        );
+        assert_eq!(
+            states(json!([{"type": "PodResizeInProgress", "status": "True", "reason": "Error"}])),
+            Some(ResizeState::Failed)
+        );
+        assert_eq!(states(json!([{"type": "Ready", "status": "True"}])), None);
+        // Done: the kubelet applied what the spec asks.
+        let done = workload(&d, &[resized(json!([]), "300Gi")], None);
+        assert_eq!(done.limits[0].running.limit, Some(300 << 30));
+        assert_eq!(
+            pod_limits(&[resized(json!([]), "96Mi")], None)["web-a"],
+            96 << 20
+        );
+    }
+
+    #[test]
+    fn a_container_whose_memory_resize_restarts_it_is_known() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-a"},
+            "spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": "64Mi"}},
+                "resizePolicy": [{"resourceName": "memory", "restartPolicy": "RestartContainer"}]}]}
+        }))
+        .unwrap();
+        let d = deployment(
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}}),
+        );
+        let limits = &workload(&d, &[pod], None).limits[0];
+        assert!(limits.restarts_on_resize);
+        assert_eq!(
+            limits.running.limit,
+            Some(64 << 20),
+            "the spec's, before any report"
+        );
     }
 
     #[test]

@@ -46,6 +46,12 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "pods/eviction",
         verbs: &["create"],
     },
+    // Raise a running pod's memory limit in place.
+    Permission {
+        group: "",
+        resource: "pods/resize",
+        verbs: &["patch"],
+    },
     // Tell humans what was done or held back.
     Permission {
         group: "events.k8s.io",

@@ -12,7 +12,7 @@ use kube::{
 use tracing::warn;
 
 use crate::{actions, context::Context, watched::Deployment};
-use memory_engine::{Decision, Outcome};
+use memory_engine::{Action, Decision, Outcome, size};
 use memory_policy_api::crd::{MemoryPolicy, names::event};
 
 /// Carries out (or, under dry run, only reports) the decision; publishes an
@@ -84,6 +84,25 @@ pub async fn act(
             notice(type_, names.reason, names.verb, &note),
         )
         .await;
+    }
+    // A pod resized in place says so itself, for `kubectl describe pod`.
+    if let Action::RaiseLimit { raises, .. } = action {
+        for raise in raises {
+            let pod = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(raise.pod.clone()),
+                namespace: Some(namespace.clone()),
+                ..ObjectReference::default()
+            };
+            let note = format!(
+                "memory limit raised in place from {} to {} by MemoryPolicy {}",
+                size(raise.from),
+                size(raise.to),
+                policy.name_any()
+            );
+            record_action(ctx, &pod, notice(type_, names.reason, names.verb, &note)).await;
+        }
     }
     Some(outcome)
 }

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{adapt, gather::MetricsFailure};
-use memory_engine::{Action, Decision, Policy, Sample, Workload};
+use memory_engine::{Action, Decision, Policy, Resize, ResizeState, Sample, Workload, size};
 use memory_policy_api::crd::{
     MemoryPolicyStatus, PodMemory, PodRestarts,
     names::{condition, reason, state},
@@ -72,6 +72,13 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
                 last_finished_at: r.last_finished.map(Time),
             })
     };
+    let limits = |pod: &str| workload.limits.iter().find(|l| l.pod == pod);
+    let limit = |pod: &str| limits(pod).and_then(|l| l.running.limit).map(size);
+    let resize = |pod: &str| {
+        limits(pod)
+            .and_then(|l| l.resize.as_ref())
+            .map(describe_resize)
+    };
     let unmeasured = workload
         .pods
         .iter()
@@ -81,6 +88,8 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             usage_ratio: 0.0,
             bytes: 0,
             limit_bytes: None,
+            limit: limit(pod),
+            resize: resize(pod),
             state: state::NO_DATA.into(),
             restarts: restarts(pod),
         });
@@ -91,12 +100,33 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             usage_ratio: (s.usage_ratio * 1000.0).round() / 1000.0,
             bytes: s.bytes,
             limit_bytes: Some(s.limit_bytes),
+            limit: limit(&s.pod),
+            resize: resize(&s.pod),
             state: pod_state(s.usage_ratio).into(),
             restarts: restarts(&s.pod),
         })
         .chain(unmeasured)
         .take(MAX_PODS)
         .collect()
+}
+
+/// A resize not carried out yet, in the kubelet's words: `Infeasible to 300Gi: Node didn't
+/// have enough capacity`.
+fn describe_resize(resize: &Resize) -> String {
+    let state = match resize.state {
+        ResizeState::Deferred => "Deferred",
+        ResizeState::Infeasible => "Infeasible",
+        ResizeState::InProgress => "InProgress",
+        ResizeState::Failed => "Error",
+    };
+    let to = resize
+        .to
+        .map(|bytes| format!(" to {}", size(bytes)))
+        .unwrap_or_default();
+    match resize.message.as_str() {
+        "" => format!("{state}{to}"),
+        message => format!("{state}{to}: {message}"),
+    }
 }
 
 /// The highest usage, in percent of the limit, for the `Max Usage` column.
@@ -377,6 +407,20 @@ mod tests {
                 last_exit_code: 137,
                 last_finished: Some(at(5)),
             }],
+            limits: vec![memory_engine::PodLimits {
+                pod: "b".into(),
+                running: memory_engine::MemoryResources {
+                    request: None,
+                    limit: Some(160 << 20),
+                },
+                restarts_on_resize: false,
+                resize: Some(Resize {
+                    state: ResizeState::Infeasible,
+                    to: Some(300 << 30),
+                    since: None,
+                    message: "Node didn't have enough capacity".into(),
+                }),
+            }],
         };
         let sample = |pod: &str, usage_ratio: f64| Sample {
             pod: pod.into(),
@@ -405,6 +449,15 @@ mod tests {
         );
         assert_eq!(killed.last_finished_at, Some(Time(at(5))));
         assert!(listed[0].restarts.is_none());
+        assert_eq!(listed[0].limit.as_deref(), Some("160Mi"));
+        assert_eq!(
+            listed[0].resize.as_deref(),
+            Some("Infeasible to 300Gi: Node didn't have enough capacity")
+        );
+        assert_eq!(
+            (listed[1].limit.as_deref(), listed[1].resize.as_deref()),
+            (None, None)
+        );
         assert_eq!(max_usage(&samples, &workload), Some(97.0));
     }
 

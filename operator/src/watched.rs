@@ -12,7 +12,7 @@ use k8s_openapi::{
     api::core::v1::ContainerStateTerminated,
     apimachinery::pkg::{
         api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, ObjectMeta},
+        apis::meta::v1::{LabelSelector, ObjectMeta, Time},
     },
 };
 use memory_policy_api::crd::{MemoryPolicy, MemoryPolicySpec, MemoryPolicyStatus};
@@ -136,12 +136,35 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
 }
 
-/// A container's name and memory resources.
+/// A container's name, memory resources and how it takes a resize.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Container {
     pub name: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub resources: Resources,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resize_policy: Vec<ResizePolicy>,
+}
+
+/// What a change of one resource does to a running container.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizePolicy {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resource_name: String,
+    /// `NotRequired` (the default) or `RestartContainer`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub restart_policy: String,
+}
+
+impl Container {
+    /// A change of its memory restarts it.
+    pub fn restarts_on_memory_resize(&self) -> bool {
+        self.resize_policy
+            .iter()
+            .any(|p| p.resource_name == "memory" && p.restart_policy == "RestartContainer")
+    }
 }
 
 /// The memory of a container's `resources` (CPU and the rest are not read).
@@ -170,19 +193,27 @@ pub struct PodStatus {
 
 /// A condition of a pod or a Deployment.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type", default, deserialize_with = "null_as_default")]
     pub type_: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: String,
     pub reason: Option<String>,
+    pub message: Option<String>,
+    pub last_transition_time: Option<Time>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub restart_count: i32,
+    /// The resources the container runs with, as the kubelet applied them (Kubernetes 1.33
+    /// and later): after a resize in place they differ from the spec's until it is done.
+    pub resources: Option<Resources>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub last_state: LastState,
 }

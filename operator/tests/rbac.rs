@@ -14,13 +14,14 @@ use support::{Cluster, eventually, installed, operator_user, process::OperatorPr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_needs_every_permission_the_chart_grants_and_no_other() {
     let cluster = Cluster::without_operator(3, 1).await;
-    for (name, replicas) in [("api", 2), ("roll", 1), ("sized", 1)] {
+    for (name, replicas) in [("api", 2), ("roll", 1), ("sized", 1), ("grown", 1)] {
         cluster.deployment(name, replicas, false).await;
     }
     eventually("every pod running", async || {
         cluster.pods_of("api").await.len() == 2
             && cluster.pods_of("roll").await.len() == 1
             && cluster.pods_of("sized").await.len() == 1
+            && cluster.pods_of("grown").await.len() == 1
     })
     .await;
     // Two critical pods: one is evicted, the other held back by cooldown, a notice that
@@ -38,6 +39,9 @@ async fn the_operator_needs_every_permission_the_chart_grants_and_no_other() {
     cluster
         .prometheus
         .set(&cluster.pods_of("sized").await[0], 30.0);
+    cluster
+        .prometheus
+        .set(&cluster.pods_of("grown").await[0], 85.0);
 
     // Cluster-wide, as the chart runs it.
     let lease = format!("rbac-{}", cluster.namespace);
@@ -54,11 +58,23 @@ async fn the_operator_needs_every_permission_the_chart_grants_and_no_other() {
             json!({"limits": {"container": "app", "request": "32Mi", "limit": "96Mi"}}),
         )
         .await;
+    cluster
+        .policy(
+            "grown",
+            "grown",
+            json!({"onHigh": "RaiseLimit", "limits": {"raise": {"step": "32Mi", "max": "256Mi"}}}),
+        )
+        .await;
     eventually("every kind of action taken", async || {
         let reasons = cluster.event_reasons("MemoryPolicy").await;
-        ["PodEvicted", "ScaledOut", "RollingRestartStarted"]
-            .iter()
-            .all(|r| reasons.iter().any(|x| x == r))
+        [
+            "PodEvicted",
+            "ScaledOut",
+            "RollingRestartStarted",
+            "LimitRaised",
+        ]
+        .iter()
+        .all(|r| reasons.iter().any(|x| x == r))
             && cluster
                 .event_reasons("Deployment")
                 .await

@@ -19,7 +19,7 @@ enum Kind {
 pub const MAX_DURATION_MILLIS: u64 = 9_223_372_036_854;
 
 /// Every field a policy has, as the schema names it.
-const FIELDS: [(&str, Kind); 33] = [
+const FIELDS: [(&str, Kind); 37] = [
     ("apiVersion", Kind::Text),
     ("kind", Kind::Text),
     ("metadata.name", Kind::Text),
@@ -43,7 +43,14 @@ const FIELDS: [(&str, Kind); 33] = [
     ("spec.limits.container", Kind::Text),
     ("spec.limits.request", Kind::Quantity),
     ("spec.limits.limit", Kind::Quantity),
-    ("spec.onHigh", Kind::Choice(&["ScaleOut", "AlertOnly"])),
+    ("spec.limits.raise.step", Kind::Quantity),
+    ("spec.limits.raise.max", Kind::Quantity),
+    ("spec.limits.raise.allowRestart", Kind::Flag),
+    ("spec.limits.raise.timeout", Kind::Duration),
+    (
+        "spec.onHigh",
+        Kind::Choice(&["ScaleOut", "AlertOnly", "RaiseLimit"]),
+    ),
     (
         "spec.onCritical",
         Kind::Choice(&["RestartPod", "RollingRestart", "AlertOnly"]),
@@ -62,8 +69,18 @@ const FIELDS: [(&str, Kind); 33] = [
     ("metadata.namespace", Kind::Text),
 ];
 
+/// The fields a section cannot do without once it is written: the document is unreadable
+/// where that section ends.
+const REQUIRED: [&str; 5] = [
+    "spec.targetRef.apiVersion",
+    "spec.targetRef.kind",
+    "spec.targetRef.name",
+    "spec.limits.raise.step",
+    "spec.limits.raise.max",
+];
+
 /// The sections a draft may add an unknown field to (`""` is the top level).
-pub const SECTIONS: [&str; 9] = [
+pub const SECTIONS: [&str; 10] = [
     "",
     "spec",
     "spec.targetRef",
@@ -71,6 +88,7 @@ pub const SECTIONS: [&str; 9] = [
     "spec.metric",
     "spec.thresholds",
     "spec.limits",
+    "spec.limits.raise",
     "spec.scaling",
     "spec.safety",
 ];
@@ -103,8 +121,8 @@ fn kind(path: &str) -> Option<Kind> {
 
 /// The verdict `check` should give `draft`.
 pub fn verdict(draft: &Draft) -> Verdict {
-    if let Some(leaf) = draft.leaves.iter().find(|leaf| !readable(leaf)) {
-        return Verdict::Unreadable(leaf.path.clone());
+    if let Some(path) = first_unreadable(draft) {
+        return Verdict::Unreadable(path);
     }
     let unknown: Vec<String> = draft
         .leaves
@@ -122,6 +140,49 @@ pub fn verdict(draft: &Draft) -> Verdict {
     } else {
         Verdict::Unsound(broken)
     }
+}
+
+/// The leaves in the order the document holds them: a section sits where its first field
+/// was written, and keeps every field written to it later.
+fn in_document_order(leaves: &[Leaf]) -> Vec<&Leaf> {
+    let first = |prefix: &str| {
+        leaves
+            .iter()
+            .position(|leaf| leaf.path == prefix || leaf.path.starts_with(&format!("{prefix}.")))
+    };
+    let mut ordered: Vec<(Vec<Option<usize>>, &Leaf)> = leaves
+        .iter()
+        .map(|leaf| {
+            let ends = leaf.path.match_indices('.').map(|(at, _)| at);
+            let sections = ends.chain([leaf.path.len()]);
+            (sections.map(|end| first(&leaf.path[..end])).collect(), leaf)
+        })
+        .collect();
+    ordered.sort_by(|a, b| a.0.cmp(&b.0));
+    ordered.into_iter().map(|(_, leaf)| leaf).collect()
+}
+
+/// The path of the first thing in the document its type cannot hold: a value, or a section
+/// missing a required field (noticed where the section ends).
+fn first_unreadable(draft: &Draft) -> Option<String> {
+    let leaves = in_document_order(&draft.leaves);
+    for (at, leaf) in leaves.iter().enumerate() {
+        if !readable(leaf) {
+            return Some(leaf.path.clone());
+        }
+        for field in REQUIRED {
+            let (section, _) = field
+                .rsplit_once('.')
+                .expect("a required field has a section");
+            let within = |path: &str| path.starts_with(&format!("{section}."));
+            let ends =
+                within(&leaf.path) && leaves.get(at + 1).is_none_or(|next| !within(&next.path));
+            if ends && draft.get(field).is_none() {
+                return Some(section.to_owned());
+            }
+        }
+    }
+    None
 }
 
 /// YAML reads a plain number as text where text is expected.
@@ -318,6 +379,32 @@ fn broken_rules(draft: &Draft) -> Vec<String> {
     check("spec.limits.limit", limit != Some(None));
     if let (Some(Some(request)), Some(Some(limit))) = (request, limit) {
         check("spec.limits.request", request <= limit);
+    }
+
+    // Raising limits in place needs its bounds, and its bounds are for nothing else.
+    let raise = draft
+        .leaves
+        .iter()
+        .any(|leaf| leaf.path.starts_with("spec.limits.raise."));
+    check(
+        "spec.limits.raise",
+        raise == (text("spec.onHigh").as_deref() == Some("RaiseLimit")),
+    );
+    let step = text("spec.limits.raise.step").map(|q| bytes(&q));
+    let max = text("spec.limits.raise.max").map(|q| bytes(&q));
+    check("spec.limits.raise.step", step != Some(None));
+    check("spec.limits.raise.max", max != Some(None));
+    if let Some(Some(step)) = step {
+        // A raise adds something.
+        check("spec.limits.raise.step", step > 0);
+    }
+    if let (Some(Some(step)), Some(Some(max))) = (step, max) {
+        // One step fits below the max.
+        check("spec.limits.raise.max", max >= step);
+    }
+    if let (Some(Some(max)), Some(Some(limit))) = (max, limit) {
+        // A pod at the policy's own limit can still be raised.
+        check("spec.limits.raise.max", max > limit);
     }
 
     let min = int("spec.scaling.minReplicas", 1);

@@ -4,14 +4,19 @@
 //! Deployment is those pods, all available, never rolling out. A simulated
 //! scale-out is carried forward (the replica count is at least the last
 //! count the engine scaled to), or the engine would scale from the same
-//! count over and over; nothing else the engine does changes the data: an
-//! evicted pod goes on with the usage it really had.
+//! count over and over. So is a raised limit: a pod's later samples are read
+//! against the limit the engine raised it to (the same bytes, a lower ratio),
+//! or the engine would raise the same pod over and over. Nothing else the
+//! engine does changes the data: an evicted pod goes on with the usage it
+//! really had.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use memory_engine::{Action, HeldBack, Memory, Outcome, Policy, Sample, Workload, decide};
+use memory_engine::{
+    Action, HeldBack, Memory, MemoryResources, Outcome, PodLimits, Policy, Sample, Workload, decide,
+};
 
 /// What the engine decided at one step of the history.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,9 +54,11 @@ pub struct Step {
 pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step> {
     let mut memory = Memory::default();
     let mut scaled_to: Option<u32> = None;
+    let mut raised: BTreeMap<String, u64> = BTreeMap::new();
     history
         .iter()
         .map(|(at, samples)| {
+            let samples = &against_raised_limits(samples, &raised);
             let pods: BTreeSet<&str> = samples.iter().map(|s| s.pod.as_str()).collect();
             let seen = u32::try_from(pods.len()).unwrap_or(u32::MAX);
             let replicas = scaled_to.map_or(seen, |to| to.max(seen));
@@ -65,12 +72,19 @@ pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step
                 restarted: Vec::new(),
                 // History has no pod template: take it to match the policy's limits.
                 template: Some(policy.limits),
+                limits: running_limits(samples),
             };
             let mut decision = decide(policy, samples, &workload, &memory, *at);
             // A replay takes every action to succeed.
             decision.settle(&Outcome::Applied);
-            if let Some(Action::ScaleTo { to, .. }) = decision.action {
-                scaled_to = Some(to);
+            match &decision.action {
+                Some(Action::ScaleTo { to, .. }) => scaled_to = Some(*to),
+                Some(Action::RaiseLimit { raises, .. }) => {
+                    for raise in raises {
+                        raised.insert(raise.pod.clone(), raise.to);
+                    }
+                }
+                _ => {}
             }
             memory = decision.memory;
             Step {
@@ -88,6 +102,44 @@ pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step
                 critical_since: memory.critical_since.clone(),
                 reasons: decision.reasons,
             }
+        })
+        .collect()
+}
+
+/// The samples, those of raised pods read against their raised limit.
+fn against_raised_limits(samples: &[Sample], raised: &BTreeMap<String, u64>) -> Vec<Sample> {
+    samples
+        .iter()
+        .map(|sample| match raised.get(&sample.pod) {
+            Some(&limit) if limit > sample.limit_bytes => Sample {
+                usage_ratio: sample.usage_ratio * sample.limit_bytes as f64 / limit as f64,
+                limit_bytes: limit,
+                ..sample.clone()
+            },
+            _ => sample.clone(),
+        })
+        .collect()
+}
+
+/// Each pod runs with the limit its newest sample names, and no resize is ever pending.
+fn running_limits(samples: &[Sample]) -> Vec<PodLimits> {
+    let mut latest: BTreeMap<&str, &Sample> = BTreeMap::new();
+    for sample in samples.iter().filter(|s| s.limit_bytes > 0) {
+        let slot = latest.entry(sample.pod.as_str()).or_insert(sample);
+        if sample.at > slot.at {
+            *slot = sample;
+        }
+    }
+    latest
+        .into_iter()
+        .map(|(pod, sample)| PodLimits {
+            pod: pod.to_owned(),
+            running: MemoryResources {
+                request: None,
+                limit: Some(sample.limit_bytes),
+            },
+            restarts_on_resize: false,
+            resize: None,
         })
         .collect()
 }
@@ -213,6 +265,33 @@ mod tests {
             .collect();
         assert_eq!(targets, [(2, 3), (3, 4)], "then maxReplicas holds it");
         assert_eq!(steps.last().unwrap().replicas, 4);
+    }
+
+    #[test]
+    fn a_simulated_raise_lowers_the_pods_later_ratios_and_is_not_repeated() {
+        // 1 GiB pods, raised by 512 MiB up to 2 GiB: a at 85 % is at 57 % after one raise.
+        let policy = fast_policy()
+            .raising(512, 2048)
+            .with_cooldown(Duration::from_secs(1));
+        let usage = vec![&[("a", 85.0), ("b", 40.0)][..]; 8];
+        let steps = replay(&policy, &history(&usage));
+
+        let raises: Vec<(usize, Vec<(String, u64, u64)>)> = actions(&steps)
+            .into_iter()
+            .map(|(i, action)| match action {
+                Action::RaiseLimit { raises, .. } => (
+                    i,
+                    raises
+                        .into_iter()
+                        .map(|r| (r.pod, r.from >> 20, r.to >> 20))
+                        .collect(),
+                ),
+                other => panic!("unexpected {other}"),
+            })
+            .collect();
+        assert_eq!(raises, [(2, vec![("a".to_owned(), 1024, 1536)])]);
+        let after = steps.last().unwrap().usage["a"];
+        assert!((after - 0.85 * 2.0 / 3.0).abs() < 1e-9, "{after}");
     }
 
     #[test]

@@ -163,6 +163,7 @@ fn describe(step: &Step, action: &Action) -> (&'static str, String) {
             )
         }
         Action::SetLimits { .. } => ("LIMITS", action.to_string()),
+        Action::RaiseLimit { .. } => ("RAISE", action.to_string()),
         Action::Alert { message, .. } => ("ALERT", message.clone()),
     }
 }

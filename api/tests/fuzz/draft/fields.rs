@@ -44,15 +44,16 @@ pub(super) fn flag(sound: bool) -> BoxedStrategy<Raw> {
 /// Go-style durations: short, compound, and Go's longest; or zero, garbage,
 /// bare numbers, one second past Go's longest, and past `u64` milliseconds.
 pub(super) fn duration(sound: bool) -> BoxedStrategy<Raw> {
-    const UNITS: [(&str, u128); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
-    // The most of each unit that fits, or one more.
-    let most =
-        |extra| UNITS.map(|(unit, ms)| format!("{}{unit}", u128::from(u64::MAX) / ms + extra));
+    either(sound, sound_duration(), broken_duration())
+}
+
+/// Positive durations, up to Go's longest.
+fn sound_duration() -> BoxedStrategy<Raw> {
     // The shortest, and Go's longest in whole hours and in whole seconds.
     let edges = ["1ms", "2562047h", "2562047h47m16s"]
         .map(str::to_owned)
         .to_vec();
-    let good = prop_oneof![
+    prop_oneof![
         6 => texts("[1-9][0-9]{0,3}(ms|s|m|h)"),
         3 => texts("([0-9]{1,4}(h|m|s|ms)){1,4}"),
         1 => select(edges).prop_map(Raw::Text),
@@ -61,8 +62,16 @@ pub(super) fn duration(sound: bool) -> BoxedStrategy<Raw> {
         "a positive duration",
         |raw| matches!(raw, Raw::Text(t) if oracle::millis(t).is_some_and(|ms| ms > 0 && ms <= oracle::MAX_DURATION_MILLIS)),
     )
-    .boxed();
-    let bad = prop_oneof![
+    .boxed()
+}
+
+/// Zero, garbage, bare numbers, one second past Go's longest, and past `u64` milliseconds.
+fn broken_duration() -> BoxedStrategy<Raw> {
+    const UNITS: [(&str, u128); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+    // The most of each unit that fits, or one more.
+    let most =
+        |extra| UNITS.map(|(unit, ms)| format!("{}{unit}", u128::from(u64::MAX) / ms + extra));
+    prop_oneof![
         pick(&["0s", "0ms", "0h0m0s"]),
         texts("[0-9hms.+ -]{0,8}"),
         // Too long for Go, though within u64 milliseconds; and past u64.
@@ -82,8 +91,7 @@ pub(super) fn duration(sound: bool) -> BoxedStrategy<Raw> {
         .prop_map(Raw::Text),
         any::<u16>().prop_map(|n| Raw::Int(n.into())),
     ]
-    .boxed();
-    either(sound, good, bad)
+    .boxed()
 }
 
 /// `metric.source` and `metric.query` together, since each rule needs both.
