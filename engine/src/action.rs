@@ -42,8 +42,8 @@ pub struct Raise {
     pub from: u64,
     /// The limit it is to run with.
     pub to: u64,
-    /// The memory request moves with the limit when it equaled it (a Guaranteed pod stays
-    /// Guaranteed: a resize may not change a pod's QoS class); `None` leaves it.
+    /// The memory request, moved with the limit in a Guaranteed pod (a resize may not change
+    /// a pod's QoS class); `None` leaves it.
     pub request: Option<u64>,
 }
 
@@ -324,8 +324,11 @@ pub enum Outcome {
     Applied,
     /// Only told: an alert, or any action under dry run.
     Reported,
-    /// The cluster refused; the reason says why, and nothing (more) was done.
+    /// The cluster refused; the reason says why, and nothing was done.
     Refused(String),
+    /// Done for the action's pods but these, for which the cluster refused (or which were
+    /// never tried after a refusal); the reason says why.
+    Partly { refused: Vec<String>, why: String },
 }
 
 impl Outcome {
@@ -334,7 +337,15 @@ impl Outcome {
         match self {
             Self::Applied => "applied",
             Self::Reported => "reported",
-            Self::Refused(_) => "failed",
+            Self::Refused(_) | Self::Partly { .. } => "failed",
+        }
+    }
+
+    /// Why the cluster refused, if it did.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            Self::Refused(why) | Self::Partly { why, .. } => Some(why),
+            Self::Applied | Self::Reported => None,
         }
     }
 }

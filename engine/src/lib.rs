@@ -62,7 +62,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 pub use action::{Action, ActionKind, Alarm, Names, Outcome, Raise, Restarts};
-pub use memory::{HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW};
+pub use memory::{HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW, Refusal};
 pub use observe::{MemoryResources, PodLimits, Resize, ResizeState, Restarted, Sample, Workload};
 pub use policy::{CriticalAction, HighAction, Policy, RaiseLimits};
 
@@ -112,12 +112,42 @@ pub struct Decision {
 impl Decision {
     /// Records how the action ended, the one place history is written: an action carried
     /// out or reported (an alert, or anything under dry run) is remembered and counts
-    /// against cooldown and budget; one the cluster refused is not, since nothing happened.
+    /// against cooldown and budget; one the cluster refused is not, since nothing happened,
+    /// and one it refused for some pods is remembered for the others. A raise refused for a
+    /// pod is remembered apart, so that the pod gets `onCritical` instead of the same raise
+    /// again.
     pub fn settle(&mut self, outcome: &Outcome) {
-        if let Some(pending) = self.pending.take()
-            && !matches!(outcome, Outcome::Refused(_))
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let refused = match outcome {
+            Outcome::Applied | Outcome::Reported => Vec::new(),
+            Outcome::Refused(_) => pending.pods.clone(),
+            Outcome::Partly { refused, .. } => refused.clone(),
+        };
+        if let Some(why) = outcome.refusal()
+            && matches!(
+                pending.kind,
+                ActionKind::RaiseLimit | ActionKind::RaiseLimitRestart
+            )
         {
-            self.memory.record(pending);
+            for pod in &refused {
+                let refusal = Refusal {
+                    at: pending.at,
+                    why: why.to_owned(),
+                };
+                self.memory.refused_raises.insert(pod.clone(), refusal);
+            }
+        }
+        match outcome {
+            Outcome::Refused(_) => {}
+            Outcome::Partly { .. } => {
+                pending.pods.retain(|pod| !refused.contains(pod));
+                if !pending.pods.is_empty() {
+                    self.memory.record(pending);
+                }
+            }
+            Outcome::Applied | Outcome::Reported => self.memory.record(pending),
         }
     }
 

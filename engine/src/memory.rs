@@ -24,12 +24,23 @@ pub struct Memory {
     /// Since when each pod has been at or above the high mark without a gap, which raising
     /// limits in place acts on.
     pub high_pods_since: BTreeMap<String, Timestamp>,
+    /// The pods whose latest raise the cluster refused, while they stay high.
+    pub refused_raises: BTreeMap<String, Refusal>,
     /// Since when the fleet has been in the high state (entered at `high`, left below `low`).
     pub high_since: Option<Timestamp>,
     /// Since when every pod has been below the low mark.
     pub all_low_since: Option<Timestamp>,
     /// Actions taken, or under dry run that would have been taken, oldest first.
     pub history: Vec<PastAction>,
+}
+
+/// A raise the cluster refused for one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// When the raise was decided.
+    pub at: Timestamp,
+    /// What the cluster said.
+    pub why: String,
 }
 
 /// One remembered action.

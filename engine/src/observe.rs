@@ -63,6 +63,8 @@ pub struct PodLimits {
     pub running: MemoryResources,
     /// Its `resizePolicy` restarts the container when its memory changes.
     pub restarts_on_resize: bool,
+    /// Its QoS class is Guaranteed: a resize must keep its memory request equal to its limit.
+    pub guaranteed: bool,
     /// A resize asked for and not carried out yet.
     pub resize: Option<Resize>,
 }
@@ -147,6 +149,7 @@ impl Workload {
                     limit: Some(limit << 20),
                 },
                 restarts_on_resize: false,
+                guaranteed: false,
                 resize: None,
             })
             .collect();
@@ -356,6 +359,7 @@ pub(super) fn track(
     if observation.unusable.is_some() {
         memory.critical_since.clear();
         memory.high_pods_since.clear();
+        memory.refused_raises.clear();
         memory.high_since = None;
         memory.all_low_since = None;
         return;
@@ -383,6 +387,12 @@ pub(super) fn track(
             memory.high_pods_since.entry(pod.clone()).or_insert(now);
         }
     }
+    // A refused raise matters while its pod stays high; once it is under, a later raise may
+    // be granted.
+    let high = &memory.high_pods_since;
+    memory
+        .refused_raises
+        .retain(|pod, _| high.contains_key(pod));
 
     if !observation.unobserved.is_empty() {
         // A pod without a sample cannot prove it is low, so the scale-in

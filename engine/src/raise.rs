@@ -2,9 +2,9 @@
 //! high gets `step` more, up to `max`, through its `resize` subresource, so the process keeps
 //! running and its usage ratio drops. A critical pod that can still be raised is raised before
 //! `onCritical` acts on it, and `onCritical` acts on it if it is still critical a full
-//! `sustain` after that raise. A resize that can never be carried out (`Infeasible`), or that
-//! is still deferred or in progress `timeout` after it was asked for, gets the pod
-//! `onCritical` at once, if it is still high.
+//! `sustain` after that raise. A raise the cluster refused, a resize that can never be carried
+//! out (`Infeasible`), or one still deferred or in progress `timeout` after it was asked for,
+//! gets the pod `onCritical` at once, if it is still high.
 //!
 //! [`HighAction::RaiseLimit`]: super::HighAction::RaiseLimit
 
@@ -24,6 +24,18 @@ pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
     let fallback = f.policy.on_critical.kind();
     let mut pods = Vec::new();
     let mut why = Vec::new();
+    for (pod, refusal) in &f.memory.refused_raises {
+        // Once for each refusal, and only for a current pod.
+        if !f.workload.pods.contains(pod)
+            || f.history
+                .last_on(&[fallback], pod)
+                .is_some_and(|last| last >= refusal.at)
+        {
+            continue;
+        }
+        why.push(format!("the raise of {pod} was refused: {}", refusal.why));
+        pods.push(pod.clone());
+    }
     for limits in &f.workload.limits {
         let Some(resize) = &limits.resize else {
             continue;
@@ -59,9 +71,10 @@ pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
             continue;
         }
         // Once for each resize that failed.
-        if f.history
-            .last_on(&[fallback], &limits.pod)
-            .is_some_and(|last| last >= asked)
+        if pods.contains(&limits.pod)
+            || f.history
+                .last_on(&[fallback], &limits.pod)
+                .is_some_and(|last| last >= asked)
         {
             continue;
         }
@@ -179,6 +192,9 @@ fn raisable(f: &Facts, bounds: RaiseLimits, pod: &str) -> Result<(Raise, bool), 
     if let Some(resize) = &limits.resize {
         return Err(format!("a resize is {} already", resize.state));
     }
+    if let Some(refusal) = f.memory.refused_raises.get(pod) {
+        return Err(format!("its last raise was refused: {}", refusal.why));
+    }
     let from = limits
         .running
         .limit
@@ -198,7 +214,7 @@ fn raisable(f: &Facts, bounds: RaiseLimits, pod: &str) -> Result<(Raise, bool), 
             pod: pod.to_owned(),
             from,
             to,
-            request: (limits.running.request == Some(from)).then_some(to),
+            request: limits.guaranteed.then_some(to),
         },
         limits.restarts_on_resize,
     ))

@@ -110,9 +110,11 @@ pub async fn apply(
 }
 
 /// Raises each pod's limit of `container` through its `resize` subresource (the pod template
-/// is left as it is); stops at the first refusal. A pod already gone needs nothing.
+/// is left as it is), every pod tried whatever the others' answer.
 async fn raise(client: &Client, namespace: &str, container: &str, raises: &[Raise]) -> Outcome {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut refused = Vec::new();
+    let mut why = Vec::new();
     for raise in raises {
         let patch = Patch::Strategic(resize_patch(container, raise));
         match api
@@ -125,18 +127,24 @@ async fn raise(client: &Client, namespace: &str, container: &str, raises: &[Rais
                 to = raise.to,
                 "memory limit raised in place"
             ),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => {
-                return Outcome::Refused(format!(
+                // A 404 is the pod gone, or a cluster older than 1.33 without the subresource:
+                // either way nothing was raised.
+                why.push(format!(
                     "raising the memory limit of {} to {} failed: {}",
                     raise.pod,
                     size(raise.to),
                     describe(&error)
                 ));
+                refused.push(raise.pod.clone());
             }
         }
     }
-    Outcome::Applied
+    match (refused.len(), why.join("; ")) {
+        (0, _) => Outcome::Applied,
+        (n, why) if n == raises.len() => Outcome::Refused(why),
+        (_, why) => Outcome::Partly { refused, why },
+    }
 }
 
 /// The strategic merge patch of a pod's `resize` subresource that gives `container` the raised
@@ -156,24 +164,31 @@ fn target<'a>(deployment: &'a Deployment, container: Option<&str>) -> Option<&'a
 }
 
 /// Evicts pods one by one; stops at the first refusal (a PodDisruptionBudget
-/// answers 429), since the rest would be refused for the same reason.
+/// answers 429), since the rest would be refused for the same reason: the pods evicted before
+/// it count as done.
 async fn evict(client: &Client, namespace: &str, pods: &[String]) -> Outcome {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for pod in pods {
-        match api.evict(pod, &EvictParams::default()).await {
-            Ok(_) => info!(pod, "evicted"),
+    for (done, pod) in pods.iter().enumerate() {
+        let why = match api.evict(pod, &EvictParams::default()).await {
+            Ok(_) => {
+                info!(pod, "evicted");
+                continue;
+            }
             // Already gone: the goal is reached.
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(kube::Error::Api(status)) if status.code == 429 => {
-                return Outcome::Refused(format!(
-                    "eviction of {pod} refused by a PodDisruptionBudget, will try later: {}",
-                    status.message
-                ));
-            }
-            Err(error) => {
-                return Outcome::Refused(format!("eviction of {pod} failed: {}", describe(&error)));
-            }
-        }
+            Err(kube::Error::Api(status)) if status.code == 404 => continue,
+            Err(kube::Error::Api(status)) if status.code == 429 => format!(
+                "eviction of {pod} refused by a PodDisruptionBudget, will try later: {}",
+                status.message
+            ),
+            Err(error) => format!("eviction of {pod} failed: {}", describe(&error)),
+        };
+        return match done {
+            0 => Outcome::Refused(why),
+            _ => Outcome::Partly {
+                refused: pods[done..].to_vec(),
+                why,
+            },
+        };
     }
     Outcome::Applied
 }

@@ -90,6 +90,7 @@ fn pod_limits_of(pod: &Pod, container: Option<&str>) -> Option<PodLimits> {
         pod: name(pod).to_owned(),
         running,
         restarts_on_resize: spec.restarts_on_memory_resize(),
+        guaranteed: pod.status.qos_class.as_deref() == Some("Guaranteed"),
         resize: state.map(|(state, condition)| Resize {
             state,
             to: asked.filter(|asked| Some(*asked) != running.limit),
@@ -411,6 +412,7 @@ mod tests {
             }
         );
         assert!(!limits.restarts_on_resize, "cpu restarts, memory does not");
+        assert!(!limits.guaranteed);
         assert_eq!(
             limits.resize,
             Some(Resize {
@@ -454,7 +456,8 @@ mod tests {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "web-a"},
             "spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": "64Mi"}},
-                "resizePolicy": [{"resourceName": "memory", "restartPolicy": "RestartContainer"}]}]}
+                "resizePolicy": [{"resourceName": "memory", "restartPolicy": "RestartContainer"}]}]},
+            "status": {"qosClass": "Guaranteed"}
         }))
         .unwrap();
         let d = deployment(

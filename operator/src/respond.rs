@@ -60,11 +60,15 @@ pub async fn act(
     )
     .await;
     ctx.metrics.action(names.metric, outcome.metric());
-    if let Outcome::Refused(why) = &outcome {
+    if let Some(why) = outcome.refusal() {
         let notice = notice(EventType::Warning, event::ACTION_FAILED, names.verb, why);
         publish(ctx, &policy.object_ref(&()), notice).await;
-        return Some(outcome);
     }
+    let refused: &[String] = match &outcome {
+        Outcome::Refused(_) => return Some(outcome),
+        Outcome::Partly { refused, .. } => refused,
+        Outcome::Applied | Outcome::Reported => &[],
+    };
     let note = format!("{action}: {reasons}");
     let type_ = if names.disruptive {
         EventType::Normal
@@ -87,7 +91,7 @@ pub async fn act(
     }
     // A pod resized in place says so itself, for `kubectl describe pod`.
     if let Action::RaiseLimit { raises, .. } = action {
-        for raise in raises {
+        for raise in raises.iter().filter(|r| !refused.contains(&r.pod)) {
             let pod = ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),

@@ -414,6 +414,7 @@ mod tests {
                     limit: Some(160 << 20),
                 },
                 restarts_on_resize: false,
+                guaranteed: false,
                 resize: Some(Resize {
                     state: ResizeState::Infeasible,
                     to: Some(300 << 30),

@@ -185,6 +185,8 @@ pub struct Memory {
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     pub phase: Option<String>,
+    /// `Guaranteed`, `Burstable` or `BestEffort`.
+    pub qos_class: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub conditions: Vec<Condition>,
     #[serde(default, deserialize_with = "null_as_default")]

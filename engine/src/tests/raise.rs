@@ -263,6 +263,7 @@ fn a_container_that_restarts_on_resize_is_raised_only_when_allowed_and_within_th
 fn a_guaranteed_pods_request_moves_with_its_limit() {
     let mut run = run(&["a"]);
     run.workload.pod_limits("a").running.request = Some(1024 * MIB);
+    run.workload.pod_limits("a").guaranteed = true;
     run.all_at(0, 85.0);
     let Some(Action::RaiseLimit { raises, .. }) = run.all_at(300, 85.0).action else {
         panic!("a raise");
@@ -291,4 +292,68 @@ fn raises_pace_with_the_cooldown_and_dry_run_only_reports() {
 
 fn run_with(policy: Policy) -> Run {
     Run::new(policy, Workload::test(&["a"]).with_pod_limits(1024))
+}
+
+#[test]
+fn a_burstable_pods_request_stays_where_it_is() {
+    let mut run = run(&["a"]);
+    run.workload.pod_limits("a").running.request = Some(1024 * MIB);
+    run.all_at(0, 85.0);
+    let Some(Action::RaiseLimit { raises, .. }) = run.all_at(300, 85.0).action else {
+        panic!("a raise");
+    };
+    assert_eq!(raises[0].request, None);
+}
+
+#[test]
+fn a_refused_raise_is_not_tried_again_and_the_pod_gets_on_critical() {
+    let mut run = run(&["a", "b"]);
+    run.policy.cooldown = Duration::from_secs(10);
+    let usage = [("a", 85.0), ("b", 50.0)];
+    run.at(0, &usage);
+    let why = "node didn't have enough allocatable resources (403)";
+    let refused = run.eval_ending(
+        &[sample("a", 85.0, at(300)), sample("b", 50.0, at(300))],
+        at(300),
+        &Outcome::Refused(why.into()),
+    );
+    assert!(matches!(refused.action, Some(Action::RaiseLimit { .. })));
+    assert!(run.memory.history.is_empty(), "nothing happened");
+
+    // No cooldown to wait for: nothing happened; the pod is evicted, saying why.
+    let decision = run.at(301, &usage);
+    assert_eq!(
+        decision.action,
+        Some(Action::Evict {
+            pods: vec!["a".into()]
+        })
+    );
+    assert!(
+        decision.reasons.join("; ").contains(&format!(
+            "the raise of a was refused: {why}: falling back to onCritical (RestartPod)"
+        )),
+        "{:?}",
+        decision.reasons
+    );
+    assert_eq!(run.at(302, &usage).action, None, "once");
+}
+
+#[test]
+fn a_raise_refused_for_one_pod_is_remembered_for_the_others() {
+    let mut run = run(&["a", "b"]);
+    run.all_at(0, 85.0);
+    run.eval_ending(
+        &[sample("a", 85.0, at(300)), sample("b", 85.0, at(300))],
+        at(300),
+        &Outcome::Partly {
+            refused: vec!["b".into()],
+            why: "forbidden".into(),
+        },
+    );
+    assert_eq!(run.memory.history.len(), 1);
+    assert_eq!(run.memory.history[0].pods, ["a"]);
+    assert_eq!(run.memory.refused_raises.keys().collect::<Vec<_>>(), ["b"]);
+    // Under high, the refusal is forgotten.
+    run.all_at(310, 70.0);
+    assert!(run.memory.refused_raises.is_empty());
 }

@@ -152,6 +152,7 @@ impl Sim {
                         limit: Some(POD_LIMIT),
                     },
                     restarts_on_resize: false,
+                    guaranteed: false,
                     resize: None,
                 });
             }

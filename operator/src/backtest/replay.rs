@@ -139,6 +139,7 @@ fn running_limits(samples: &[Sample]) -> Vec<PodLimits> {
                 limit: Some(sample.limit_bytes),
             },
             restarts_on_resize: false,
+            guaranteed: false,
             resize: None,
         })
         .collect()

@@ -124,6 +124,11 @@ impl Cluster {
         lock(&self.record).policy(name)
     }
 
+    /// Every version of policy `name` the cluster showed, oldest first.
+    pub fn policy_versions(&self, name: &str) -> Vec<Value> {
+        lock(&self.record).policy_versions(name)
+    }
+
     /// Condition `type_` of policy `name`, if set.
     pub fn condition(&self, name: &str, type_: &str) -> Option<Condition> {
         condition_of(&self.policy(name), type_)
@@ -138,7 +143,7 @@ impl Cluster {
     /// Every status condition `type_` of policy `name` went through, in order, repeats folded.
     pub fn condition_history(&self, name: &str, type_: &str) -> Vec<String> {
         let mut seen: Vec<String> = Vec::new();
-        for version in lock(&self.record).policy_versions(name) {
+        for version in self.policy_versions(name) {
             if let Some(c) = condition_of(&version, type_)
                 && seen.last() != Some(&c.status)
             {
