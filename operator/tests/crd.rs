@@ -11,7 +11,9 @@ use std::{
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::CustomResourceExt;
-use memory_policy_api::crd::{Duration, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource};
+use memory_policy_api::crd::{
+    Duration, HighAction, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource, Raise,
+};
 use memory_policy_api::validate::validate;
 
 /// A duration the schema's pattern accepts but its CEL rules refuse.
@@ -230,7 +232,32 @@ fn cases() -> Vec<Case> {
         ("sub-second interval", |s| {
             s.interval = Duration::from_millis(500)
         }),
+        ("raising limits with bounds", |s| raising(s, ONE_MINUTE)),
+        ("raising limits without bounds", |s| {
+            s.on_high = HighAction::RaiseLimit
+        }),
+        ("bounds without raising limits", |s| {
+            raising(s, ONE_MINUTE);
+            s.on_high = HighAction::AlertOnly;
+        }),
+        ("raising limits with a zero timeout", |s| raising(s, ZERO)),
     ]
+}
+
+const ONE_MINUTE: Duration = Duration::from_secs(60);
+
+/// `onHigh: RaiseLimit` by 64Mi up to 512Mi, giving a resize `timeout`.
+fn raising(spec: &mut MemoryPolicySpec, timeout: Duration) {
+    spec.on_high = HighAction::RaiseLimit;
+    spec.limits = Some(Limits {
+        raise: Some(Raise {
+            step: Quantity("64Mi".into()),
+            max: Quantity("512Mi".into()),
+            allow_restart: false,
+            timeout,
+        }),
+        ..Limits::default()
+    });
 }
 
 #[test]
@@ -335,9 +362,9 @@ async fn only_validate_compares_the_request_with_the_limit() {
     let mut spec = MemoryPolicySpec::for_deployment("shortener");
     let q = |v: &str| Some(Quantity(v.into()));
     spec.limits = Some(Limits {
-        container: None,
         request: q("512Mi"),
         limit: q("256Mi"),
+        ..Limits::default()
     });
     assert!(validate(&spec, None).is_err());
     assert_eq!(apiserver_verdict(&spec), Vec::<String>::new());
