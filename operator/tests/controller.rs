@@ -653,3 +653,108 @@ async fn kubectl_shows_the_operators_view_of_a_policy() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_over_high_is_raised_in_place_and_a_raise_the_apiserver_refuses_falls_back() {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+    use kube::discovery::ApiResource;
+
+    let cluster = Cluster::start(2, 1).await;
+    // A Guaranteed pod (requests equal limits for CPU and memory): its request must move with
+    // its limit, and a request over the Node's memory is refused by the apiserver itself.
+    cluster
+        .apply(
+            ApiResource::erase::<Deployment>(&()),
+            json!({
+                "metadata": {"name": "sure"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "sure"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "sure"}},
+                        "spec": {
+                            "nodeSelector": {"kubernetes.io/hostname": cluster.namespace},
+                            "terminationGracePeriodSeconds": 5,
+                            "containers": [{"name": "app", "image": "pause:test", "args": ["infinity"],
+                                "resources": {"limits": {"memory": "64Mi", "cpu": "100m"}}}]
+                        }
+                    }
+                }
+            }),
+        )
+        .await;
+    eventually("the Guaranteed pod running", async || {
+        cluster.pods_of("sure").await.len() == 1
+    })
+    .await;
+    let pods = cluster.pods().await;
+    let sure = cluster.pods_of("sure").await.remove(0);
+    cluster.prometheus.set(&pods[0], 85.0);
+    cluster.prometheus.set(&pods[1], 30.0);
+    cluster.prometheus.set(&sure, 85.0);
+    let raising = |step: &str| {
+        json!({"onHigh": "RaiseLimit", "safety": {"cooldown": "1s"},
+            "limits": {"raise": {"step": step, "max": "1Ti"}}})
+    };
+    cluster.policy("grow", "web", raising("32Mi")).await;
+    cluster.policy("sure", "sure", raising("300Gi")).await;
+
+    // Raised: the spec, what the kubelet applied, and the policy's view; the pod stays.
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    eventually("the raised limit applied", async || {
+        let pod = serde_json::to_value(api.get(&pods[0]).await.unwrap()).unwrap();
+        pod["status"]["containerStatuses"][0]["resources"]["limits"]["memory"] == "96Mi"
+    })
+    .await;
+    eventually("the new limit in the policy's status", async || {
+        let status = &cluster.policy_object("grow").await["status"];
+        status["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == pods[0].as_str() && p["limit"] == "96Mi")
+            && status["lastAction"]["type"] == "RaiseLimit"
+    })
+    .await;
+    assert!(cluster.pod_exists(&pods[0]).await);
+    let told: Vec<String> = cluster
+        .events_of("Pod")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("LimitRaised"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        told.iter()
+            .any(|n| n.starts_with("memory limit raised in place from 64Mi to 96Mi")),
+        "{told:?}"
+    );
+
+    // Refused by the apiserver (403: the request would exceed the Node's allocatable memory):
+    // not tried again, the pod evicted instead, once.
+    eventually("the refused pod evicted", async || {
+        !cluster.pod_exists(&sure).await
+    })
+    .await;
+    let resizes: Vec<_> = cluster
+        .operator_did("patch", "pods/resize")
+        .into_iter()
+        .filter(|r| r.name == sure)
+        .collect();
+    assert_eq!(resizes.len(), 1, "{resizes:?}");
+    assert_eq!(resizes[0].code, 403);
+    let evicted: Vec<String> = cluster
+        .operator_did("create", "pods/eviction")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(evicted, [sure.clone()]);
+    let history = cluster.policy_object("sure").await["status"]["history"].clone();
+    let reason = history[0]["reason"].as_str().unwrap_or_default();
+    assert_eq!(history[0]["type"], "RestartPod", "{history}");
+    assert!(
+        reason.contains(&format!("the raise of {sure} was refused"))
+            && reason.contains("falling back to onCritical (RestartPod)"),
+        "{reason}"
+    );
+}
