@@ -11,11 +11,16 @@ mod text;
 
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use proptest::prelude::*;
+use proptest::sample::select;
 use proptest::test_runner::Config;
 
-use memory_engine::{Memory, Outcome, Sample, Workload, decide};
+use memory_engine::{
+    Action, Memory, MemoryResources, Outcome, PodLimits, Policy, Resize, ResizeState, Sample,
+    Workload, decide,
+};
 use memory_policy_api::{
     Error, Result,
     crd::MemoryPolicy,
@@ -63,7 +68,8 @@ fn verdict_of(result: &Result<MemoryPolicy>) -> Verdict {
 /// foreign pods.
 const MAX_PODS: usize = 5;
 
-/// Every sampled pod's memory limit: the engine reads ratios, so any size does.
+/// The memory limit of a sampled pod that runs with none: the engine reads ratios, so any
+/// size does.
 const LIMIT_BYTES: u64 = 1 << 30;
 
 /// One evaluation: how long after the previous one, and the samples it reads.
@@ -73,6 +79,9 @@ struct Tick {
     /// Pod (by index, past the workload's pods for a foreign one), usage
     /// ratio, and age of the sample in seconds (negative: clock skew).
     samples: Vec<(usize, f64, i64)>,
+    /// How the cluster answers the action: 0 refuses it, 1 refuses it for its first pod
+    /// only, anything else carries it out.
+    answer: u8,
 }
 
 fn workload() -> impl Strategy<Value = Workload> {
@@ -82,20 +91,78 @@ fn workload() -> impl Strategy<Value = Workload> {
         any::<bool>(),
         any::<bool>(),
         0.0..=1.0f64,
+        prop::collection::vec(pod_limits(), MAX_PODS),
     )
         .prop_map(
-            |(pods, replicas, rollout_in_progress, paused, available)| Workload {
-                replicas,
-                available_replicas: (f64::from(replicas) * available) as u32,
-                rollout_in_progress,
-                paused,
-                pods: (0..pods).map(|i| format!("pod-{i}")).collect(),
-                unready: Vec::new(),
-                restarted: Vec::new(),
-                template: None,
-                limits: Vec::new(),
+            |(pods, replicas, rollout_in_progress, paused, available, limits)| {
+                let pods: Vec<String> = (0..pods).map(|i| format!("pod-{i}")).collect();
+                let limits = pods
+                    .iter()
+                    .zip(limits)
+                    .map(|(pod, limits)| PodLimits {
+                        pod: pod.clone(),
+                        ..limits
+                    })
+                    .collect();
+                Workload {
+                    replicas,
+                    available_replicas: (f64::from(replicas) * available) as u32,
+                    rollout_in_progress,
+                    paused,
+                    pods,
+                    unready: Vec::new(),
+                    restarted: Vec::new(),
+                    template: None,
+                    limits,
+                }
             },
         )
+}
+
+/// Any number of bytes, as likely small as huge.
+fn bytes() -> impl Strategy<Value = u64> {
+    (0..64u32, any::<u64>()).prop_map(|(shift, bytes)| bytes >> shift)
+}
+
+/// One pod's target container, its name left for [`workload`] to fill in: any limit (or
+/// none), sometimes a request equal to it, and now and then a resize not carried out.
+fn pod_limits() -> impl Strategy<Value = PodLimits> {
+    let states = [
+        ResizeState::Deferred,
+        ResizeState::Infeasible,
+        ResizeState::InProgress,
+        ResizeState::Failed,
+    ];
+    let resize = (
+        select(states.to_vec()),
+        prop::option::of(bytes()),
+        // Before the first evaluation, during the ticks, or (clock skew) after them.
+        prop::option::of(-3_600..=30_000i64),
+        prop_oneof![Just(""), Just("Node didn't have enough capacity: memory")],
+    )
+        .prop_map(|(state, to, since, message)| Resize {
+            state,
+            to,
+            since: since.map(|s| start() + SignedDuration::from_secs(s)),
+            message: message.to_owned(),
+        });
+    // No request, or the limit's own (Guaranteed, when the CPU's are equal too), or any.
+    let running = prop::option::weighted(0.9, bytes()).prop_flat_map(|limit| {
+        let request = prop_oneof![Just(None), Just(limit), bytes().prop_map(Some)];
+        (request, any::<bool>()).prop_map(move |(request, cpu_equal)| {
+            let guaranteed = limit.is_some() && request == limit && cpu_equal;
+            (MemoryResources { request, limit }, guaranteed)
+        })
+    });
+    (running, any::<bool>(), prop::option::weighted(0.25, resize)).prop_map(
+        |((running, guaranteed), restarts_on_resize, resize)| PodLimits {
+            pod: String::new(),
+            running,
+            guaranteed,
+            restarts_on_resize,
+            resize,
+        },
+    )
 }
 
 fn ticks() -> impl Strategy<Value = Vec<Tick>> {
@@ -107,14 +174,21 @@ fn ticks() -> impl Strategy<Value = Vec<Tick>> {
     ];
     let sample = (
         0..MAX_PODS + 2,
-        ratio,
+        ratio.clone(),
         prop_oneof![9 => 0..=600i64, 1 => -60..=7_200i64],
     );
-    let tick =
-        (0..=3_600u64, prop::collection::vec(sample, 0..8)).prop_map(|(after, samples)| Tick {
-            after: Duration::from_secs(after),
-            samples,
-        });
+    // A fresh sample of every pod the workload can have, as a scrape gives: without one,
+    // no rule that needs every pod measured (or a pod high for a while) acts.
+    let sweep = prop::collection::vec((ratio, 0..=30i64), MAX_PODS).prop_map(|samples| {
+        let pods = samples.into_iter().enumerate();
+        pods.map(|(pod, (ratio, age))| (pod, ratio, age)).collect()
+    });
+    let samples = prop_oneof![prop::collection::vec(sample, 0..8), sweep];
+    let tick = (0..=3_600u64, samples, 0..8u8).prop_map(|(after, samples, answer)| Tick {
+        after: Duration::from_secs(after),
+        samples,
+        answer,
+    });
     prop::collection::vec(tick, 1..8)
 }
 
@@ -184,8 +258,14 @@ proptest! {
             return Ok(());
         };
         let mut spec = policy.spec;
-        // The schema cannot compare two quantities: that rule is offline only.
-        spec.limits = None;
+        // The schema can neither read nor compare quantities: those rules are offline only,
+        // so the quantities are left out, or set to ones every rule accepts.
+        if let Some(limits) = &mut spec.limits {
+            (limits.request, limits.limit) = (None, None);
+            if let Some(raise) = &mut limits.raise {
+                (raise.step, raise.max) = (Quantity("1Mi".into()), Quantity("1Gi".into()));
+            }
+        }
         // The apiserver's CEL refuses durations past Go's range, but kube-cel reads them:
         // that rule is checked offline only.
         let offline: Vec<_> = validate(&spec, None)
@@ -217,26 +297,104 @@ proptest! {
             Err(error) => return Err(TestCaseError::fail(format!("{error}\n{yaml}"))),
         };
         let policy = engine_policy(&policy.spec);
+        prop_assert_eq!(policy.raise.map(|r| (r.step, r.max)), raise_bounds(&draft), "{}", yaml);
         let (mut memory, mut now) = (Memory::default(), start());
         for tick in ticks {
             now += tick.after;
             let samples: Vec<Sample> = tick
                 .samples
                 .iter()
-                .map(|(pod, ratio, age)| Sample {
-                    pod: format!("pod-{pod}"),
-                    usage_ratio: *ratio,
-                    bytes: (ratio * LIMIT_BYTES as f64) as u64,
-                    limit_bytes: LIMIT_BYTES,
-                    at: now - jiff::SignedDuration::from_secs(*age),
+                .map(|(pod, ratio, age)| {
+                    let pod = format!("pod-{pod}");
+                    let limit = running_limit(&workload, &pod).unwrap_or(LIMIT_BYTES);
+                    Sample {
+                        usage_ratio: *ratio,
+                        bytes: (ratio * limit as f64) as u64,
+                        limit_bytes: limit,
+                        at: now - SignedDuration::from_secs(*age),
+                        pod,
+                    }
                 })
                 .collect();
             let mut decision = decide(&policy, &samples, &workload, &memory, now);
             prop_assert!(!decision.reasons.is_empty());
-            decision.settle(&Outcome::Applied);
+            let held_back = decision.held_back.as_ref().map(|held| &held.action);
+            for action in decision.action.iter().chain(held_back) {
+                raises_within_bounds(action, &policy, &workload)?;
+                // A pod whose raise was refused is not raised again while that is remembered.
+                if let Action::RaiseLimit { raises, .. } = action {
+                    for raise in raises {
+                        prop_assert!(!memory.refused_raises.contains_key(&raise.pod), "{raise} again");
+                    }
+                }
+            }
+            let pods = decision.pending().map(|p| p.pods.clone()).unwrap_or_default();
+            let outcome = match (tick.answer, pods.first()) {
+                (0, _) => Outcome::Refused("refused".into()),
+                (1, Some(first)) => Outcome::Partly { refused: vec![first.clone()], why: "refused".into() },
+                _ => Outcome::Applied,
+            };
+            decision.settle(&outcome);
             memory = decision.memory;
         }
     }
+}
+
+/// The limit `pod`'s target container runs with, if the workload has the pod and it has one.
+fn running_limit(workload: &Workload, pod: &str) -> Option<u64> {
+    let limits = workload.limits.iter().find(|limits| limits.pod == pod)?;
+    limits.running.limit
+}
+
+/// The step and max of a draft that raises limits, in bytes as the oracle reads them.
+fn raise_bounds(draft: &draft::Draft) -> Option<(u64, u64)> {
+    let bytes = |path| match draft.get(path)? {
+        draft::Raw::Text(q) => oracle::bytes(q),
+        draft::Raw::Int(n) => u64::try_from(*n).ok(),
+        draft::Raw::Flag(_) => None,
+    };
+    Some((
+        bytes("spec.limits.raise.step")?,
+        bytes("spec.limits.raise.max")?,
+    ))
+}
+
+/// A raise only raises the workload's pods, each from the limit it runs with, by at most the
+/// step and to at most the max, and the request (if it moves) with it.
+fn raises_within_bounds(
+    action: &Action,
+    policy: &Policy,
+    workload: &Workload,
+) -> Result<(), TestCaseError> {
+    let Action::RaiseLimit { raises, .. } = action else {
+        return Ok(());
+    };
+    let bounds = policy.raise.ok_or_else(|| {
+        TestCaseError::fail(format!("{action} under a policy without raise bounds"))
+    })?;
+    prop_assert!(!raises.is_empty(), "{action}");
+    for raise in raises {
+        prop_assert!(
+            workload.pods.contains(&raise.pod),
+            "{raise} of a foreign pod"
+        );
+        prop_assert_eq!(
+            running_limit(workload, &raise.pod),
+            Some(raise.from),
+            "{}",
+            raise
+        );
+        prop_assert!(
+            raise.from < raise.to && raise.to <= bounds.max && raise.to - raise.from <= bounds.step,
+            "{raise:?} beyond {bounds:?}"
+        );
+        // A request moves only with the limit, to the same size.
+        prop_assert!(
+            raise.request.is_none_or(|request| request == raise.to),
+            "{raise:?}"
+        );
+    }
+    Ok(())
 }
 
 /// A verdict on a custom query's PromQL, which only `check` and the operator give.

@@ -9,7 +9,7 @@ use super::draft::sound_draft;
 
 /// Pieces of YAML syntax and of policies, so that random text often gets
 /// past the parser and into the policy's own rules.
-const FRAGMENTS: [&str; 52] = [
+const FRAGMENTS: [&str; 57] = [
     "---",
     "...",
     "- ",
@@ -56,6 +56,11 @@ const FRAGMENTS: [&str; 52] = [
     "maxReplicas: ",
     "limits:",
     "request: ",
+    "raise: {step: 64Mi, max: 1Gi}",
+    "step: ",
+    "max: ",
+    "allowRestart: ",
+    "onHigh: RaiseLimit",
     "onCritical: ",
     "safety:",
     "cooldown: ",

@@ -336,6 +336,11 @@ fn a_refused_raise_is_not_tried_again_and_the_pod_gets_on_critical() {
         decision.reasons
     );
     assert_eq!(run.at(302, &usage).action, None, "once");
+    // Past the cooldown, still high (the eviction's replacement is a scrape away): the refused
+    // raise is not tried again.
+    let later = run.at(400, &usage);
+    assert_eq!(later.action, None);
+    assert_eq!(later.held_back, None);
 }
 
 #[test]

@@ -48,7 +48,7 @@ pub(super) fn duration(sound: bool) -> BoxedStrategy<Raw> {
 }
 
 /// Positive durations, up to Go's longest.
-fn sound_duration() -> BoxedStrategy<Raw> {
+pub(super) fn sound_duration() -> BoxedStrategy<Raw> {
     // The shortest, and Go's longest in whole hours and in whole seconds.
     let edges = ["1ms", "2562047h", "2562047h47m16s"]
         .map(str::to_owned)
@@ -66,7 +66,7 @@ fn sound_duration() -> BoxedStrategy<Raw> {
 }
 
 /// Zero, garbage, bare numbers, one second past Go's longest, and past `u64` milliseconds.
-fn broken_duration() -> BoxedStrategy<Raw> {
+pub(super) fn broken_duration() -> BoxedStrategy<Raw> {
     const UNITS: [(&str, u128); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
     // The most of each unit that fits, or one more.
     let most =
@@ -199,7 +199,7 @@ pub(super) fn scaling(sound: bool) -> Leaves {
     either_half(sound, good, bad)
 }
 
-const QUANTITY_SUFFIXES: [&str; 13] = [
+pub(super) const QUANTITY_SUFFIXES: [&str; 13] = [
     "", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
 ];
 
@@ -213,7 +213,7 @@ fn amount((whole, fraction, suffix): (String, Option<String>, &str)) -> String {
 
 /// A memory quantity the check reads: digits, maybe a fraction, a suffix,
 /// at most `u64::MAX` bytes.
-fn quantity() -> BoxedStrategy<String> {
+pub(super) fn quantity() -> BoxedStrategy<String> {
     (
         "[1-9][0-9]{0,3}",
         prop::option::of("[0-9]{1,3}"),
@@ -227,7 +227,7 @@ fn quantity() -> BoxedStrategy<String> {
 }
 
 /// Any quantity-like text: huge, over-precise, misspelt, or plain garbage.
-fn any_quantity() -> BoxedStrategy<String> {
+pub(super) fn any_quantity() -> BoxedStrategy<String> {
     let whole = prop_oneof![
         "[0-9]{0,3}",
         "[0-9]{4,30}",
@@ -318,6 +318,7 @@ pub(super) fn unknown() -> Leaves {
                 "statsu",
                 "onhigh",
                 "dryrun",
+                "allowRestarts",
                 "Kind"
             ][..]
         )
