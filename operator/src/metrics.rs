@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use memory_engine::ActionKind;
+
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -72,7 +74,10 @@ impl Default for Metrics {
         );
         r.register(
             "decisions",
-            "Engine decisions, by kind (none, scale_out, scale_in, evict, rolling_restart, alert)",
+            format!(
+                "Engine decisions, by kind ({})",
+                decision_kinds().join(", ")
+            ),
             metrics.decisions.clone(),
         );
         r.register(
@@ -167,6 +172,18 @@ impl Metrics {
     }
 }
 
+/// Every `kind` label of the decisions metric: `none`, then each action kind's, once.
+fn decision_kinds() -> Vec<&'static str> {
+    let mut kinds = vec!["none"];
+    for kind in ActionKind::all() {
+        let label = kind.names().metric;
+        if !kinds.contains(&label) {
+            kinds.push(label);
+        }
+    }
+    kinds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +215,16 @@ mod tests {
         );
         assert!(text.contains("memory_operator_prometheus_query_failures_total 1"));
         assert_eq!(metrics.queries_sent(), 1);
+    }
+
+    #[test]
+    fn the_decisions_help_names_every_kind_once() {
+        let metrics = Metrics::default();
+        metrics.decided("raise_limit");
+        let text = metrics.encode();
+        assert!(
+            text.contains("(none, evict, rolling_restart, scale_out, scale_in, limits, raise_limit, raise_limit_restart, alert)"),
+            "{text}"
+        );
     }
 }

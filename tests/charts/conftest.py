@@ -81,6 +81,11 @@ SHORTENER_SCENARIOS: dict[str, dict] = {
     "policy on a named metrics source": {"memoryPolicy": {"prometheusSource": "long-term"}},
     "other resources": {"resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
                                       "limits": {"cpu": "2", "memory": "512Mi"}}},
+    "limits raised in place": {"memoryPolicy": {"onHigh": "RaiseLimit",
+                                                "raise": {"step": "64Mi", "max": "512Mi"}}},
+    "raises that restart the container": {"resizePolicy": {"memory": "RestartContainer"},
+                                          "memoryPolicy": {"onHigh": "RaiseLimit", "raise": {
+                                              "step": "64Mi", "max": "1Gi", "allowRestart": True}}},
     "everything on": {"ingress": {"enabled": True}, "serviceMonitor": {"enabled": True},
                       "prometheusRule": {"enabled": True}, "admin": {"existingSecret": "admin"},
                       "baseUrl": "https://s.example.com", "env": {"SHORTENER_CACHE_BUDGET": "32MiB"}},
@@ -110,11 +115,19 @@ class Rendered:
 
 
 def render(chart: Path, values: dict | None = None, *, name: str | None = None,
-           namespace: str = "testing") -> Rendered:
-    """Renders like `helm install` would (values checked against values.schema.json)."""
+           namespace: str = "testing", kube_version: str | None = None) -> Rendered:
+    """Renders like `helm install` would (values checked against values.schema.json),
+    on a cluster of `kube_version` (such as "v1.26.0") when given, else Helm's default."""
+    opts = {"name": name or chart.name, "namespace": namespace, "is_install": True}
     with helm.Chart.load(chart) as loaded:
-        files = loaded.render(values or {}, name=name or chart.name, namespace=namespace,
-                              is_install=True)
+        if kube_version is None:
+            files = loaded.render(values or {}, **opts)
+        else:
+            # Chart.render does not pass the SDK's kube_version option on (helm-python-sdk
+            # 0.2.2), so this calls the same native render with it.
+            files = json.loads(helm._native.call_string(
+                "helm_render", loaded._raw(), json.dumps(values or {}),
+                json.dumps({**opts, "kube_version": kube_version})))
     docs, notes = [], ""
     for path, text in sorted(files.items()):
         if path.endswith("NOTES.txt"):

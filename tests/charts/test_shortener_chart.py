@@ -112,6 +112,25 @@ def test_replica_count_image_and_resources_come_from_values():
     assert container["resources"] == resources
 
 
+def test_a_memory_resize_needs_no_restart_by_default_as_the_service_rereads_its_limit():
+    assert container_of(render(SHORTENER_CHART))["resizePolicy"] == \
+        [{"resourceName": "memory", "restartPolicy": "NotRequired"}]
+    restarting = container_of(render(SHORTENER_CHART, {"resizePolicy": {"memory": "RestartContainer"}}))
+    assert restarting["resizePolicy"] == [{"resourceName": "memory", "restartPolicy": "RestartContainer"}]
+
+
+def test_no_resize_policy_is_rendered_for_a_cluster_older_than_the_field():
+    assert "resizePolicy" not in container_of(render(SHORTENER_CHART, kube_version="v1.26.0"))
+    assert "resizePolicy" in container_of(render(SHORTENER_CHART, kube_version="v1.27.0"))
+
+
+@pytest.mark.parametrize("resize_policy", [{"memory": "Never"}, {"memory": "notrequired"}, {"memory": None}])
+def test_a_resize_policy_kubernetes_does_not_know_is_refused(resize_policy):
+    error = render_error(SHORTENER_CHART, {"resizePolicy": resize_policy})
+    assert error.code == -22, error  # HELM_VALUES: values.schema.json refused them
+    assert "/resizePolicy" in str(error), str(error)
+
+
 def test_readiness_follows_readyz_so_a_shedding_pod_leaves_the_service():
     container = container_of(render(SHORTENER_CHART))
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -192,7 +211,8 @@ def test_the_policy_satisfies_the_crds_schema():
     crd = yaml.safe_load(CRD_FILE.read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for values in ({}, {"memoryPolicy": {"thresholds": {"highWaterMark": 75}, "dryRun": True,
-                                         "prometheusSource": "long-term"}}):
+                                         "prometheusSource": "long-term"}},
+                   {"memoryPolicy": {"onHigh": "RaiseLimit", "raise": {"step": "64Mi", "max": "512Mi"}}}):
         policy = render(SHORTENER_CHART, values).one("MemoryPolicy")
         jsonschema.validate(policy, schema)
 
@@ -227,6 +247,66 @@ def test_the_policys_own_thresholds_override_the_water_marks():
 
 def test_the_policy_never_scales_in_below_the_replica_count_by_default():
     assert render(SHORTENER_CHART, {"replicaCount": 4}).one("MemoryPolicy")["spec"]["scaling"]["minReplicas"] == 4
+
+
+RAISE = {"onHigh": "RaiseLimit", "raise": {"step": "64Mi", "max": "512Mi"}}
+
+
+def test_raise_limit_renders_the_raise_with_its_defaults_and_memory_operator_check_accepts_it(
+        operator_bin, tmp_path):
+    default = render(SHORTENER_CHART, {"memoryPolicy": RAISE}).one("MemoryPolicy")
+    assert default["spec"]["onHigh"] == "RaiseLimit"
+    assert default["spec"]["limits"]["raise"] == {"step": "64Mi", "max": "512Mi",
+                                                  "allowRestart": False, "timeout": "1m"}
+    assert default["spec"]["limits"]["limit"] == "256Mi"  # new pods still start here
+    restarting = render(SHORTENER_CHART, {
+        "resizePolicy": {"memory": "RestartContainer"},
+        "memoryPolicy": {"onHigh": "RaiseLimit", "raise": {"step": "32Mi", "max": "1Gi",
+                                                            "allowRestart": True, "timeout": "90s"}},
+    }).one("MemoryPolicy")
+    assert restarting["spec"]["limits"]["raise"] == {"step": "32Mi", "max": "1Gi",
+                                                     "allowRestart": True, "timeout": "90s"}
+    result = check_policies(operator_bin, [default, restarting], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok: ") == 2
+
+
+@pytest.mark.parametrize("raise_values,missing", [
+    ({"max": "512Mi"}, "memoryPolicy.raise.step is required with memoryPolicy.onHigh RaiseLimit"),
+    ({"step": "64Mi"}, "memoryPolicy.raise.max is required with memoryPolicy.onHigh RaiseLimit"),
+    ({"step": "64Mi", "max": ""}, "memoryPolicy.raise.max is required with memoryPolicy.onHigh RaiseLimit"),
+])
+def test_raise_limit_without_a_step_or_a_max_is_refused_saying_which(raise_values, missing):
+    with pytest.raises(helm.HelmError, match=re.escape(missing)):
+        render(SHORTENER_CHART, {"memoryPolicy": {"onHigh": "RaiseLimit", "raise": raise_values}})
+
+
+@pytest.mark.parametrize("on_high", ["ScaleOut", "AlertOnly"])
+def test_raise_values_are_left_out_of_a_policy_that_does_not_raise(on_high, operator_bin, tmp_path):
+    policy = render(SHORTENER_CHART, {"memoryPolicy": {**RAISE, "onHigh": on_high}}).one("MemoryPolicy")
+    assert "raise" not in policy["spec"]["limits"]
+    result = check_policies(operator_bin, [policy], tmp_path)  # it refuses a raise without RaiseLimit
+    assert result.returncode == 0, result.stderr
+
+
+def test_raise_limit_on_a_container_that_restarts_to_resize_needs_allow_restart():
+    values = {"resizePolicy": {"memory": "RestartContainer"}, "memoryPolicy": RAISE}
+    with pytest.raises(helm.HelmError, match=r"set memoryPolicy.raise.allowRestart=true, or resizePolicy.memory=NotRequired"):
+        render(SHORTENER_CHART, values)
+
+
+@pytest.mark.parametrize("values,where", [
+    ({"onHigh": "RaiseMemory"}, "/memoryPolicy/onHigh"),
+    ({"raise": {"step": "a bit"}}, "/memoryPolicy/raise/step"),
+    ({"raise": {"max": 536870912}}, "/memoryPolicy/raise/max"),
+    ({"raise": {"allowRestart": "yes"}}, "/memoryPolicy/raise/allowRestart"),
+    ({"raise": {"timeout": "soon"}}, "/memoryPolicy/raise/timeout"),
+    ({"raise": {"stepSize": "64Mi"}}, "stepSize"),
+])
+def test_malformed_raise_values_are_refused_naming_the_key(values, where):
+    error = render_error(SHORTENER_CHART, {"memoryPolicy": values})
+    assert error.code == -22, error  # HELM_VALUES: values.schema.json refused them
+    assert where in str(error), str(error)
 
 
 def test_a_disabled_policy_is_not_rendered():
