@@ -87,6 +87,7 @@ fn engine_rate() -> f64 {
         unready: Vec::new(),
         restarted: Vec::new(),
         template: None,
+        limits: Vec::new(),
     };
     let start = Timestamp::now();
     let mut memory = Memory::default();

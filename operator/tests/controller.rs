@@ -748,7 +748,7 @@ async fn a_pod_over_high_is_raised_in_place_and_a_raise_the_apiserver_refuses_fa
         .into_iter()
         .map(|r| r.name)
         .collect();
-    assert_eq!(evicted, [sure.clone()]);
+    assert_eq!(evicted, std::slice::from_ref(&sure));
     let history = cluster.policy_object("sure").await["status"]["history"].clone();
     let reason = history[0]["reason"].as_str().unwrap_or_default();
     assert_eq!(history[0]["type"], "RestartPod", "{history}");

@@ -39,7 +39,7 @@ async fn a_raise_the_node_cannot_hold_falls_back_to_evicting_the_pod() {
         .await;
     let pods = cluster.ready_pod_names();
     let hot = pods[0].clone();
-    let evicted = || cluster.evicted_pods().iter().any(|p| *p == hot);
+    let evicted = || cluster.evicted_pods().contains(&hot);
 
     let (reached, _) = cluster
         .fill(&hot, 0..LINKS, FILL_TO, Duration::from_secs(90))

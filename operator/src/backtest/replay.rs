@@ -277,20 +277,17 @@ mod tests {
         let usage = vec![&[("a", 85.0), ("b", 40.0)][..]; 8];
         let steps = replay(&policy, &history(&usage));
 
-        let raises: Vec<(usize, Vec<(String, u64, u64)>)> = actions(&steps)
+        // (step, pod, from MiB, to MiB) of every raise.
+        let raises: Vec<(usize, String, u64, u64)> = actions(&steps)
             .into_iter()
-            .map(|(i, action)| match action {
-                Action::RaiseLimit { raises, .. } => (
-                    i,
-                    raises
-                        .into_iter()
-                        .map(|r| (r.pod, r.from >> 20, r.to >> 20))
-                        .collect(),
-                ),
+            .flat_map(|(i, action)| match action {
+                Action::RaiseLimit { raises, .. } => raises
+                    .into_iter()
+                    .map(move |r| (i, r.pod, r.from >> 20, r.to >> 20)),
                 other => panic!("unexpected {other}"),
             })
             .collect();
-        assert_eq!(raises, [(2, vec![("a".to_owned(), 1024, 1536)])]);
+        assert_eq!(raises, [(2, "a".to_owned(), 1024, 1536)]);
         let after = steps.last().unwrap().usage["a"];
         assert!((after - 0.85 * 2.0 / 3.0).abs() < 1e-9, "{after}");
     }
