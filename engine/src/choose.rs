@@ -1,6 +1,7 @@
-//! Which action the conditions call for, in precedence order: a critical pod
-//! first, then a high fleet, then scale-in, then the container's memory request
-//! and limit when they differ from the policy's. The first rule that wants to act
+//! Which action the conditions call for, in precedence order: `onCritical` for a
+//! pod whose raise in place will not happen, a critical pod, raising limits in
+//! place (see `raise`), a high fleet, scale-in, then the container's memory
+//! request and limit when they differ from the policy's. The first rule that wants to act
 //! decides; its own limits (max replicas, max unavailable, restart budget, a
 //! paused Deployment) may hold it back. The gates every action shares
 //! (suspend, rollout, cooldown) live in the parent module.
@@ -9,58 +10,15 @@
 //! eviction, a scale-out or an alert, the condition has to hold for another
 //! full `sustain` (or stabilization window) before the rule fires again.
 
-use jiff::Timestamp;
-
-use super::memory::{History, Memory};
-use super::observe::{Observation, Workload, describe};
-use super::policy::{CriticalAction, HighAction, Policy};
+use super::facts::{Facts, Hold, Wanted};
+use super::observe::describe;
+use super::policy::{CriticalAction, HighAction};
 use super::{Action, ActionKind, Alarm, elapsed, human, percent, raise, size};
-
-/// Everything the rules look at.
-pub(super) struct Facts<'a> {
-    pub policy: &'a Policy,
-    pub workload: &'a Workload,
-    pub observation: &'a Observation,
-    pub memory: &'a Memory,
-    pub history: History<'a>,
-    pub now: Timestamp,
-}
-
-/// The action a rule wants, and whether its own limits hold it back.
-pub(super) struct Wanted {
-    pub action: Action,
-    /// The pods to remember with the action.
-    pub pods: Vec<String>,
-    pub hold: Option<Hold>,
-}
-
-/// Why a wanted action is not taken.
-#[derive(Debug, Clone)]
-pub(super) struct Hold {
-    pub reason: String,
-    /// Held back by the cooldown or the restart budget.
-    pub throttled: bool,
-}
-
-impl Hold {
-    pub fn plain(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            throttled: false,
-        }
-    }
-
-    pub fn throttled(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            throttled: true,
-        }
-    }
-}
 
 /// The action the conditions call for, if any; explanations go to `reasons`.
 pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
     raise::stuck(facts, reasons)
+        .map(|fallback| on_critical(facts, fallback.pods, fallback.alarm, reasons))
         .or_else(|| critical(facts, reasons))
         .or_else(|| raise::raise(facts, reasons))
         .or_else(|| high(facts, reasons))
@@ -127,12 +85,7 @@ fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
 }
 
 /// The policy's `onCritical` action on `pods`; `alarm` is what an alert says.
-pub(super) fn on_critical(
-    f: &Facts,
-    pods: Vec<String>,
-    alarm: String,
-    reasons: &mut Vec<String>,
-) -> Wanted {
+fn on_critical(f: &Facts, pods: Vec<String>, alarm: String, reasons: &mut Vec<String>) -> Wanted {
     match f.policy.on_critical {
         CriticalAction::RestartPod => evict(f, pods, reasons),
         CriticalAction::RollingRestart => rolling_restart(f, pods),
@@ -169,7 +122,7 @@ fn evict(f: &Facts, mut pods: Vec<String>, reasons: &mut Vec<String>) -> Wanted 
         // and unready (and the Deployment's count and the pods' conditions arrive apart), the
         // budget only as the hour passes.
         Some(if budget == 0 {
-            budget_exhausted(used, p)
+            Hold::budget_exhausted(used, p)
         } else {
             Hold::plain(format!(
                 "{unavailable} of {} pods already unavailable; maxUnavailable {} leaves no room to evict",
@@ -201,7 +154,7 @@ fn rolling_restart(f: &Facts, pods: Vec<String>) -> Wanted {
             "the Deployment is paused, so a rolling restart would never start",
         ))
     } else if used >= f.policy.max_restarts_per_hour {
-        Some(budget_exhausted(used, f.policy))
+        Some(Hold::budget_exhausted(used, f.policy))
     } else {
         None
     };
@@ -210,18 +163,6 @@ fn rolling_restart(f: &Facts, pods: Vec<String>) -> Wanted {
         pods,
         hold,
     }
-}
-
-pub(super) fn budget_exhausted(used: u32, p: &Policy) -> Hold {
-    let restarts = if p.dry_run {
-        "restarts reported under dry run"
-    } else {
-        "restarts"
-    };
-    Hold::throttled(format!(
-        "restart budget exhausted: {used} {restarts} in the last hour (maxRestartsPerHour {})",
-        p.max_restarts_per_hour
-    ))
 }
 
 fn high(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
@@ -356,7 +297,8 @@ fn limits(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
         shown(current.limit)
     ));
     let used = f.history.restarts_in_window(f.now);
-    let hold = (used >= f.policy.max_restarts_per_hour).then(|| budget_exhausted(used, f.policy));
+    let hold =
+        (used >= f.policy.max_restarts_per_hour).then(|| Hold::budget_exhausted(used, f.policy));
     Some(Wanted {
         action: Action::SetLimits {
             request: wanted.request,

@@ -50,6 +50,7 @@
 
 mod action;
 mod choose;
+mod facts;
 mod memory;
 mod observe;
 mod policy;
@@ -66,7 +67,8 @@ pub use memory::{HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW, Refusal};
 pub use observe::{MemoryResources, PodLimits, Resize, ResizeState, Restarted, Sample, Workload};
 pub use policy::{CriticalAction, HighAction, Policy, RaiseLimits};
 
-use choose::{Facts, Hold, Wanted, choose};
+use choose::choose;
+use facts::{Facts, Hold, Wanted};
 use memory::History;
 use observe::{Observation, observe, track};
 

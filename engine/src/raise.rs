@@ -10,7 +10,7 @@
 
 use jiff::Timestamp;
 
-use super::choose::{Facts, Wanted, budget_exhausted, on_critical};
+use super::facts::{Facts, Hold, Wanted};
 use super::observe::{PodLimits, describe};
 use super::policy::RaiseLimits;
 use super::{Action, ActionKind, Raise, elapsed, human, size};
@@ -18,8 +18,15 @@ use super::{Action, ActionKind, Raise, elapsed, human, size};
 /// The kinds a raise is remembered as.
 const RAISES: [ActionKind; 2] = [ActionKind::RaiseLimit, ActionKind::RaiseLimitRestart];
 
-/// `onCritical` for the high pods whose resize will not be carried out.
-pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+/// The high pods whose raise will not be carried out, which `onCritical` is for instead.
+pub(super) struct Fallback {
+    pub pods: Vec<String>,
+    /// What an alert about them says.
+    pub alarm: String,
+}
+
+/// The high pods whose raise was refused or whose resize will not be carried out.
+pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Fallback> {
     let bounds = f.policy.raise?;
     let fallback = f.policy.on_critical.kind();
     let mut pods = Vec::new();
@@ -94,12 +101,10 @@ pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
         "{why}: falling back to onCritical ({})",
         fallback.names().status
     ));
-    Some(on_critical(
-        f,
+    Some(Fallback {
         pods,
-        format!("memory limit not raised: {why}"),
-        reasons,
-    ))
+        alarm: format!("memory limit not raised: {why}"),
+    })
 }
 
 /// Raises the limit of every pod high for `sustain` since it turned high or was last raised,
@@ -151,7 +156,7 @@ pub(super) fn raise(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
         let budget = f.policy.max_restarts_per_hour.saturating_sub(used) as usize;
         if budget == 0 {
             raises.truncate(1);
-            hold = Some(budget_exhausted(used, f.policy));
+            hold = Some(Hold::budget_exhausted(used, f.policy));
         } else {
             raises.truncate(budget);
         }
