@@ -110,6 +110,10 @@ pub enum Error {
     )]
     NoPrometheus,
 
+    /// The administrator defined no metrics source at all.
+    #[error("no metrics source is defined; define at least one, usually `default`")]
+    NoSources,
+
     /// A metrics source the administrator defined cannot be used as written.
     #[error("metrics source {name:?}: {message}")]
     InvalidSource { name: String, message: String },

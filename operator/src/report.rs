@@ -12,10 +12,7 @@ use kube::{
     api::{Patch, PatchParams},
     runtime::{events::EventType, reflector::ObjectRef},
 };
-use memory_policy_api::crd::{
-    MemoryPolicy, MemoryPolicyStatus,
-    names::{condition, event},
-};
+use memory_policy_api::crd::{MemoryPolicy, MemoryPolicyStatus, names::condition};
 use serde_json::json;
 use tracing::debug;
 
@@ -101,9 +98,9 @@ impl<'a> Report<'a> {
         &self.status
     }
 
-    /// `Ready=False` for `reason`, the `State` word `state`, and a Warning Event with the
-    /// Event action `verb` when the policy itself is at fault; the rest of the status (its
-    /// history above all) stays as it was.
+    /// `Ready=False` for `reason`, the `State` word `state`, and, when the policy itself is at
+    /// fault, a Warning Event with the same reason and the Event action `verb`; the rest of
+    /// the status (its history above all) stays as it was.
     pub async fn not_ready(
         mut self,
         reason: &str,
@@ -122,7 +119,7 @@ impl<'a> Report<'a> {
         );
         self.status.state = Some(state.to_owned());
         if let Some(verb) = verb {
-            let notice = respond::notice(EventType::Warning, event::INVALID_POLICY, verb, message);
+            let notice = respond::notice(EventType::Warning, reason, verb, message);
             respond::publish(self.ctx, &self.reference, notice).await;
         }
         self.write().await

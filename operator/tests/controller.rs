@@ -477,6 +477,19 @@ async fn a_policy_naming_a_source_the_operator_was_not_given_is_not_ready_and_qu
     assert_eq!(reason, "UnknownSource");
     assert!(message.contains("\"team-b\""), "{message}");
     assert!(message.contains("it knows: default"), "{message}");
+    eventually("a Warning Event naming the unknown source", async || {
+        cluster
+            .event_reasons("MemoryPolicy")
+            .await
+            .contains(&"UnknownSource".to_owned())
+    })
+    .await;
+    assert!(
+        !cluster
+            .event_reasons("MemoryPolicy")
+            .await
+            .contains(&"InvalidPolicy".to_owned())
+    );
     assert_eq!(cluster.prometheus.queries(), 0);
     assert!(
         cluster

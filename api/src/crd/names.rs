@@ -61,7 +61,8 @@ pub mod state {
     pub const TARGET_MISSING: &str = "TargetMissing";
 }
 
-/// Event reasons besides the actions' own.
+/// Event reasons besides the actions' own and the `Ready` condition's (a policy that cannot
+/// be evaluated is told with its condition's reason).
 pub mod event {
     /// An action was called for and held back.
     pub const ACTION_HELD_BACK: &str = "ActionHeldBack";
@@ -69,6 +70,4 @@ pub mod event {
     pub const ACTION_FAILED: &str = "ActionFailed";
     /// Under dry run, the action that would have been taken.
     pub const DRY_RUN: &str = "DryRun";
-    /// The policy is invalid or unreadable.
-    pub const INVALID_POLICY: &str = "InvalidPolicy";
 }

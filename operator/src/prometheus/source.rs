@@ -225,10 +225,7 @@ impl Sources {
     /// The sources `configs` describe: at least one, each name once.
     pub fn new(configs: &[SourceConfig]) -> Result<Sources> {
         if configs.is_empty() {
-            return Err(Error::InvalidSource {
-                name: String::new(),
-                message: "no source is defined; define at least one, usually `default`".into(),
-            });
+            return Err(Error::NoSources);
         }
         let mut sources = BTreeMap::new();
         for config in configs {
@@ -383,7 +380,7 @@ mod tests {
     #[test]
     fn a_bad_source_is_refused_with_its_name_and_what_is_wrong() {
         for (yaml, expected) in [
-            ("sources: []", "no source is defined"),
+            ("sources: []", "no metrics source is defined"),
             (
                 "sources:\n- {name: a, url: 'http://p'}\n- {name: a, url: 'http://q'}",
                 "\"a\": defined twice",
@@ -417,6 +414,15 @@ mod tests {
             let error = refusal(yaml);
             assert!(error.contains(expected), "{yaml}: {error}");
         }
+    }
+
+    #[test]
+    fn no_source_at_all_is_told_without_naming_one() {
+        let error = refusal("sources: []");
+        assert_eq!(
+            error,
+            "no metrics source is defined; define at least one, usually `default`"
+        );
     }
 
     #[test]

@@ -43,12 +43,12 @@ pub struct LimitFile {
 }
 
 impl LimitFile {
-    /// The file of this process's cgroup that holds a limit now, if any.
-    pub fn find() -> Option<LimitFile> {
+    /// The file of this process's cgroup that holds a limit now, if any, and that limit.
+    pub fn find() -> Option<(LimitFile, u64)> {
         let membership = fs::read_to_string("/proc/self/cgroup").ok()?;
         candidates(&membership, Path::new("/sys/fs/cgroup"))
             .into_iter()
-            .find(|file| file.read().is_some())
+            .find_map(|file| file.read().map(|bytes| (file, bytes)))
     }
 
     /// The limit it holds now; `None` when unlimited or unreadable.

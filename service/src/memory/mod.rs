@@ -26,9 +26,7 @@ impl MemoryLimit {
     /// The cgroup limit if there is one, else the configured one, else the host's memory; with
     /// the cgroup's file, to be read again at every sample.
     pub fn detect(configured: Option<ByteSize>) -> (MemoryLimit, Option<cgroup::LimitFile>) {
-        if let Some(file) = cgroup::LimitFile::find()
-            && let Some(bytes) = file.read()
-        {
+        if let Some((file, bytes)) = cgroup::LimitFile::find() {
             let source = file.source();
             return (MemoryLimit { bytes, source }, Some(file));
         }

@@ -186,6 +186,9 @@ impl PodRun {
                     update(&|v| {
                         v.running_since = None;
                         v.ready = false;
+                        // Its run's cgroup is gone with it: a resize until the next run only
+                        // changes the limit that run starts with.
+                        v.cgroup = None;
                         v.last = Some(exit.clone());
                         v.last_started = Some(since);
                         if restarted {
