@@ -17,6 +17,7 @@
 pub mod binary;
 mod cluster;
 pub mod load;
+pub mod over_high;
 mod probe;
 pub mod prometheus;
 

@@ -5,46 +5,31 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::{Cluster, MIB, Options, eventually};
+use e2e::{MIB, eventually, over_high};
 use serde_json::{Value, json};
-
-/// Links to follow: enough to carry a pod from idle (45 %) past high (80 %) twice over.
-const LINKS: usize = 32_000;
-/// Filled up to here: over high (80 %), under critical (90 %).
-const FILL_TO: f64 = 0.83;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raise_the_node_cannot_hold_falls_back_to_evicting_the_pod() {
     let began = Instant::now();
-    let cluster = Cluster::start(Options {
-        pods: 2,
-        links: LINKS,
-        ..Options::default()
-    })
-    .await;
-    if let Err(why) = cluster.memory_cgroups() {
-        eprintln!("SKIPPED: no memory cgroups here ({why}), so no limit to resize in place");
-        return;
-    }
     // More than the Node's 256 GiB in one step.
-    cluster
-        .apply_policy(
-            "grow",
-            json!({
-                "onHigh": "RaiseLimit",
-                "limits": {"raise": {"step": "300Gi", "max": "1Ti"}},
-                "safety": {"cooldown": "5s"}
-            }),
-        )
-        .await;
-    let pods = cluster.ready_pod_names();
-    let hot = pods[0].clone();
+    let Some(over_high::OverHigh {
+        cluster,
+        pods,
+        hot,
+        reached,
+        ..
+    }) = over_high::one_pod_over_high(|_| {
+        json!({
+            "onHigh": "RaiseLimit",
+            "limits": {"raise": {"step": "300Gi", "max": "1Ti"}},
+            "safety": {"cooldown": "5s"}
+        })
+    })
+    .await
+    else {
+        return;
+    };
     let evicted = || cluster.evicted_pods().contains(&hot);
-
-    let (reached, _) = cluster
-        .fill(&hot, 0..LINKS, FILL_TO, Duration::from_secs(90))
-        .await;
-    assert!(reached >= FILL_TO, "{hot} filled to only {reached:.2}");
     eventually(
         "the pod evicted after its resize failed",
         Duration::from_secs(40),
