@@ -183,6 +183,9 @@ pub enum Restarts {
 }
 
 impl ActionKind {
+    /// The kinds a raise of a limit in place is remembered as.
+    pub const RAISES: [Self; 2] = [Self::RaiseLimit, Self::RaiseLimitRestart];
+
     /// The table.
     pub const fn names(self) -> Names {
         const fn names(

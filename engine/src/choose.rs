@@ -30,11 +30,8 @@ fn critical(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
     let p = f.policy;
     // A raise in place counts as acting on a critical pod: it must stay critical for another
     // sustain after one before `onCritical` acts on it.
-    let acted = [
-        p.on_critical.kind(),
-        ActionKind::RaiseLimit,
-        ActionKind::RaiseLimitRestart,
-    ];
+    let [raise, raise_restarting] = ActionKind::RAISES;
+    let acted = [p.on_critical.kind(), raise, raise_restarting];
     let mut due = Vec::new();
     for (pod, since) in &f.memory.critical_since {
         let Some(reading) = f.observation.readings.get(pod) else {

@@ -128,10 +128,7 @@ impl Decision {
             Outcome::Partly { refused, .. } => refused.clone(),
         };
         if let Some(why) = outcome.refusal()
-            && matches!(
-                pending.kind,
-                ActionKind::RaiseLimit | ActionKind::RaiseLimitRestart
-            )
+            && ActionKind::RAISES.contains(&pending.kind)
         {
             for pod in &refused {
                 let refusal = Refusal {

@@ -15,9 +15,6 @@ use super::observe::{PodLimits, describe};
 use super::policy::RaiseLimits;
 use super::{Action, ActionKind, Raise, elapsed, human, size};
 
-/// The kinds a raise is remembered as.
-const RAISES: [ActionKind; 2] = [ActionKind::RaiseLimit, ActionKind::RaiseLimitRestart];
-
 /// The high pods whose raise will not be carried out, which `onCritical` is for instead.
 pub(super) struct Fallback {
     pub pods: Vec<String>,
@@ -53,7 +50,7 @@ pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Fallback> {
         };
         let asked = [
             resize.since,
-            f.history.last_on(&RAISES, &limits.pod),
+            f.history.last_on(&ActionKind::RAISES, &limits.pod),
             Some(*high_since),
         ]
         .into_iter()
@@ -119,7 +116,7 @@ pub(super) fn raise(f: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
         };
         let start = f
             .history
-            .last_on(&RAISES, pod)
+            .last_on(&ActionKind::RAISES, pod)
             .map_or(*since, |last| last.max(*since));
         let held = elapsed(start, f.now);
         if held < f.policy.sustain {
@@ -181,7 +178,7 @@ pub(super) fn first(f: &Facts, pod: &str, since: Timestamp) -> bool {
         .raise
         .is_some_and(|bounds| raisable(f, bounds, pod).is_ok())
         && f.history
-            .last_on(&RAISES, pod)
+            .last_on(&ActionKind::RAISES, pod)
             .is_none_or(|last| last < since)
 }
 

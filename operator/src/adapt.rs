@@ -168,14 +168,13 @@ fn is_ready(pod: &Pod) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// Each live pod's memory limit as its container runs with it, for custom queries that report
-/// bytes only: the named container's, else the first container's.
-pub fn pod_limits<P: Borrow<Pod>>(pods: &[P], container: Option<&str>) -> HashMap<String, u64> {
-    live_pods(pods)
-        .filter_map(|pod| {
-            let chosen = target(&pod.spec.containers, container)?;
-            Some((name(pod).to_owned(), running_memory(pod, chosen).limit?))
-        })
+/// Each pod's memory limit as its target container runs with it, for custom queries that
+/// report bytes only.
+pub fn running_limits(workload: &Workload) -> HashMap<String, u64> {
+    workload
+        .limits
+        .iter()
+        .filter_map(|l| Some((l.pod.clone(), l.running.limit?)))
         .collect()
 }
 
@@ -375,9 +374,14 @@ mod tests {
 
     #[test]
     fn pod_limits_come_from_the_named_or_first_container() {
-        let limits = pod_limits(&[pod("web-a", "64Mi", json!({}))], None);
-        assert_eq!(limits["web-a"], 64 << 20);
-        assert!(pod_limits(&[pod("web-a", "64Mi", json!({}))], Some("sidecar")).is_empty());
+        let d = deployment(
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}}),
+        );
+        let limits = |container| {
+            running_limits(&workload(&d, &[pod("web-a", "64Mi", json!({}))], container))
+        };
+        assert_eq!(limits(None)["web-a"], 64 << 20);
+        assert!(limits(Some("sidecar")).is_empty());
     }
 
     fn resized(conditions: serde_json::Value, applied: &str) -> Pod {
@@ -445,10 +449,8 @@ mod tests {
         // Done: the kubelet applied what the spec asks.
         let done = workload(&d, &[resized(json!([]), "300Gi")], None);
         assert_eq!(done.limits[0].running.limit, Some(300 << 30));
-        assert_eq!(
-            pod_limits(&[resized(json!([]), "96Mi")], None)["web-a"],
-            96 << 20
-        );
+        let applied = workload(&d, &[resized(json!([]), "96Mi")], None);
+        assert_eq!(running_limits(&applied)["web-a"], 96 << 20);
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub async fn gather(
     };
     let pods = cluster.pods_of(&namespace, &deployment);
     let workload = adapt::workload(&deployment, &pods, reading::container(&policy.spec));
-    let (samples, metrics_failure) = read_samples(ctx, policy, &namespace, &pods, &workload).await;
+    let (samples, metrics_failure) = read_samples(ctx, policy, &namespace, &workload).await;
     Ok(Some(Observed {
         deployment,
         workload,
@@ -145,7 +145,6 @@ async fn read_samples(
     ctx: &Context,
     policy: &MemoryPolicy,
     namespace: &str,
-    pods: &[Arc<Pod>],
     workload: &Workload,
 ) -> (Vec<Sample>, Option<MetricsFailure>) {
     let query = match build_query(&policy.spec, namespace, &workload.pods) {
@@ -155,7 +154,7 @@ async fn read_samples(
     match ctx.prometheus.query(&policy.spec, &query).await {
         Ok((data, took)) => {
             ctx.metrics.queried(Some(took.as_secs_f64()));
-            let limits = adapt::pod_limits(pods, reading::container(&policy.spec));
+            let limits = adapt::running_limits(workload);
             (samples_from(&query, &data, &workload.pods, &limits), None)
         }
         Err(error) => {
