@@ -1,5 +1,6 @@
 //! Which action the conditions call for, in precedence order: `onCritical` for a
-//! pod whose raise in place will not happen, a critical pod, raising limits in
+//! pod whose raise in place will not happen, a critical pod, a leak projected to reach its
+//! limit within the horizon (see `growth`), raising limits in
 //! place (see `raise`), a high fleet, scale-in, then the container's memory
 //! request and limit when they differ from the policy's. The first rule that wants to act
 //! decides; its own limits (max replicas, max unavailable, restart budget, a
@@ -10,16 +11,20 @@
 //! eviction, a scale-out or an alert, the condition has to hold for another
 //! full `sustain` (or stabilization window) before the rule fires again.
 
-use super::facts::{Facts, Hold, Wanted};
+use super::facts::{Facts, ForCritical, Hold, Wanted};
 use super::observe::describe;
 use super::policy::{CriticalAction, HighAction};
-use super::{Action, ActionKind, Alarm, elapsed, human, percent, raise, size};
+use super::{Action, ActionKind, Alarm, elapsed, growth, human, percent, raise, size};
 
 /// The action the conditions call for, if any; explanations go to `reasons`.
 pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
+    let for_critical = |due: ForCritical, reasons: &mut Vec<String>| {
+        on_critical(facts, due.pods, due.alarm, reasons)
+    };
     raise::stuck(facts, reasons)
-        .map(|fallback| on_critical(facts, fallback.pods, fallback.alarm, reasons))
+        .map(|due| for_critical(due, reasons))
         .or_else(|| critical(facts, reasons))
+        .or_else(|| growth::due(facts, reasons).map(|due| for_critical(due, reasons)))
         .or_else(|| raise::raise(facts, reasons))
         .or_else(|| high(facts, reasons))
         .or_else(|| scale_in(facts, reasons))

@@ -1,12 +1,16 @@
 //! What every rule looks at, and what a rule hands back: the action it wants and what holds
 //! it back.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 
 use super::Action;
+use super::growth::Trend;
 use super::memory::{History, Memory};
-use super::observe::{Observation, Workload};
+use super::observe::Observation;
 use super::policy::Policy;
+use super::workload::Workload;
 
 /// Everything the rules look at.
 pub(super) struct Facts<'a> {
@@ -14,6 +18,8 @@ pub(super) struct Facts<'a> {
     pub workload: &'a Workload,
     pub observation: &'a Observation,
     pub memory: &'a Memory,
+    /// Each pod's growth over the prediction window, when the policy predicts.
+    pub trends: &'a BTreeMap<String, Trend>,
     pub history: History<'a>,
     pub now: Timestamp,
 }
@@ -24,6 +30,13 @@ pub(super) struct Wanted {
     /// The pods to remember with the action.
     pub pods: Vec<String>,
     pub hold: Option<Hold>,
+}
+
+/// Pods that `onCritical` is for although the critical rule did not pick them (a raise that
+/// will not happen, a leak projected to reach its limit), and what an alert about them says.
+pub(super) struct ForCritical {
+    pub pods: Vec<String>,
+    pub alarm: String,
 }
 
 /// Why a wanted action is not taken.

@@ -51,21 +51,27 @@
 mod action;
 mod choose;
 mod facts;
+mod growth;
 mod memory;
 mod observe;
 mod policy;
 mod raise;
+mod slope;
 #[cfg(test)]
 mod tests;
+mod workload;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
 pub use action::{Action, ActionKind, Alarm, Names, Outcome, Raise, Restarts};
+pub use growth::{Traffic, Trend};
 pub use memory::{HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW, Refusal};
-pub use observe::{MemoryResources, PodLimits, Resize, ResizeState, Restarted, Sample, Workload};
-pub use policy::{CriticalAction, HighAction, Policy, RaiseLimits};
+pub use observe::Sample;
+pub use policy::{CriticalAction, HighAction, Policy, Prediction, RaiseLimits};
+pub use workload::{MemoryResources, PodLimits, Resize, ResizeState, Restarted, Workload};
 
 use choose::choose;
 use facts::{Facts, Hold, Wanted};
@@ -102,6 +108,9 @@ pub struct Decision {
     pub critical: bool,
     /// The pods that have been critical for `sustain`, by name.
     pub critical_pods: Vec<String>,
+    /// Each measured pod's growth over the prediction window, when the policy predicts and
+    /// the samples are usable.
+    pub trends: BTreeMap<String, Trend>,
     /// Human-readable explanation, in the order the engine reasoned.
     pub reasons: Vec<String>,
     /// What to pass to the next evaluation, once [`Decision::settle`] has told it how the
@@ -170,6 +179,10 @@ pub fn decide(
     memory.forget(now, retention(policy));
     track(&mut memory, policy, &observation, now);
 
+    let trends = match observation.unusable {
+        None => growth::trends(policy, &observation, now),
+        Some(_) => BTreeMap::new(),
+    };
     let mut reasons = Vec::new();
     let outcome = match &observation.unusable {
         Some(why) => {
@@ -191,6 +204,7 @@ pub fn decide(
                 workload,
                 observation: &observation,
                 memory: &memory,
+                trends: &trends,
                 history: History::new(&memory, policy.dry_run),
                 now,
             };
@@ -244,6 +258,7 @@ pub fn decide(
             .is_some_and(|since| elapsed(since, now) >= policy.sustain),
         critical: !critical_pods.is_empty(),
         critical_pods,
+        trends,
         reasons,
         memory,
         pending,

@@ -66,6 +66,20 @@ pub struct RaiseLimits {
     pub timeout: Duration,
 }
 
+/// How far ahead the engine looks at each pod's growth (see the `growth` module).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// The growth is measured over this much of the recent past, and a pod must have been
+    /// measured, without a gap, for all of it.
+    pub window: Duration,
+    /// A leak suspect projected to reach its limit within this time is treated like a
+    /// critical pod.
+    pub horizon: Duration,
+    /// Slower growth than this many bytes a minute is not growth: scrape noise and slow caches
+    /// stay under it.
+    pub min_growth_per_minute: u64,
+}
+
 /// One Deployment's memory policy, mapped from the `MemoryPolicy` spec and already validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -86,6 +100,9 @@ pub struct Policy {
     /// The bounds of raising limits in place; set exactly when `on_high` is
     /// [`HighAction::RaiseLimit`].
     pub raise: Option<RaiseLimits>,
+    /// Predicting each pod's growth, and acting on leaks before they reach the marks; `None`
+    /// leaves the engine to the levels alone.
+    pub prediction: Option<Prediction>,
     /// Scale-in never goes below this.
     pub min_replicas: u32,
     /// Scale-out never goes above this.
@@ -122,6 +139,7 @@ impl Policy {
             on_high: HighAction::ScaleOut,
             on_critical: CriticalAction::RestartPod,
             raise: None,
+            prediction: None,
             min_replicas: 2,
             max_replicas: 6,
             step: 1,
@@ -170,6 +188,17 @@ impl Policy {
             max: max << 20,
             allow_restart: false,
             timeout: Duration::from_secs(60),
+        });
+        self
+    }
+
+    /// Predicts growth over `window` seconds, acting on leaks projected to reach their limit
+    /// within `horizon` seconds, when they grow at least `min_growth` MiB a minute.
+    pub fn predicting(mut self, window: u64, horizon: u64, min_growth: f64) -> Self {
+        self.prediction = Some(Prediction {
+            window: Duration::from_secs(window),
+            horizon: Duration::from_secs(horizon),
+            min_growth_per_minute: (min_growth * (1u64 << 20) as f64) as u64,
         });
         self
     }

@@ -10,20 +10,14 @@
 
 use jiff::Timestamp;
 
-use super::facts::{Facts, Hold, Wanted};
-use super::observe::{PodLimits, describe};
+use super::facts::{Facts, ForCritical, Hold, Wanted};
+use super::observe::describe;
 use super::policy::RaiseLimits;
+use super::workload::PodLimits;
 use super::{Action, ActionKind, Raise, elapsed, human, size};
 
-/// The high pods whose raise will not be carried out, which `onCritical` is for instead.
-pub(super) struct Fallback {
-    pub pods: Vec<String>,
-    /// What an alert about them says.
-    pub alarm: String,
-}
-
 /// The high pods whose raise was refused or whose resize will not be carried out.
-pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Fallback> {
+pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<ForCritical> {
     let bounds = f.policy.raise?;
     let fallback = f.policy.on_critical.kind();
     let mut pods = Vec::new();
@@ -98,7 +92,7 @@ pub(super) fn stuck(f: &Facts, reasons: &mut Vec<String>) -> Option<Fallback> {
         "{why}: falling back to onCritical ({})",
         fallback.names().status
     ));
-    Some(Fallback {
+    Some(ForCritical {
         pods,
         alarm: format!("memory limit not raised: {why}"),
     })

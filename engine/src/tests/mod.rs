@@ -3,6 +3,7 @@
 
 mod critical;
 mod data;
+mod growth;
 mod guards;
 mod outcomes;
 mod properties;
@@ -38,6 +39,7 @@ pub fn sample(pod: &str, percent: f64, taken: Timestamp) -> Sample {
         bytes: (ratio * LIMIT_BYTES as f64) as u64,
         limit_bytes: LIMIT_BYTES,
         at: taken,
+        requests: None,
     }
 }
 

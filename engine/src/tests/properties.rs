@@ -44,12 +44,14 @@ fn policy() -> impl Strategy<Value = Policy> {
         1u32..=3,
         prop::bool::weighted(0.2),
     );
-    (marks, clocks, reactions, limits).prop_map(
+    let prediction = prop::option::weighted(0.3, (120u64..900, 60u64..1800, 0.0f64..64.0));
+    (marks, clocks, reactions, limits, prediction).prop_map(
         |(
             (low, to_high, to_critical),
             (sustain, stale_after, stabilization, cooldown),
             (on_high, on_critical),
             (min, span, step, restarts, unavailable, dry_run),
+            prediction,
         )| {
             let high = low + to_high;
             let mut policy = Policy::test()
@@ -66,6 +68,9 @@ fn policy() -> impl Strategy<Value = Policy> {
                 HighAction::RaiseLimit => policy.raising(256, 2048),
                 other => policy.on_high(other),
             };
+            if let Some((window, horizon, growth)) = prediction {
+                policy = policy.predicting(window, horizon, growth);
+            }
             policy.dry_run = dry_run;
             policy
         },
@@ -187,7 +192,7 @@ proptest! {
     }
 
     #[test]
-    fn evictions_stay_within_max_unavailable_and_take_only_critical_pods(scenario in scenario()) {
+    fn evictions_stay_within_max_unavailable_and_take_only_critical_pods_or_leaks(scenario in scenario()) {
         let (_, log) = Sim::run(&scenario);
         let policy = &scenario.policy;
         for e in &log {
@@ -197,7 +202,11 @@ proptest! {
             prop_assert!(pods.len() <= room as usize, "{} evicted, room for {room}", pods.len());
             for pod in pods {
                 let critical = e.samples.iter().any(|s| &s.pod == pod && s.usage_ratio >= policy.critical);
-                prop_assert!(critical, "{pod} evicted without a critical sample");
+                let leak = e.decision.trends.get(pod).is_some_and(|t| {
+                    let horizon = policy.prediction.expect("only a predicting policy has trends").horizon;
+                    t.leak_suspected && t.limit_at.is_some_and(|at| at <= e.now + horizon)
+                });
+                prop_assert!(critical || leak, "{pod} evicted without a critical sample or a leak");
             }
         }
     }

@@ -63,6 +63,8 @@ pub(super) struct Sim {
     recovering: Vec<u32>,
     /// Evaluations left until the current rollout finishes.
     rollout: u32,
+    /// The samples of the prediction window, which a predicting policy's query returns.
+    window: Vec<Sample>,
 }
 
 impl Sim {
@@ -78,6 +80,7 @@ impl Sim {
             born: 0,
             recovering: Vec::new(),
             rollout: 0,
+            window: Vec::new(),
         };
         sim.resize(scenario.replicas);
         sim
@@ -159,10 +162,31 @@ impl Sim {
         }
     }
 
-    fn samples(&self, step: &Step) -> Vec<Sample> {
+    /// This step's samples and, for a predicting policy, the earlier ones of its window (unless
+    /// the data is missing, or not the Deployment's, when the query has nothing of it).
+    fn samples(&mut self, step: &Step) -> Vec<Sample> {
+        let now = self.fresh_samples(step);
+        let Some(prediction) = self.policy.prediction else {
+            return now;
+        };
+        if matches!(step.data, Data::Missing | Data::Foreign) {
+            return now;
+        }
+        let start = self.now - prediction.window;
+        self.window.retain(|s| s.at >= start);
+        if step.data == Data::Stale {
+            // The stale pod's query has nothing newer than its stale sample.
+            let (pod, stale) = (&self.workload.pods[0], self.stale());
+            self.window.retain(|s| &s.pod != pod || s.at <= stale);
+        }
+        self.window.extend(now);
+        self.window.clone()
+    }
+
+    fn fresh_samples(&self, step: &Step) -> Vec<Sample> {
         let pods = &self.workload.pods;
         let usage = |i: usize| step.usage[i % MAX_PODS] * 100.0;
-        let stale = self.now - self.policy.stale_after - Duration::from_secs(1);
+        let stale = self.stale();
         match step.data {
             Data::Fresh => pods
                 .iter()
@@ -185,6 +209,11 @@ impl Sim {
                 .map(|i| sample(&format!("ghost-{i}"), usage(i), self.now))
                 .collect(),
         }
+    }
+
+    /// Too old to use now.
+    fn stale(&self) -> Timestamp {
+        self.now - self.policy.stale_after - Duration::from_secs(1)
     }
 
     fn apply(&mut self, action: &Action) {
