@@ -6,6 +6,7 @@
 
 mod duration;
 pub mod names;
+mod prediction;
 mod quantity;
 mod status;
 
@@ -15,6 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use duration::{DURATION_PATTERN, Duration};
+pub use prediction::{GROWTH_PATTERN, Growth, Prediction, WINDOW_TOO_SHORT};
 pub use quantity::{QUANTITY_SUFFIXES, quantity_bytes};
 pub use status::{ActionRecord, MemoryPolicyStatus, PodMemory, PodRestarts};
 
@@ -50,6 +52,7 @@ pub use status::{ActionRecord, MemoryPolicyStatus, PodMemory, PodRestarts};
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.onHigh) || self.onHigh != 'RaiseLimit' || (has(self.limits) && has(self.limits.raise))", "message": RAISE_NEEDED},
     {"rule": "!has(self.limits) || !has(self.limits.raise) || (has(self.onHigh) && self.onHigh == 'RaiseLimit')", "message": RAISE_UNUSED},
+    {"rule": prediction::window_rule(), "message": WINDOW_TOO_SHORT},
 ]))]
 pub struct MemoryPolicySpec {
     /// The workload this policy watches and acts on.
@@ -73,9 +76,12 @@ pub struct MemoryPolicySpec {
     /// What to do above the high water mark.
     #[serde(default)]
     pub on_high: HighAction,
-    /// What to do above the critical mark.
+    /// What to do above the critical mark, and to a leak projected to reach its limit.
     #[serde(default)]
     pub on_critical: CriticalAction,
+    /// Predict each pod's growth and act on a leak before it reaches a mark; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<Prediction>,
     /// Bounds for scaling the target out and back in.
     #[serde(default)]
     pub scaling: Scaling,
@@ -375,6 +381,7 @@ impl MemoryPolicySpec {
             limits: None,
             on_high: HighAction::default(),
             on_critical: CriticalAction::default(),
+            prediction: None,
             scaling: Scaling::default(),
             safety: Safety::default(),
             dry_run: false,

@@ -42,6 +42,12 @@ pub enum Error {
         "`{0}` is not a duration: use whole numbers with units ms, s, m or h, like 15s, 1m30s or 500ms"
     )]
     Duration(String),
+
+    /// A string is not a growth rate such as `1Mi/min`.
+    #[error(
+        "`{0}` is not a growth rate: use a memory quantity per s, min or h, like 1Mi/min, 512Ki/s or 64Mi/h"
+    )]
+    Growth(String),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -1,7 +1,7 @@
 //! The one reading of a policy: what the engine, the status, the Prometheus query and the
 //! actions take from a `MemoryPolicySpec`, so none of them reaches into the spec beside it.
 
-use memory_engine::{CriticalAction, HighAction, MemoryResources, Policy, RaiseLimits};
+use memory_engine::{CriticalAction, HighAction, MemoryResources, Policy, Prediction, RaiseLimits};
 
 use crate::crd::{self, MemoryPolicySpec, quantity_bytes};
 
@@ -30,6 +30,11 @@ pub fn engine_policy(spec: &MemoryPolicySpec) -> Policy {
             crd::CriticalAction::AlertOnly => CriticalAction::AlertOnly,
         },
         raise,
+        prediction: spec.prediction.as_ref().map(|p| Prediction {
+            window: p.window.into(),
+            horizon: p.horizon.into(),
+            min_growth_per_minute: p.min_growth.bytes_per_minute(),
+        }),
         min_replicas: count(spec.scaling.min_replicas),
         max_replicas: count(spec.scaling.max_replicas),
         step: count(spec.scaling.step),
@@ -108,6 +113,25 @@ mod tests {
             }
         );
         assert_eq!(container(&spec), Some("app"));
+    }
+
+    #[test]
+    fn prediction_is_off_unless_its_section_is_there_and_takes_its_defaults() {
+        let mut spec = MemoryPolicySpec::for_deployment("web");
+        assert_eq!(engine_policy(&spec).prediction, None);
+        spec.prediction = Some(serde_json::from_str("{}").unwrap());
+        let minute = std::time::Duration::from_secs(60);
+        assert_eq!(
+            engine_policy(&spec).prediction,
+            Some(Prediction {
+                window: 10 * minute,
+                horizon: 15 * minute,
+                min_growth_per_minute: 1 << 20,
+            })
+        );
+        spec.prediction = Some(serde_json::from_str(r#"{"minGrowth": "512Ki/s"}"#).unwrap());
+        let prediction = engine_policy(&spec).prediction.unwrap();
+        assert_eq!(prediction.min_growth_per_minute, 30 << 20);
     }
 
     #[test]

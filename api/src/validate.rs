@@ -17,7 +17,7 @@ use crate::{
     Result,
     crd::{
         Duration, HighAction, MemoryPolicySpec, MetricSource, QUANTITY_SUFFIXES, RAISE_NEEDED,
-        RAISE_UNUSED, SOURCE_NAME, URL_REFUSED, is_dns_label, quantity_bytes,
+        RAISE_UNUSED, SOURCE_NAME, URL_REFUSED, WINDOW_TOO_SHORT, is_dns_label, quantity_bytes,
     },
     promql,
 };
@@ -221,6 +221,23 @@ pub fn validate(spec: &MemoryPolicySpec, namespace: Option<&str>) -> Result<(), 
         (true, false) => p.refuse("limits.raise", RAISE_NEEDED),
         (false, true) => p.refuse("limits.raise", RAISE_UNUSED),
         _ => {}
+    }
+
+    if let Some(prediction) = &spec.prediction {
+        p.duration("prediction.window", prediction.window);
+        p.duration("prediction.horizon", prediction.horizon);
+        if prediction.window <= t.stale_after {
+            p.refuse("prediction.window", WINDOW_TOO_SHORT);
+        }
+        if prediction.min_growth.bytes_per_minute() == 0 {
+            p.add(
+                "prediction.minGrowth",
+                format_args!(
+                    "({}) must be more than nothing: at least a byte a minute",
+                    prediction.min_growth
+                ),
+            );
+        }
     }
 
     let s = &spec.scaling;
@@ -481,6 +498,26 @@ mod tests {
             messages(&s),
             ["spec.limits.raise.timeout (0s) must be a positive duration"]
         );
+    }
+
+    #[test]
+    fn a_prediction_window_must_outlast_stale_after_and_growth_be_more_than_nothing() {
+        let mut spec = spec();
+        spec.prediction = Some(serde_yaml::from_str("{window: 45s, minGrowth: 0Mi/min}").unwrap());
+        let said = messages(&spec);
+        assert!(said.iter().any(|m| m == WINDOW_TOO_SHORT), "{said:?}");
+        assert!(
+            said.iter()
+                .any(|m| m == "spec.prediction.minGrowth (0Mi/min) must be more than nothing: at least a byte a minute"),
+            "{said:?}"
+        );
+        spec.prediction = Some(serde_yaml::from_str("{window: 46s, horizon: 0s}").unwrap());
+        assert_eq!(
+            messages(&spec),
+            ["spec.prediction.horizon (0s) must be a positive duration"]
+        );
+        spec.prediction = Some(serde_yaml::from_str("{}").unwrap());
+        assert!(validate(&spec, None).is_ok());
     }
 
     #[test]

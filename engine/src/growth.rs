@@ -94,6 +94,28 @@ pub struct Trend {
     pub leak_suspected: bool,
 }
 
+impl Trend {
+    /// `web-1 projected to reach its 256 MiB limit in 6m at +2.1 MiB/min (request rate flat)`.
+    pub fn describe(&self, pod: &str, now: Timestamp) -> String {
+        const MIB: f64 = (1u64 << 20) as f64;
+        let when = self.limit_at.map_or_else(
+            || "not projected to reach its limit".to_owned(),
+            |at| {
+                format!(
+                    "projected to reach its {:.0} MiB limit in {}",
+                    self.limit_bytes as f64 / MIB,
+                    human(elapsed(now, at))
+                )
+            },
+        );
+        format!(
+            "{pod} {when} at {:+.1} MiB/min ({})",
+            self.bytes_per_minute / MIB,
+            self.traffic
+        )
+    }
+}
+
 /// The trend of every current pod with enough samples in the window; empty when the policy does
 /// not predict.
 pub(super) fn trends(
@@ -252,7 +274,7 @@ pub(super) fn due(f: &Facts, reasons: &mut Vec<String>) -> Option<ForCritical> {
             continue;
         };
         let left = elapsed(f.now, limit_at);
-        let projection = project(pod, trend, f.now);
+        let projection = trend.describe(pod, f.now);
         if left > prediction.horizon {
             reasons.push(format!(
                 "{projection}: a leak suspect, beyond the {} horizon",
@@ -285,26 +307,6 @@ pub(super) fn due(f: &Facts, reasons: &mut Vec<String>) -> Option<ForCritical> {
         pods,
         alarm: format!("memory leak suspected: {list}"),
     })
-}
-
-/// `web-1 projected to reach its 256 MiB limit in 6m at +2.1 MiB/min (request rate flat)`.
-pub(super) fn project(pod: &str, trend: &Trend, now: Timestamp) -> String {
-    const MIB: f64 = (1u64 << 20) as f64;
-    let when = trend.limit_at.map_or_else(
-        || "not projected to reach its limit".to_owned(),
-        |at| {
-            format!(
-                "projected to reach its {:.0} MiB limit in {}",
-                trend.limit_bytes as f64 / MIB,
-                human(elapsed(now, at))
-            )
-        },
-    );
-    format!(
-        "{pod} {when} at {:+.1} MiB/min ({})",
-        trend.bytes_per_minute / MIB,
-        trend.traffic
-    )
 }
 
 /// Seconds from `from` to `to`, negative when `to` is earlier.

@@ -69,7 +69,7 @@ use jiff::{SignedDuration, Timestamp};
 pub use action::{Action, ActionKind, Alarm, Names, Outcome, Raise, Restarts};
 pub use growth::{Traffic, Trend};
 pub use memory::{HISTORY_LIMIT, Memory, PastAction, RESTART_WINDOW, Refusal};
-pub use observe::Sample;
+pub use observe::{Sample, newest};
 pub use policy::{CriticalAction, HighAction, Policy, Prediction, RaiseLimits};
 pub use workload::{MemoryResources, PodLimits, Resize, ResizeState, Restarted, Workload};
 

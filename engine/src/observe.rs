@@ -32,6 +32,18 @@ pub struct Sample {
     pub requests: Option<f64>,
 }
 
+/// Each pod's newest sample whose ratio is a number, as the levels judge them.
+pub fn newest(samples: &[Sample]) -> Vec<&Sample> {
+    let mut newest: BTreeMap<&str, &Sample> = BTreeMap::new();
+    for sample in samples.iter().filter(|s| s.usage_ratio.is_finite()) {
+        let slot = newest.entry(sample.pod.as_str()).or_insert(sample);
+        if sample.at > slot.at {
+            *slot = sample;
+        }
+    }
+    newest.into_values().collect()
+}
+
 /// The latest fresh reading of one current pod.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Reading {

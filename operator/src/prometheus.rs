@@ -2,12 +2,12 @@
 //! replica count, mapped to the target's current pods.
 //!
 //! For the `Service` and `Container` sources the query is a range selector
-//! over `staleAfter`, so the answer carries each series' raw samples with
-//! their real scrape times: the newest sample in the window is the reading,
-//! and a pod with none is missing, which the engine never acts on.
+//! over `staleAfter` (or the prediction window), so the answer carries each series' raw
+//! samples with their real scrape times: the newest sample in the window is the reading,
+//! the others the pod's recent history, and a pod with none is missing, which the engine
+//! never acts on.
 
 use std::{
-    collections::{BTreeMap, HashMap},
     sync::{Arc, LazyLock},
     time::{Duration, Instant},
 };
@@ -17,9 +17,8 @@ use prometheus_http_query::response::Data;
 use tracing::debug;
 
 use crate::{Error, Result};
-use memory_engine::Sample;
 use memory_policy_api::{
-    crd::{MemoryPolicySpec, MetricSource},
+    crd::{self, MemoryPolicySpec, MetricSource},
     promql,
 };
 use promql_parser::{
@@ -28,9 +27,11 @@ use promql_parser::{
 };
 
 mod answer;
+mod samples;
 mod source;
 
 pub use answer::{Bounds, RedirectRefused};
+pub use samples::{most_pressed, samples_from};
 pub use source::{Source, SourceConfig, Sources};
 
 /// Series the shortener exports about itself.
@@ -38,6 +39,9 @@ const SERVICE_SERIES: (&str, &str) = (
     "shortener_memory_resident_bytes",
     "shortener_memory_limit_bytes",
 );
+/// The shortener's count of requests served, which tells a leak from load: read beside its
+/// memory when the policy predicts growth.
+const SERVICE_REQUESTS: &str = "shortener_http_requests_total";
 /// cAdvisor's working set (what the OOM killer compares) and the container limit.
 const CONTAINER_SERIES: (&str, &str) = (
     "container_memory_working_set_bytes",
@@ -45,12 +49,15 @@ const CONTAINER_SERIES: (&str, &str) = (
 );
 /// The matchers of each built-in source's two series, compiled once rather than at every
 /// evaluation.
-static SERVICE_NAMES: LazyLock<Matcher> = LazyLock::new(|| names(SERVICE_SERIES));
-static CONTAINER_NAMES: LazyLock<Matcher> = LazyLock::new(|| names(CONTAINER_SERIES));
+static SERVICE_NAMES: LazyLock<Matcher> = LazyLock::new(|| names(SERVICE_SERIES, None));
+static SERVICE_NAMES_WITH_REQUESTS: LazyLock<Matcher> =
+    LazyLock::new(|| names(SERVICE_SERIES, Some(SERVICE_REQUESTS)));
+static CONTAINER_NAMES: LazyLock<Matcher> = LazyLock::new(|| names(CONTAINER_SERIES, None));
 
-fn names((usage, limit): (&str, &str)) -> Matcher {
-    matching("__name__", &format!("{usage}|{limit}"))
-        .expect("two metric names make a regular expression")
+fn names((usage, limit): (&str, &str), requests: Option<&str>) -> Matcher {
+    let more = requests.map(|name| format!("|{name}")).unwrap_or_default();
+    matching("__name__", &format!("{usage}|{limit}{more}"))
+        .expect("metric names make a regular expression")
 }
 
 /// A PromQL query and how to read its answer.
@@ -62,31 +69,50 @@ pub struct MetricsQuery {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Reading {
-    /// A usage series and a limit series per pod, told apart by `__name__`.
+    /// A usage series and a limit series per pod, told apart by `__name__`, and the pod's
+    /// request counters when the query asks for them.
     UsageAndLimit {
         usage: &'static str,
         limit: &'static str,
+        requests: Option<&'static str>,
     },
     /// One series per pod in bytes; the limit comes from the pod spec.
     Custom,
 }
 
-/// Builds the one query of an evaluation: every sample of the last `staleAfter` of the
-/// target's current `pods`. Naming the pods keeps the answer to this Deployment's series
-/// however many other workloads share the namespace (at 500 Deployments in one namespace,
-/// a namespace-wide answer was 1,000 pods' series for every evaluation). A custom query is
-/// sent held to `namespace`.
+/// Builds the one query of an evaluation: every sample of the last `staleAfter` (or of the
+/// prediction window, when longer) of the target's current `pods`, with their request counters
+/// when the policy predicts growth and the source exports them. Naming the pods keeps the
+/// answer to this Deployment's series however many other workloads share the namespace (at
+/// 500 Deployments in one namespace, a namespace-wide answer was 1,000 pods' series for every
+/// evaluation). A custom query is sent held to `namespace`, over the prediction window as a
+/// subquery when the policy predicts.
 pub fn build_query(
     spec: &MemoryPolicySpec,
     namespace: &str,
     pods: &[String],
 ) -> Result<MetricsQuery> {
+    let stale_after: Duration = spec.thresholds.stale_after.into();
     let Some((selector, reading)) = built_in(spec, namespace, Some(pods))? else {
-        return custom(spec, namespace);
+        let query = custom(spec, namespace)?;
+        let Some(prediction) = &spec.prediction else {
+            return Ok(query);
+        };
+        // Three points in every `staleAfter`, so that no gap between them is a stale one.
+        let step = (stale_after / 3).max(Duration::from_secs(1));
+        let step = crd::Duration::from_millis(u64::try_from(step.as_millis()).unwrap_or(1000));
+        return Ok(MetricsQuery {
+            promql: format!("({})[{}:{step}]", query.promql, prediction.window),
+            ..query
+        });
     };
+    let window = spec
+        .prediction
+        .as_ref()
+        .map_or(stale_after, |p| stale_after.max(p.window.into()));
     let window = MatrixSelector {
         vs: selector,
-        range: spec.thresholds.stale_after.into(),
+        range: window,
     };
     Ok(MetricsQuery {
         promql: window.to_string(),
@@ -115,9 +141,15 @@ fn built_in(
     namespace: &str,
     pods: Option<&[String]>,
 ) -> Result<Option<(VectorSelector, Reading)>> {
-    let ((usage, limit), names) = match spec.metric.source {
-        MetricSource::Service => (SERVICE_SERIES, &*SERVICE_NAMES),
-        MetricSource::Container => (CONTAINER_SERIES, &*CONTAINER_NAMES),
+    let predicting = spec.prediction.is_some();
+    let ((usage, limit), names, requests) = match spec.metric.source {
+        MetricSource::Service if predicting => (
+            SERVICE_SERIES,
+            &*SERVICE_NAMES_WITH_REQUESTS,
+            Some(SERVICE_REQUESTS),
+        ),
+        MetricSource::Service => (SERVICE_SERIES, &*SERVICE_NAMES, None),
+        MetricSource::Container => (CONTAINER_SERIES, &*CONTAINER_NAMES, None),
         MetricSource::Custom => return Ok(None),
     };
     let mut matchers = vec![
@@ -138,7 +170,12 @@ fn built_in(
         matchers.push(matching("pod", &alternatives.join("|"))?);
     }
     let selector = VectorSelector::new(None, Matchers::new(matchers));
-    Ok(Some((selector, Reading::UsageAndLimit { usage, limit })))
+    let reading = Reading::UsageAndLimit {
+        usage,
+        limit,
+        requests,
+    };
+    Ok(Some((selector, reading)))
 }
 
 /// A custom query, held to `namespace`.
@@ -154,96 +191,6 @@ fn custom(spec: &MemoryPolicySpec, namespace: &str) -> Result<MetricsQuery> {
 fn matching(name: &str, pattern: &str) -> Result<Matcher> {
     Matcher::new_matcher(T_EQL_REGEX, name.to_owned(), pattern.to_owned())
         .map_err(|message| Error::Query(format!("{name}=~\"{pattern}\": {message}")))
-}
-
-/// Reads one sample per current pod out of an answer; pods with no usable
-/// reading are left out. `pod_limits` gives the limit for custom queries.
-pub fn samples_from(
-    query: &MetricsQuery,
-    data: &Data,
-    pods: &[String],
-    pod_limits: &HashMap<String, u64>,
-) -> Vec<Sample> {
-    let wanted = |pod: &str| pods.iter().any(|p| p == pod);
-    match (&query.reading, data) {
-        (Reading::UsageAndLimit { usage, limit }, Data::Matrix(series)) => {
-            // Per (pod, container): the newest (value, time) of usage and of limit.
-            type Newest = Option<(f64, f64)>;
-            let mut readings: BTreeMap<(String, String), (Newest, Newest)> = BTreeMap::new();
-            for range in series {
-                let labels = range.metric();
-                let Some(pod) = labels.get("pod").filter(|p| wanted(p)) else {
-                    continue;
-                };
-                let Some(newest) = range.samples().last() else {
-                    continue;
-                };
-                let key = (
-                    pod.clone(),
-                    labels.get("container").cloned().unwrap_or_default(),
-                );
-                let entry = readings.entry(key).or_default();
-                let reading = Some((newest.value(), newest.timestamp()));
-                match labels.get("__name__").map(String::as_str) {
-                    Some(name) if name == *usage => entry.0 = reading,
-                    Some(name) if name == *limit => entry.1 = reading,
-                    _ => {}
-                }
-            }
-            most_pressed(
-                readings
-                    .into_iter()
-                    .filter_map(|((pod, _), (used, limit))| {
-                        let ((bytes, used_at), (limit, limit_at)) = (used?, limit?);
-                        Some((pod, bytes, limit, timestamp(used_at.min(limit_at))))
-                    }),
-            )
-        }
-        (Reading::Custom, Data::Vector(series)) => series
-            .iter()
-            .filter_map(|instant| {
-                let pod = instant.metric().get("pod").filter(|p| wanted(p))?;
-                let limit = *pod_limits.get(pod).filter(|l| **l > 0)?;
-                let bytes = instant.sample().value();
-                Some(Sample {
-                    pod: pod.clone(),
-                    usage_ratio: bytes / limit as f64,
-                    bytes: bytes as u64,
-                    limit_bytes: limit,
-                    at: timestamp(instant.sample().timestamp()),
-                })
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// One sample per pod from (pod, bytes, limit, time) readings, one per
-/// container: the most pressed container speaks for its pod, and a zero limit
-/// (unlimited) gives no ratio, so no sample.
-pub fn most_pressed(
-    readings: impl IntoIterator<Item = (String, f64, f64, Timestamp)>,
-) -> Vec<Sample> {
-    let mut best: BTreeMap<String, Sample> = BTreeMap::new();
-    for (pod, bytes, limit, at) in readings {
-        if limit <= 0.0 {
-            continue;
-        }
-        let sample = Sample {
-            pod: pod.clone(),
-            usage_ratio: bytes / limit,
-            bytes: bytes as u64,
-            limit_bytes: limit as u64,
-            at,
-        };
-        if best
-            .get(&pod)
-            .is_none_or(|b| sample.usage_ratio > b.usage_ratio)
-        {
-            best.insert(pod, sample);
-        }
-    }
-    best.into_values().collect()
 }
 
 /// Runs queries against the metrics sources its administrator defined: the live
@@ -377,10 +324,6 @@ fn quote_meta(value: &str) -> String {
     quoted
 }
 
-fn timestamp(seconds: f64) -> Timestamp {
-    Timestamp::from_millisecond((seconds * 1000.0) as i64).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -436,6 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn a_predicting_service_query_reads_the_window_and_the_request_counters() {
+        let yaml = "prediction: {window: 10m}";
+        let query = build_query(&spec(yaml), "shop", &pods(&["web-a"])).unwrap();
+        assert_eq!(
+            query.promql,
+            r#"{__name__=~"shortener_memory_resident_bytes|shortener_memory_limit_bytes|shortener_http_requests_total",namespace="shop",pod=~"web-a"}[10m]"#
+        );
+        // The container source has no request counter; a window shorter than staleAfter (which
+        // validation refuses) never shortens the staleness window.
+        let yaml =
+            "metric: {source: Container}\nprediction: {window: 30s}\nthresholds: {staleAfter: 1m}";
+        let query = build_query(&spec(yaml), "shop", &pods(&["web-a"])).unwrap();
+        assert!(query.promql.ends_with("[1m]"), "{}", query.promql);
+        assert!(!query.promql.contains("requests"), "{}", query.promql);
+    }
+
+    #[test]
     fn the_container_query_names_the_container_when_given() {
         let yaml = "metric: {source: Container}\nlimits: {container: app}\nthresholds: {staleAfter: 1500ms}";
         let query = build_query(&spec(yaml), "shop", &pods(&["web-a"])).unwrap();
@@ -468,73 +428,5 @@ mod tests {
             quote_meta(r"a+b*(c)|[d]{e}^$?\"),
             r"a\+b\*\(c\)\|\[d\]\{e\}\^\$\?\\"
         );
-    }
-
-    #[test]
-    fn the_newest_sample_of_each_current_pod_becomes_its_reading() {
-        let query = build_query(&spec(""), "shop", &pods(&["web-a"])).unwrap();
-        let series = |name: &str, pod: &str, points: serde_json::Value| json!({"metric": {"__name__": name, "pod": pod, "namespace": "shop"}, "values": points});
-        let data = matrix(json!([
-            series(
-                "shortener_memory_resident_bytes",
-                "web-a",
-                json!([[100.0, "10"], [101.0, "50"]])
-            ),
-            series(
-                "shortener_memory_limit_bytes",
-                "web-a",
-                json!([[101.0, "100"]])
-            ),
-            series(
-                "shortener_memory_resident_bytes",
-                "web-b",
-                json!([[101.0, "20"]])
-            ),
-            series(
-                "shortener_memory_limit_bytes",
-                "web-b",
-                json!([[101.0, "100"]])
-            ),
-            series(
-                "shortener_memory_resident_bytes",
-                "gone-c",
-                json!([[101.0, "99"]])
-            ),
-            series(
-                "shortener_memory_limit_bytes",
-                "gone-c",
-                json!([[101.0, "100"]])
-            ),
-        ]));
-        let samples = samples_from(&query, &data, &pods(&["web-a", "web-b"]), &HashMap::new());
-        assert_eq!(samples.len(), 2, "pods not in the Deployment are ignored");
-        assert_eq!(samples[0].pod, "web-a");
-        assert_eq!(samples[0].usage_ratio, 0.5);
-        assert_eq!(samples[0].at, Timestamp::from_second(101).unwrap());
-        assert_eq!(samples[1].bytes, 20);
-    }
-
-    #[test]
-    fn a_pod_without_a_limit_reading_has_no_sample() {
-        let query = build_query(&spec(""), "shop", &pods(&["web-a"])).unwrap();
-        let data = matrix(json!([{
-            "metric": {"__name__": "shortener_memory_resident_bytes", "pod": "web-a"},
-            "values": [[101.0, "50"]]
-        }]));
-        assert!(samples_from(&query, &data, &pods(&["web-a"]), &HashMap::new()).is_empty());
-    }
-
-    #[test]
-    fn custom_queries_take_the_limit_from_the_pod_spec() {
-        let yaml = "metric: {source: Custom, query: 'my_bytes'}";
-        let query = build_query(&spec(yaml), "shop", &pods(&["web-a"])).unwrap();
-        assert_eq!(query.promql, r#"my_bytes{namespace="shop"}"#);
-        let data: Data = serde_json::from_value(json!({"resultType": "vector", "result": [
-            {"metric": {"pod": "web-a"}, "value": [101.0, "30"]}
-        ]}))
-        .unwrap();
-        let limits = HashMap::from([("web-a".to_owned(), 60)]);
-        let samples = samples_from(&query, &data, &pods(&["web-a"]), &limits);
-        assert_eq!(samples[0].usage_ratio, 0.5);
     }
 }

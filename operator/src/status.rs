@@ -1,11 +1,15 @@
 //! Builds what `kubectl get mempol` and `kubectl describe` show: conditions
 //! that keep their transition times, a bounded pod list, the state word. Pure.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::{adapt, gather::MetricsFailure};
-use memory_engine::{Action, Decision, Policy, Resize, ResizeState, Sample, Workload, size};
+use memory_engine::{
+    Action, Decision, Policy, Resize, ResizeState, Sample, Trend, Workload, newest, size,
+};
 use memory_policy_api::crd::{
     MemoryPolicyStatus, PodMemory, PodRestarts,
     names::{condition, reason, state},
@@ -44,10 +48,16 @@ pub fn set_condition(
     }
 }
 
-/// The pods as the status shows them: measured ones with their state, then the unmeasured.
-pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<PodMemory> {
-    let mut measured: Vec<&Sample> = samples
-        .iter()
+/// The pods as the status shows them: measured ones with their state and growth, then the
+/// unmeasured.
+pub fn pods(
+    samples: &[Sample],
+    workload: &Workload,
+    policy: &Policy,
+    trends: &BTreeMap<String, Trend>,
+) -> Vec<PodMemory> {
+    let mut measured: Vec<&Sample> = newest(samples)
+        .into_iter()
         .filter(|s| workload.pods.contains(&s.pod))
         .collect();
     measured.sort_by(|a, b| b.usage_ratio.total_cmp(&a.usage_ratio));
@@ -91,6 +101,9 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             limit: limit(pod),
             resize: resize(pod),
             state: state::NO_DATA.into(),
+            growth_bytes_per_minute: None,
+            projected_limit_at: None,
+            leak_suspected: false,
             restarts: restarts(pod),
         });
     measured
@@ -103,6 +116,9 @@ pub fn pods(samples: &[Sample], workload: &Workload, policy: &Policy) -> Vec<Pod
             limit: limit(&s.pod),
             resize: resize(&s.pod),
             state: pod_state(s.usage_ratio).into(),
+            growth_bytes_per_minute: trends.get(&s.pod).map(|t| t.bytes_per_minute as i64),
+            projected_limit_at: trends.get(&s.pod).and_then(|t| t.limit_at).map(Time),
+            leak_suspected: trends.get(&s.pod).is_some_and(|t| t.leak_suspected),
             restarts: restarts(&s.pod),
         })
         .chain(unmeasured)
@@ -131,8 +147,8 @@ fn describe_resize(resize: &Resize) -> String {
 
 /// The highest usage, in percent of the limit, for the `Max Usage` column.
 pub fn max_usage(samples: &[Sample], workload: &Workload) -> Option<f64> {
-    samples
-        .iter()
+    newest(samples)
+        .into_iter()
         .filter(|s| workload.pods.contains(&s.pod))
         .map(|s| (s.usage_ratio * 1000.0).round() / 10.0)
         .reduce(f64::max)
@@ -146,6 +162,8 @@ pub fn state(decision: &Decision, suspended: bool) -> &'static str {
         state::NO_DATA
     } else if decision.critical {
         state::CRITICAL
+    } else if decision.trends.values().any(|t| t.leak_suspected) {
+        state::LEAK_SUSPECTED
     } else if decision.high {
         state::HIGH
     } else {
@@ -260,6 +278,7 @@ pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
         generation,
         now,
     );
+    leak_condition(c, policy, decision, generation, now);
     let dry = policy.dry_run;
     set_condition(
         c,
@@ -276,7 +295,7 @@ pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
     );
 
     status.observed_generation = generation;
-    status.pods = pods(samples, workload, policy);
+    status.pods = pods(samples, workload, policy, &decision.trends);
     status.max_usage = max_usage(samples, workload);
     status.replicas = i32::try_from(workload.replicas).ok();
     status.desired_replicas = match &decision.action {
@@ -290,6 +309,45 @@ pub fn fill(status: &mut MemoryPolicyStatus, evaluated: &Evaluated) {
         status.last_action = Some(adapt::record(last));
     }
     status.history = history.iter().map(adapt::record).collect();
+}
+
+/// `LeakSuspected`, naming the suspects, when the policy predicts; otherwise none.
+fn leak_condition(
+    conditions: &mut Vec<Condition>,
+    policy: &Policy,
+    decision: &Decision,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    if policy.prediction.is_none() {
+        conditions.retain(|c| c.type_ != condition::LEAK_SUSPECTED);
+        return;
+    }
+    let suspects: Vec<String> = decision
+        .trends
+        .iter()
+        .filter(|(_, t)| t.leak_suspected)
+        .map(|(pod, t)| t.describe(pod, now))
+        .collect();
+    let (suspected, reason, message) = if suspects.is_empty() {
+        let message = if decision.metrics_available {
+            "no pod grows without load to carry it"
+        } else {
+            "no usable samples to read growth from"
+        };
+        (false, reason::NO_LEAK_SUSPECTED, message.to_owned())
+    } else {
+        (true, reason::GROWING_WITHOUT_LOAD, suspects.join("; "))
+    };
+    set_condition(
+        conditions,
+        condition::LEAK_SUSPECTED,
+        suspected,
+        reason,
+        &message,
+        generation,
+        now,
+    );
 }
 
 /// A status that says nothing new but its readings is written only once the written ones
@@ -335,6 +393,8 @@ fn said(mut status: serde_json::Value) -> serde_json::Value {
         if let Some(pod) = pod.as_object_mut() {
             pod.remove("usageRatio");
             pod.remove("bytes");
+            pod.remove("growthBytesPerMinute");
+            pod.remove("projectedLimitAt");
         }
     }
     for condition in status["conditions"].as_array_mut().into_iter().flatten() {
@@ -429,12 +489,13 @@ mod tests {
             bytes: 1,
             limit_bytes: 2,
             at: at(0),
+            requests: None,
         };
         let samples = [sample("a", 0.5), sample("b", 0.97), sample("gone", 0.99)];
         let policy = memory_policy_api::reading::engine_policy(
             &memory_policy_api::crd::MemoryPolicySpec::for_deployment("w"),
         );
-        let listed = pods(&samples, &workload, &policy);
+        let listed = pods(&samples, &workload, &policy, &BTreeMap::new());
         let names: Vec<&str> = listed.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["b", "a", "c"]);
         assert_eq!(listed[0].state, "Critical");
@@ -478,6 +539,7 @@ mod tests {
                 bytes: 1,
                 limit_bytes: 2,
                 at: now,
+                requests: None,
             };
             (vec![sample("a", 0.99), sample("b", 0.5)], now)
         };
@@ -544,5 +606,102 @@ mod tests {
             ..fresher
         };
         assert!(worth_writing(Some(&shown), &high, refresh));
+    }
+
+    #[test]
+    fn a_leaking_pod_shows_its_growth_and_projection_and_is_named_by_the_leak_condition() {
+        use memory_engine::{Memory, decide};
+        use std::time::Duration;
+
+        let policy = Policy::test().predicting(600, 3600, 1.0);
+        let workload = Workload::test(&["a", "b"]);
+        // Every 15 s for ten minutes: `a` grows 4 MiB a minute from 512 MiB on flat traffic,
+        // `b` stays at 256 MiB.
+        let samples: Vec<Sample> = (0..=40)
+            .flat_map(|i| {
+                let t = i * 15;
+                [("a", 512.0 + 4.0 * t as f64 / 60.0), ("b", 256.0)].map(|(pod, mib)| Sample {
+                    pod: pod.into(),
+                    usage_ratio: mib / 1024.0,
+                    bytes: (mib * 1048576.0) as u64,
+                    limit_bytes: 1 << 30,
+                    at: at(t),
+                    requests: Some(t as f64 * 10.0),
+                })
+            })
+            .collect();
+        let now = at(600);
+        let decision = decide(&policy, &samples, &workload, &Memory::default(), now);
+        let mut status = MemoryPolicyStatus::default();
+        fill(
+            &mut status,
+            &Evaluated {
+                policy: &policy,
+                samples: &samples,
+                workload: &workload,
+                decision: &decision,
+                metrics_failure: None,
+                generation: Some(1),
+                now,
+            },
+        );
+        assert_eq!(status.pods.len(), 2, "one line per pod, not per sample");
+        let a = &status.pods[0];
+        assert_eq!((a.name.as_str(), a.bytes), ("a", 552 << 20));
+        assert_eq!(a.growth_bytes_per_minute, Some(4 << 20));
+        assert!(a.leak_suspected);
+        // 472 MiB left at 4 MiB a minute.
+        assert_eq!(
+            a.projected_limit_at,
+            Some(Time(now + Duration::from_secs(118 * 60)))
+        );
+        let b = &status.pods[1];
+        assert_eq!(
+            (
+                b.growth_bytes_per_minute,
+                b.projected_limit_at.as_ref(),
+                b.leak_suspected
+            ),
+            (Some(0), None, false)
+        );
+        assert_eq!(status.state.as_deref(), Some(state::LEAK_SUSPECTED));
+        let leak = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::LEAK_SUSPECTED)
+            .unwrap();
+        assert_eq!(
+            (leak.status.as_str(), leak.reason.as_str()),
+            ("True", reason::GROWING_WITHOUT_LOAD)
+        );
+        assert_eq!(
+            leak.message,
+            "a projected to reach its 1024 MiB limit in 1h 58m at +4.0 MiB/min (request rate flat)"
+        );
+
+        let unpredicted = Policy {
+            prediction: None,
+            ..policy
+        };
+        let decision = decide(&unpredicted, &samples, &workload, &Memory::default(), now);
+        fill(
+            &mut status,
+            &Evaluated {
+                policy: &unpredicted,
+                samples: &samples,
+                workload: &workload,
+                decision: &decision,
+                metrics_failure: None,
+                generation: Some(2),
+                now,
+            },
+        );
+        assert!(
+            !status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == condition::LEAK_SUSPECTED)
+        );
+        assert_eq!(status.pods[0].growth_bytes_per_minute, None);
     }
 }

@@ -10,6 +10,8 @@ pub mod condition {
     pub const CRITICAL: &str = "Critical";
     pub const THROTTLED: &str = "Throttled";
     pub const DRY_RUN: &str = "DryRun";
+    /// Some pod grows like a leak; present only when the policy predicts.
+    pub const LEAK_SUSPECTED: &str = "LeakSuspected";
 }
 
 /// Condition reasons.
@@ -47,6 +49,10 @@ pub mod reason {
     pub const NOT_THROTTLED: &str = "NotThrottled";
     pub const DRY_RUN: &str = "DryRun";
     pub const LIVE: &str = "Live";
+    /// `LeakSuspected=True`: some pod's memory grows steadily without load to carry it.
+    pub const GROWING_WITHOUT_LOAD: &str = "GrowingWithoutLoad";
+    /// `LeakSuspected=False`.
+    pub const NO_LEAK_SUSPECTED: &str = "NoLeakSuspected";
 }
 
 /// The `State` column (`status.state`) and each pod's `state`.
@@ -54,6 +60,8 @@ pub mod state {
     pub const NORMAL: &str = "Normal";
     pub const HIGH: &str = "High";
     pub const CRITICAL: &str = "Critical";
+    /// Some pod grows like a leak (and none is critical).
+    pub const LEAK_SUSPECTED: &str = "LeakSuspected";
     /// No usable samples (the policy), or none for this pod.
     pub const NO_DATA: &str = "NoData";
     pub const SUSPENDED: &str = "Suspended";

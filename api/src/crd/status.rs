@@ -39,8 +39,8 @@ pub struct MemoryPolicyStatus {
     /// The highest pod usage, in percent of its limit (as the thresholds are).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_usage: Option<f64>,
-    /// Overall state: `Normal`, `High`, `Critical`, `NoData`, `Suspended`, `Invalid` or
-    /// `TargetMissing`.
+    /// Overall state: `Normal`, `High`, `LeakSuspected`, `Critical`, `NoData`, `Suspended`,
+    /// `Invalid` or `TargetMissing`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }
@@ -68,6 +68,17 @@ pub struct PodMemory {
     pub resize: Option<String>,
     /// `Normal`, `High`, `Critical` or `NoData`.
     pub state: String,
+    /// How fast its memory grew over the prediction window (negative when shrinking), in
+    /// bytes a minute; only when the policy predicts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth_bytes_per_minute: Option<i64>,
+    /// When it reaches its memory limit at that pace, if it grew steadily for the whole window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected_limit_at: Option<Time>,
+    /// It grows while its request rate does not (or, without a request rate, while its
+    /// siblings do not): a leak, not load.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leak_suspected: bool,
     /// Its containers have restarted: how often, and how the latest run ended (an
     /// `OOMKilled` one hit its memory limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -112,7 +112,11 @@ fn nothing_is_predicted_before_a_pod_was_measured_for_the_whole_window() {
     let mut run = Run::new(predicting(), Workload::test(&["web-a", "web-b"]));
     let (when, decision) = simulate(&mut run, fast, 3600).expect("an action");
     // Within a scrape of the window: the query's window starts between two scrapes.
-    assert!(when + SCRAPE >= 600, "acted after {when} s: {:?}", decision.reasons);
+    assert!(
+        when + SCRAPE >= 600,
+        "acted after {when} s: {:?}",
+        decision.reasons
+    );
     assert!(matches!(decision.action, Some(Action::Evict { .. })));
 }
 

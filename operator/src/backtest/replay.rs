@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use memory_engine::{
-    Action, HeldBack, Memory, MemoryResources, Outcome, PodLimits, Policy, Sample, Workload, decide,
+    Action, HeldBack, Memory, MemoryResources, Outcome, PodLimits, Policy, Sample, Trend, Workload,
+    decide,
 };
 
 /// What the engine decided at one step of the history.
@@ -45,20 +46,32 @@ pub struct Step {
     pub critical: Vec<String>,
     /// Since when each pod at or above the critical mark had been there.
     pub critical_since: BTreeMap<String, Timestamp>,
+    /// Each pod's growth over the prediction window, when the policy predicts.
+    pub trends: BTreeMap<String, Trend>,
     /// The engine's explanation, in the order it reasoned.
     pub reasons: Vec<String>,
 }
 
-/// Replays `history` (samples per evaluation time, oldest first) through the engine.
+/// Replays `history` (samples per evaluation time, oldest first) through the engine; a
+/// predicting policy is given the samples of its window at each step, as live.
 #[must_use]
 pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step> {
     let mut memory = Memory::default();
     let mut scaled_to: Option<u32> = None;
     let mut raised: BTreeMap<String, u64> = BTreeMap::new();
+    let mut window: Vec<Sample> = Vec::new();
     history
         .iter()
         .map(|(at, samples)| {
             let samples = &against_raised_limits(samples, &raised);
+            let fed = match policy.prediction {
+                Some(prediction) => {
+                    window.retain(|s| s.at >= *at - prediction.window);
+                    window.extend_from_slice(samples);
+                    &window
+                }
+                None => samples,
+            };
             let pods: BTreeSet<&str> = samples.iter().map(|s| s.pod.as_str()).collect();
             let seen = u32::try_from(pods.len()).unwrap_or(u32::MAX);
             let replicas = scaled_to.map_or(seen, |to| to.max(seen));
@@ -74,7 +87,7 @@ pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step
                 template: Some(policy.limits),
                 limits: running_limits(samples),
             };
-            let mut decision = decide(policy, samples, &workload, &memory, *at);
+            let mut decision = decide(policy, fed, &workload, &memory, *at);
             // A replay takes every action to succeed.
             decision.settle(&Outcome::Applied);
             match &decision.action {
@@ -100,6 +113,7 @@ pub fn replay(policy: &Policy, history: &[(Timestamp, Vec<Sample>)]) -> Vec<Step
                 high_since: memory.high_since,
                 critical: decision.critical_pods,
                 critical_since: memory.critical_since.clone(),
+                trends: decision.trends,
                 reasons: decision.reasons,
             }
         })
@@ -181,6 +195,7 @@ pub(super) fn history(usage: &[&[(&str, f64)]]) -> Vec<(Timestamp, Vec<Sample>)>
                     bytes: (percent / 100.0 * LIMIT_BYTES as f64) as u64,
                     limit_bytes: LIMIT_BYTES,
                     at,
+                    requests: None,
                 })
                 .collect();
             (at, samples)

@@ -277,6 +277,7 @@ mod tests {
             high_since: None,
             critical: Vec::new(),
             critical_since: BTreeMap::new(),
+            trends: BTreeMap::new(),
             reasons: Vec::new(),
         }
     }
