@@ -45,7 +45,7 @@ pub enum Error {
 
     /// A string is not a growth rate such as `1Mi/min`.
     #[error(
-        "`{0}` is not a growth rate: use a memory quantity per s, min or h, like 1Mi/min, 512Ki/s or 64Mi/h"
+        "`{0}` is not a growth rate: use a memory quantity above zero per s, min or h, like 1Mi/min, 512Ki/s or 64Mi/h"
     )]
     Growth(String),
 }

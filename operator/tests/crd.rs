@@ -12,7 +12,7 @@ use std::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::CustomResourceExt;
 use memory_policy_api::crd::{
-    Duration, HighAction, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource, Raise,
+    Duration, HighAction, Limits, MemoryPolicy, MemoryPolicySpec, MetricSource, Prediction, Raise,
 };
 use memory_policy_api::validate::validate;
 
@@ -241,6 +241,33 @@ fn cases() -> Vec<Case> {
             s.on_high = HighAction::AlertOnly;
         }),
         ("raising limits with a zero timeout", |s| raising(s, ZERO)),
+        ("prediction with its defaults", |s| {
+            s.prediction = Some(Prediction::default())
+        }),
+        ("a prediction window as long as staleAfter", |s| {
+            s.prediction = Some(Prediction {
+                window: s.thresholds.stale_after,
+                ..Prediction::default()
+            })
+        }),
+        ("a prediction window just over staleAfter", |s| {
+            s.prediction = Some(Prediction {
+                window: Duration::from_secs(46),
+                ..Prediction::default()
+            })
+        }),
+        ("a prediction with a zero horizon", |s| {
+            s.prediction = Some(Prediction {
+                horizon: ZERO,
+                ..Prediction::default()
+            })
+        }),
+        ("a prediction growing by 512Ki/s", |s| {
+            s.prediction = Some(Prediction {
+                min_growth: "512Ki/s".parse().unwrap(),
+                ..Prediction::default()
+            })
+        }),
     ]
 }
 
@@ -405,6 +432,19 @@ fn kubectl_apply_dry_run_agrees_with_check_on_every_check_case() {
         ("unknown onCritical", policy("  onCritical: Explode\n")),
         ("zero interval", policy("  interval: 0s\n")),
         ("unknown field", policy("  sepc: 1\n")),
+        ("prediction on", policy("  prediction: {}\n")),
+        ("growth per day", policy("  prediction: {minGrowth: 1Mi/day}\n")),
+        ("no growth", policy("  prediction: {minGrowth: 0Mi/min}\n")),
+        ("growth of a half Ki an hour", policy("  prediction: {minGrowth: 0.5Ki/h}\n")),
+        ("a window as long as staleAfter", policy("  prediction: {window: 45s}\n")),
+        (
+            "a window over a longer staleAfter",
+            policy("  prediction: {window: 2m}\n  thresholds: {staleAfter: 1m}\n"),
+        ),
+        (
+            "a window under a longer staleAfter",
+            policy("  prediction: {window: 2m}\n  thresholds: {staleAfter: 3m}\n"),
+        ),
         (
             "no targetRef",
             "apiVersion: shortener.dev/v1alpha1\nkind: MemoryPolicy\nmetadata: {name: p}\nspec: {dryRun: true}\n"

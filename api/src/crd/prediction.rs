@@ -63,10 +63,11 @@ pub struct Growth {
 }
 
 /// Matches what [`Growth::from_str`] accepts; the apiserver checks it too.
-pub const GROWTH_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?/(s|min|h)$";
+/// Either the whole part or the fraction has a digit other than zero: no growth is not a rate.
+pub const GROWTH_PATTERN: &str = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?/(s|min|h)$";
 
 impl Growth {
-    /// Bytes a minute, rounded down.
+    /// Bytes a minute, more than zero.
     pub fn bytes_per_minute(&self) -> u64 {
         self.bytes_per_minute
     }
@@ -85,11 +86,13 @@ impl FromStr for Growth {
         if !digits(whole) || !digits(fraction) {
             return Err(invalid());
         }
-        let bytes = quantity_bytes(&Quantity(amount.to_owned())).ok_or_else(invalid)?;
+        let bytes = quantity_bytes(&Quantity(amount.to_owned()))
+            .filter(|bytes| *bytes > 0)
+            .ok_or_else(invalid)?;
         let bytes_per_minute = match per {
             "s" => bytes.checked_mul(60).ok_or_else(invalid)?,
             "min" => bytes,
-            "h" => bytes / 60,
+            "h" => bytes.div_ceil(60),
             _ => return Err(invalid()),
         };
         Ok(Self {
@@ -167,6 +170,8 @@ mod tests {
         assert_eq!(growth("60Mi/h"), Some(1 << 20));
         assert_eq!(growth("1.5M/min"), Some(1_500_000));
         assert_eq!(growth("100/min"), Some(100));
+        assert_eq!(growth("1/h"), Some(1), "rounded up: never no growth");
+        assert_eq!(growth("0.5Ki/min"), Some(512));
     }
 
     #[test]
@@ -182,6 +187,8 @@ mod tests {
             ".5Mi/min",
             "1.Mi/s",
             "1mi/min",
+            "0Mi/min",
+            "0.0/s",
         ] {
             let error = bad.parse::<Growth>().unwrap_err().to_string();
             assert!(error.contains("1Mi/min"), "{bad}: {error}");

@@ -313,6 +313,7 @@ proptest! {
                         limit_bytes: limit,
                         at: now - SignedDuration::from_secs(*age),
                         pod,
+                        requests: None,
                     }
                 })
                 .collect();
