@@ -41,7 +41,7 @@ const SERVICE_SERIES: (&str, &str) = (
 );
 /// The shortener's count of requests served, which tells a leak from load: read beside its
 /// memory when the policy predicts growth.
-const SERVICE_REQUESTS: &str = "shortener_http_requests_total";
+pub const SERVICE_REQUESTS: &str = "shortener_http_requests_total";
 /// cAdvisor's working set (what the OOM killer compares) and the container limit.
 const CONTAINER_SERIES: (&str, &str) = (
     "container_memory_working_set_bytes",

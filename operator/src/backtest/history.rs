@@ -17,7 +17,7 @@ use prometheus_http_query::response::Data;
 use super::Window;
 use crate::{
     Error, Result,
-    prometheus::{Prometheus, build_selector, most_pressed},
+    prometheus::{Prometheus, SERVICE_REQUESTS, build_selector, most_pressed},
 };
 use memory_engine::Sample;
 use memory_policy_api::crd::{MemoryPolicySpec, MetricSource, quantity_bytes};
@@ -90,12 +90,21 @@ pub fn timeline(
     times: &[Timestamp],
 ) -> Vec<(Timestamp, Vec<Sample>)> {
     let mut points: HashMap<i64, Readings> = HashMap::new();
+    // Per time and pod: the requests served, summed over the counter's labels.
+    let mut served: HashMap<(i64, &str), f64> = HashMap::new();
     if let Data::Matrix(series) = data {
         for range in series {
             let labels = range.metric();
             let Some(pod) = labels.get("pod") else {
                 continue;
             };
+            if labels.get("__name__").map(String::as_str) == Some(SERVICE_REQUESTS) {
+                for point in range.samples() {
+                    let millis = (point.timestamp() * 1000.0).round() as i64;
+                    *served.entry((millis, pod.as_str())).or_default() += point.value();
+                }
+                continue;
+            }
             let container = labels.get("container").map_or("", String::as_str);
             let is_limit = query.limit == Limit::Series
                 && labels
@@ -119,8 +128,13 @@ pub fn timeline(
     times
         .iter()
         .map(|at| {
-            let pairs = points.remove(&at.as_millisecond()).unwrap_or_default();
-            (*at, samples(query.limit, pairs, *at))
+            let millis = at.as_millisecond();
+            let pairs = points.remove(&millis).unwrap_or_default();
+            let mut samples = samples(query.limit, pairs, *at);
+            for sample in &mut samples {
+                sample.requests = served.get(&(millis, sample.pod.as_str())).copied();
+            }
+            (*at, samples)
         })
         .collect()
 }
@@ -214,5 +228,38 @@ mod tests {
         assert_eq!(steps[1].1[0].at, times()[1]);
         assert_eq!(steps[1].1.len(), 1, "web-b has no limit series");
         assert!(steps[2].1.is_empty());
+    }
+
+    #[test]
+    fn a_predicting_policy_reads_the_requests_served_beside_the_memory() {
+        let query = range_query(&spec("prediction: {}"), "shop").unwrap();
+        assert!(
+            query.promql.contains("shortener_http_requests_total"),
+            "{}",
+            query.promql
+        );
+        let series = |name: &str, labels: serde_json::Value, values: serde_json::Value| {
+            let mut metric = json!({"__name__": name, "pod": "web-a"});
+            metric
+                .as_object_mut()
+                .unwrap()
+                .extend(labels.as_object().unwrap().clone());
+            json!({"metric": metric, "values": values})
+        };
+        let data: Data = serde_json::from_value(json!({"resultType": "matrix", "result": [
+            series("shortener_memory_resident_bytes", json!({}), json!([[100, "10"], [101, "20"]])),
+            series("shortener_memory_limit_bytes", json!({}), json!([[100, "100"], [101, "100"]])),
+            series("shortener_http_requests_total", json!({"route": "redirect"}), json!([[100, "7"], [101, "9"]])),
+            series("shortener_http_requests_total", json!({"route": "create"}), json!([[101, "1"]])),
+        ]}))
+        .unwrap();
+        let read: Vec<Vec<(u64, Option<f64>)>> = timeline(&query, &data, &times())
+            .iter()
+            .map(|(_, samples)| samples.iter().map(|s| (s.bytes, s.requests)).collect())
+            .collect();
+        assert_eq!(
+            read,
+            [vec![(10, Some(7.0))], vec![(20, Some(10.0))], vec![]]
+        );
     }
 }

@@ -67,6 +67,14 @@ fn header(b: &Backtest) -> String {
         "actions   onHigh {:?} ({}..{} replicas), onCritical {:?}",
         spec.on_high, p.min_replicas, p.max_replicas, spec.on_critical
     );
+    if let Some(prediction) = &spec.prediction {
+        let _ = writeln!(
+            out,
+            "predict   window {}, horizon {}, minGrowth {}: a leak projected to reach its limit \
+             within the horizon gets onCritical",
+            prediction.window, prediction.horizon, prediction.min_growth
+        );
+    }
     let seen = format!("{} seen: {}", pods.len(), pods.join(", "));
     out.push_str(&wrap("pods      ", &seen));
     let suspended = p
@@ -120,6 +128,21 @@ fn events(previous: Option<&Step>, step: &Step) -> Vec<(&'static str, String)> {
             events.push(("CLEARED", format!("{pod} {now}")));
         }
     }
+    let no_trends = BTreeMap::new();
+    let trends_before = previous.map_or(&no_trends, |p| &p.trends);
+    let suspected = |trends: &BTreeMap<String, memory_engine::Trend>, pod: &str| {
+        trends.get(pod).is_some_and(|t| t.leak_suspected)
+    };
+    for (pod, trend) in &step.trends {
+        if trend.leak_suspected && !suspected(trends_before, pod) {
+            events.push(("LEAK", trend.describe(pod, step.at)));
+        }
+    }
+    for pod in trends_before.keys() {
+        if suspected(trends_before, pod) && !suspected(&step.trends, pod) {
+            events.push(("LEAK OFF", format!("{pod} no longer grows like a leak")));
+        }
+    }
     if let Some(action) = &step.action {
         events.push(describe(step, action));
     }
@@ -168,12 +191,19 @@ fn describe(step: &Step, action: &Action) -> (&'static str, String) {
     }
 }
 
-/// `web-a (critical 97.1% for 1m)`.
+/// `web-a (critical 97.1% for 1m)`, or for a pod acted on by prediction, `web-a (72.0%,
+/// leak projected to reach its limit in 9m)`.
 fn critical(step: &Step, pod: &str) -> String {
     let usage = step
         .usage
         .get(pod)
         .map_or("?".to_owned(), |u| one_decimal(*u));
+    if !step.critical_since.contains_key(pod)
+        && let Some(limit_at) = step.trends.get(pod).and_then(|t| t.limit_at)
+    {
+        let left = SignedDuration::from_secs(limit_at.duration_since(step.at).as_secs());
+        return format!("{pod} ({usage}, leak projected to reach its limit in {left:#})");
+    }
     let since = step.critical_since.get(pod).copied().unwrap_or(step.at);
     let held = SignedDuration::from_secs(step.at.duration_since(since).as_secs());
     format!("{pod} (critical {usage} for {held:#})")
@@ -325,5 +355,43 @@ mod tests {
         assert!(text.contains("  DATA      samples for 1 pod\n"), "{text}");
         let quiet = backtest(&[&[("a", 70.0)], &[("a", 70.0)]]).report();
         assert!(quiet.contains("nothing happened"), "{quiet}");
+    }
+
+    #[test]
+    fn a_predicting_policy_s_timeline_shows_the_leak_and_the_eviction_it_called_for() {
+        // `a` climbs half a percent of its limit a second from 40 %; `b` stays at 40 %.
+        let rows: Vec<Vec<(&str, f64)>> = (0..80)
+            .map(|second| vec![("a", 40.0 + 0.5 * f64::from(second)), ("b", 40.0)])
+            .collect();
+        let usage: Vec<&[(&str, f64)]> = rows.iter().map(Vec::as_slice).collect();
+        let mut b = backtest(&usage);
+        b.policy = b.policy.predicting(20, 60, 1.0);
+        b.spec.prediction = Some(serde_yaml::from_str("{window: 20s, horizon: 1m}").unwrap());
+        b.steps = replay(&b.policy, &history(&usage));
+        let text = b.report();
+
+        assert!(
+            text.contains("predict   window 20s, horizon 1m, minGrowth 1Mi/min: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("  LEAK      a projected to reach its 1024 MiB limit in "),
+            "{text}"
+        );
+        assert!(
+            text.contains("+307.2 MiB/min (request rate unknown)"),
+            "{text}"
+        );
+        let evict = text
+            .lines()
+            .find(|l| l.contains("  EVICT  "))
+            .expect("an eviction");
+        assert!(
+            evict.ends_with("a (70.5%, leak projected to reach its limit in 59s)"),
+            "{evict}"
+        );
+        assert!(!text.contains("  CRITICAL  "), "{text}");
+        let svg = b.svg();
+        assert!(svg.contains("class=\"projection\""), "{svg}");
     }
 }

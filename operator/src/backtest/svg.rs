@@ -1,5 +1,6 @@
 //! The backtest as a chart: usage per pod over time against the water
-//! marks, with a marker at each action. Hand-written SVG; pure.
+//! marks, with a marker at each action and, for a predicting policy, dashed lines where
+//! growing pods were projected to reach their limit. Hand-written SVG; pure.
 
 use std::fmt::Write;
 
@@ -50,7 +51,8 @@ const PALETTE: [&str; 10] = [
 
 /// The chart of a replay, about 960 pixels wide.
 pub fn render(policy: &Policy, steps: &[Step]) -> String {
-    let chart = Chart::new(steps);
+    let projections = projections(steps);
+    let chart = Chart::new(steps, &projections);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
          viewBox=\"0 0 {WIDTH} {HEIGHT}\" font-family=\"sans-serif\" font-size=\"11\">\n\
@@ -92,6 +94,31 @@ pub fn render(policy: &Policy, steps: &[Step]) -> String {
             escape(pod)
         );
     }
+    for projection in &projections {
+        let colour = pods
+            .iter()
+            .position(|pod| *pod == projection.pod)
+            .map_or("#888", |i| PALETTE[i % PALETTE.len()]);
+        // Cut where the chart ends, at the usage the line has reached by then.
+        let to = projection.to.min(chart.end());
+        let (from, usage) = projection.from;
+        let share = to.duration_since(from).as_secs_f64()
+            / projection.to.duration_since(from).as_secs_f64().max(1e-9);
+        let reached = usage + (1.0 - usage) * share;
+        let _ = writeln!(
+            svg,
+            "<line class=\"projection\" x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" \
+             stroke=\"{colour}\" stroke-width=\"1.5\" stroke-dasharray=\"3 3\"><title>{}</title></line>",
+            chart.x(from),
+            chart.y(usage),
+            chart.x(to),
+            chart.y(reached),
+            escape(&format!(
+                "{} at {from}: projected to reach its limit at {}",
+                projection.pod, projection.to
+            ))
+        );
+    }
     for step in steps {
         if let Some(action) = &step.action {
             let x = chart.x(step.at);
@@ -119,6 +146,39 @@ pub fn render(policy: &Policy, steps: &[Step]) -> String {
     svg
 }
 
+/// A pod's growth as the engine projected it at one step: from its usage then to its limit.
+struct Projection<'a> {
+    pod: &'a str,
+    from: (Timestamp, f64),
+    to: Timestamp,
+}
+
+/// The projections worth drawing: those of the leaks at each step that acted, and every
+/// growing pod's at the last step, where it was heading when the history ends.
+fn projections(steps: &[Step]) -> Vec<Projection<'_>> {
+    let acted = steps
+        .iter()
+        .filter(|s| s.action.is_some())
+        .map(|s| (s, true));
+    let last = steps.last().map(|s| (s, false));
+    acted
+        .chain(last)
+        .flat_map(|(step, leaks_only)| {
+            step.trends.iter().filter_map(move |(pod, trend)| {
+                let to = trend
+                    .limit_at
+                    .filter(|_| trend.leak_suspected || !leaks_only)?;
+                let usage = *step.usage.get(pod)?;
+                Some(Projection {
+                    pod: pod.as_str(),
+                    from: (step.at, usage),
+                    to,
+                })
+            })
+        })
+        .collect()
+}
+
 /// Maps time and usage onto the plot area.
 struct Chart {
     first: Timestamp,
@@ -128,9 +188,15 @@ struct Chart {
 }
 
 impl Chart {
-    fn new(steps: &[Step]) -> Self {
+    /// Spans the steps, and past them by up to a third for where the projections lead.
+    fn new(steps: &[Step], projections: &[Projection]) -> Self {
         let first = steps.first().map_or(Timestamp::UNIX_EPOCH, |s| s.at);
         let last = steps.last().map_or(first, |s| s.at);
+        let beyond = last + last.duration_since(first) / 3;
+        let last = projections
+            .iter()
+            .map(|p| p.to.min(beyond))
+            .fold(last, Timestamp::max);
         let highest = steps
             .iter()
             .flat_map(|s| s.usage.values().copied())
@@ -140,6 +206,11 @@ impl Chart {
             span_ms: (last.as_millisecond() - first.as_millisecond()).max(1) as f64,
             top: (highest * 5.0).ceil() / 5.0,
         }
+    }
+
+    /// The last time shown.
+    fn end(&self) -> Timestamp {
+        self.first + std::time::Duration::from_millis(self.span_ms as u64)
     }
 
     fn x(&self, at: Timestamp) -> f64 {
