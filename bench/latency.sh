@@ -8,26 +8,20 @@
 #   bash bench/latency.sh            # RUNS=10 bash bench/latency.sh for more
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/runs.sh
 results="${BENCH_RESULTS:-docs/benchmarks.md}"
 runs="${RUNS:-5}"
 cargo test -p e2e --test leak --no-run --quiet
 latencies=()
 for run in $(seq 1 "$runs"); do
-  log=$(cargo test -p e2e --test leak --quiet -- --nocapture 2>&1) || {
-    echo "$log" | tail -40
+  latency=$(run_scenario leak 's/.*detection-to-eviction latency \([0-9.]*\) s.*/\1/p') || {
     echo "run $run failed" >&2
     exit 1
   }
-  latency=$(echo "$log" | sed -n 's/.*detection-to-eviction latency \([0-9.]*\) s.*/\1/p')
   echo "run $run: $latency s"
   latencies+=("$latency")
 done
-summary=$(printf '%s\n' "${latencies[@]}" | sort -n | awk '
-  { v[NR] = $1 }
-  END {
-    median = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf "| %d | %.2f s | %.2f s | %.2f s |", NR, v[1], median, v[NR]
-  }')
+summary=$(UNIT=" s" min_median_max "${latencies[@]}")
 table="| runs | min | median | max |
 |---|---|---|---|
 $summary
@@ -35,7 +29,7 @@ $summary
 bound (\`for\` + 2 intervals): 4.00 s; on the fake API server (2026-11, before it was retired): median 2.50 s"
 echo "$table"
 # Read before the results file is touched, which would itself count as a change.
-commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+commit="$(commit_label)"
 {
   echo
   echo "## Detection-to-action latency, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit"

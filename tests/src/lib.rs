@@ -20,6 +20,7 @@ pub mod load;
 pub mod over_high;
 mod probe;
 pub mod prometheus;
+pub mod steady_leak;
 
 use std::time::Duration;
 

@@ -1,61 +1,29 @@
-//! Scenario 13: a slow leak, predicted. One pod serves the same number of redirects every
-//! second, each to a link it has not cached yet, so its real resident memory climbs steadily
-//! while its request rate stays flat: a leak, as the operator sees it. A policy that predicts
-//! growth evicts that pod before it reaches critical, saying when it would have reached its
-//! limit, and touches no other pod.
+//! Scenario 13: a slow leak, predicted (see `e2e::steady_leak`): one pod's real resident memory
+//! climbs steadily while its request rate stays flat, a leak as the operator sees it. A policy
+//! that predicts growth evicts that pod before it reaches critical, saying when it would have
+//! reached its limit, and touches no other pod.
 
 use std::time::Duration;
 
-use e2e::{Cluster, Options, eventually, load};
-use serde_json::{Value, json};
+use e2e::{
+    eventually,
+    steady_leak::{CRITICAL, PER_SECOND, SteadyLeak, pod_line},
+};
+use serde_json::json;
 
-/// More links than the leak can follow before the eviction.
-const LINKS: usize = 32_000;
-/// Redirects a second through the leaking pod: each caches a ~2 KB target, so its memory
-/// climbs a few percent of its limit every ten seconds.
-const PER_SECOND: usize = 120;
-/// The policy's critical mark, which the prediction must act before.
-const CRITICAL: f64 = 0.90;
 /// The policy's `for`, which the level rule would have waited over critical.
 const SUSTAIN: f64 = 2.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
-    let cluster = Cluster::start(Options {
-        links: LINKS,
-        ..Options::default()
-    })
-    .await;
-    cluster
-        .apply_policy(
-            "predict",
-            json!({"prediction": {"window": "20s", "horizon": "60s", "minGrowth": "256Ki/min"}}),
-        )
-        .await;
-    let pods = cluster.ready_pod_names();
-    let leaky = pods[0].clone();
-    eventually(
-        "every pod measured with no leak suspected",
-        Duration::from_secs(40),
-        || {
-            let policy = cluster.policy("predict");
-            let listed = policy["status"]["pods"].as_array().map_or(0, Vec::len);
-            listed == pods.len() && cluster.condition_is("predict", "LeakSuspected", "False")
-        },
-    )
-    .await;
-
-    let url = cluster.pod_url(&leaky).expect("the pod is ready");
-    let evicted = || cluster.deletions().iter().any(|d| d.pod == leaky);
-    let followed = load::follow_steadily(
-        &cluster.http,
-        &url,
-        0..LINKS,
-        PER_SECOND,
-        Duration::from_secs(150),
-        || !evicted(),
-    )
-    .await;
+    let leak = SteadyLeak::start(json!({}), &[]).await;
+    let SteadyLeak {
+        cluster,
+        pods,
+        leaky,
+    } = &leak;
+    let evicted = || cluster.deletions().iter().any(|d| d.pod == *leaky);
+    let followed = leak.leak_until(Duration::from_secs(150), evicted).await;
     eventually(
         &format!(
             "{leaky} evicted after {} links followed ({} failed)",
@@ -68,10 +36,10 @@ async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
 
     // Only that pod, once, by the operator's eviction, before it reached critical.
     assert_eq!(cluster.deletions().len(), 1, "{:?}", cluster.deletions());
-    assert_eq!(cluster.evicted_pods(), std::slice::from_ref(&leaky));
+    assert_eq!(cluster.evicted_pods(), std::slice::from_ref(leaky));
     let evictions = cluster.operator_did("create", "pods/eviction");
     let evicted_at = evictions[0].received.as_millisecond() as f64 / 1000.0;
-    let ratios = cluster.usage_ratios(&leaky, "5m").await;
+    let ratios = cluster.usage_ratios(leaky, "5m").await;
     let before: Vec<(f64, f64)> = ratios
         .iter()
         .copied()
@@ -109,7 +77,7 @@ async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
         .iter()
         .find(|v| pod_line(v, &leaky).is_some_and(|p| p["leakSuspected"] == true));
     let suspected = suspected.unwrap_or_else(|| panic!("{leaky} never suspected: {versions:#?}"));
-    let line = pod_line(suspected, &leaky).expect("listed");
+    let line = pod_line(suspected, leaky).expect("listed");
     assert!(
         line["growthBytesPerMinute"].as_i64().is_some_and(|g| g > 0),
         "{line}"
@@ -157,14 +125,55 @@ async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
         "{:?}",
         cluster.unexpected_exits()
     );
+
+    // The same policy replayed by `backtest` over what Prometheus recorded marks the leak, the
+    // eviction and, in the chart, where the pod was heading.
+    let chart = tempfile::NamedTempFile::new().expect("a temporary file");
+    let timeline = backtest(cluster, chart.path());
+    assert!(
+        timeline.contains(&format!("  LEAK      {leaky} projected to reach its")),
+        "{timeline}"
+    );
+    assert!(
+        timeline.lines().any(|l| l.contains("  EVICT     ")
+            && l.contains(&format!("{leaky} ("))
+            && l.contains("leak projected")),
+        "{timeline}"
+    );
+    let svg = std::fs::read_to_string(chart.path()).expect("the chart was written");
+    assert!(svg.contains("class=\"projection\""), "{svg}");
+    // `E2E_BACKTEST_SVG=docs/images/backtest-prediction.svg` keeps the chart (the README's).
+    if let Ok(keep) = std::env::var("E2E_BACKTEST_SVG") {
+        std::fs::write(&keep, &svg).expect("the chart can be kept");
+    }
 }
 
-/// `pod`'s line in a policy's `status.pods`.
-fn pod_line<'a>(policy: &'a Value, pod: &str) -> Option<&'a Value> {
-    policy["status"]["pods"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == pod)
+/// `memory-operator backtest` of policy `predict` over the last three minutes of the cluster's
+/// Prometheus, at its 1 s scrape interval, writing the chart to `chart`; the timeline.
+fn backtest(cluster: &e2e::Cluster, chart: &std::path::Path) -> String {
+    let mut policy = tempfile::NamedTempFile::new().expect("a temporary file");
+    let object = cluster.policy("predict");
+    let spec = json!({
+        "apiVersion": object["apiVersion"], "kind": object["kind"],
+        "metadata": {"name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"]},
+        "spec": object["spec"],
+    });
+    std::io::Write::write_all(&mut policy, spec.to_string().as_bytes()).expect("written");
+    let out = std::process::Command::new(&e2e::binary::binaries().operator)
+        .args(["backtest", "--policy"])
+        .arg(policy.path())
+        .args(["--prometheus", cluster.prometheus_url()])
+        .args(["--start", "-3m", "--end", "now", "--step", "1s", "--svg"])
+        .arg(chart)
+        .output()
+        .expect("the operator binary runs");
+    let timeline = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{timeline}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    timeline
 }
 
 /// The least-squares slope of `points`, per second.
