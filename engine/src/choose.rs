@@ -1,6 +1,6 @@
 //! Which action the conditions call for, in precedence order: `onCritical` for a
 //! pod whose raise in place will not happen, a critical pod, a leak projected to reach its
-//! limit within the horizon (see `growth`), raising limits in
+//! limit within the horizon (see `leak`), raising limits in
 //! place (see `raise`), a high fleet, scale-in, then the container's memory
 //! request and limit when they differ from the policy's. The first rule that wants to act
 //! decides; its own limits (max replicas, max unavailable, restart budget, a
@@ -14,7 +14,7 @@
 use super::facts::{Facts, ForCritical, Hold, Wanted};
 use super::observe::describe;
 use super::policy::{CriticalAction, HighAction};
-use super::{Action, ActionKind, Alarm, elapsed, growth, human, percent, raise, size};
+use super::{Action, ActionKind, Alarm, elapsed, human, leak, percent, raise, size};
 
 /// The action the conditions call for, if any; explanations go to `reasons`.
 pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted> {
@@ -24,7 +24,7 @@ pub(super) fn choose(facts: &Facts, reasons: &mut Vec<String>) -> Option<Wanted>
     raise::stuck(facts, reasons)
         .map(|due| for_critical(due, reasons))
         .or_else(|| critical(facts, reasons))
-        .or_else(|| growth::due(facts, reasons).map(|due| for_critical(due, reasons)))
+        .or_else(|| leak::due(facts, reasons).map(|due| for_critical(due, reasons)))
         .or_else(|| raise::raise(facts, reasons))
         .or_else(|| high(facts, reasons))
         .or_else(|| scale_in(facts, reasons))

@@ -26,7 +26,10 @@
 //!   for `sustain`, not on the fleet: see the `raise` module. A
 //!   critical pod is raised once before `onCritical` acts on it; a resize that cannot happen
 //!   falls back to `onCritical`.
-//! - **Precedence**: a failed resize's fallback, critical, raising limits, then high, then scale-in, then bringing the
+//! - **Prediction** (`Policy::prediction`) reads each pod's growth over a window, projects when
+//!   it reaches its limit and tells a leak from load: see the `growth` module. A leak
+//!   projected to reach its limit within the horizon gets `onCritical` as a critical pod would.
+//! - **Precedence**: a failed resize's fallback, critical, a predicted leak, raising limits, then high, then scale-in, then bringing the
 //!   container's memory request and limit to the policy's (a rollout, so a
 //!   disruptive action like the others); at most one action per evaluation,
 //!   and every rule needs evidence newer than its own last action, so an alert
@@ -52,6 +55,7 @@ mod action;
 mod choose;
 mod facts;
 mod growth;
+mod leak;
 mod memory;
 mod observe;
 mod policy;

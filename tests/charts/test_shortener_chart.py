@@ -289,6 +289,26 @@ def test_raise_values_are_left_out_of_a_policy_that_does_not_raise(on_high, oper
     assert result.returncode == 0, result.stderr
 
 
+def test_prediction_is_off_by_default_and_renders_its_section_when_enabled(operator_bin, tmp_path):
+    default = render(SHORTENER_CHART, {}).one("MemoryPolicy")
+    assert "prediction" not in default["spec"]
+    on = render(SHORTENER_CHART, {"memoryPolicy": {"prediction": {"enabled": True}}}).one("MemoryPolicy")
+    assert on["spec"]["prediction"] == {"window": "10m", "horizon": "15m", "minGrowth": "1Mi/min"}
+    tuned = render(SHORTENER_CHART, {"memoryPolicy": {"prediction": {
+        "enabled": True, "window": "20m", "horizon": "1h", "minGrowth": "512Ki/min"}}}).one("MemoryPolicy")
+    assert tuned["spec"]["prediction"] == {"window": "20m", "horizon": "1h", "minGrowth": "512Ki/min"}
+    result = check_policies(operator_bin, [on, tuned], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok: ") == 2
+
+
+def test_a_prediction_window_within_stale_after_is_refused_by_check(operator_bin, tmp_path):
+    policy = render(SHORTENER_CHART, {"memoryPolicy": {"prediction": {"enabled": True, "window": "30s"}}}).one("MemoryPolicy")
+    result = check_policies(operator_bin, [policy], tmp_path)
+    assert result.returncode != 0
+    assert "spec.prediction.window must be longer than thresholds.staleAfter" in result.stdout + result.stderr
+
+
 def test_raise_limit_on_a_container_that_restarts_to_resize_needs_allow_restart():
     values = {"resizePolicy": {"memory": "RestartContainer"}, "memoryPolicy": RAISE}
     with pytest.raises(helm.HelmError, match=r"set memoryPolicy.raise.allowRestart=true, or resizePolicy.memory=NotRequired"):
@@ -298,12 +318,16 @@ def test_raise_limit_on_a_container_that_restarts_to_resize_needs_allow_restart(
 @pytest.mark.parametrize("values,where", [
     ({"onHigh": "RaiseMemory"}, "/memoryPolicy/onHigh"),
     ({"raise": {"step": "a bit"}}, "/memoryPolicy/raise/step"),
+    ({"prediction": {"minGrowth": "1Mi"}}, "/memoryPolicy/prediction/minGrowth"),
+    ({"prediction": {"minGrowth": "0Mi/min"}}, "/memoryPolicy/prediction/minGrowth"),
+    ({"prediction": {"window": "ten minutes"}}, "/memoryPolicy/prediction/window"),
+    ({"prediction": {"enable": True}}, "enable"),
     ({"raise": {"max": 536870912}}, "/memoryPolicy/raise/max"),
     ({"raise": {"allowRestart": "yes"}}, "/memoryPolicy/raise/allowRestart"),
     ({"raise": {"timeout": "soon"}}, "/memoryPolicy/raise/timeout"),
     ({"raise": {"stepSize": "64Mi"}}, "stepSize"),
 ])
-def test_malformed_raise_values_are_refused_naming_the_key(values, where):
+def test_malformed_policy_values_are_refused_naming_the_key(values, where):
     error = render_error(SHORTENER_CHART, {"memoryPolicy": values})
     assert error.code == -22, error  # HELM_VALUES: values.schema.json refused them
     assert where in str(error), str(error)

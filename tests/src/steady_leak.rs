@@ -48,10 +48,14 @@ impl SteadyLeak {
             "every pod measured with no leak suspected",
             Duration::from_secs(40),
             || {
-                let listed = cluster.policy("predict")["status"]["pods"]
+                let policy = cluster.policy("predict");
+                let measured = policy["status"]["pods"]
                     .as_array()
-                    .map_or(0, Vec::len);
-                listed == pods.len() && cluster.condition_is("predict", "LeakSuspected", "False")
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["state"] != "NoData")
+                    .count();
+                measured == pods.len() && cluster.condition_is("predict", "LeakSuspected", "False")
             },
         )
         .await;

@@ -23,6 +23,7 @@ async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
         leaky,
     } = &leak;
     let evicted = || cluster.deletions().iter().any(|d| d.pod == *leaky);
+    let began = jiff::Timestamp::now();
     let followed = leak.leak_until(Duration::from_secs(150), evicted).await;
     eventually(
         &format!(
@@ -126,19 +127,27 @@ async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
         cluster.unexpected_exits()
     );
 
-    // The same policy replayed by `backtest` over what Prometheus recorded marks the leak, the
-    // eviction and, in the chart, where the pod was heading.
+    // Replayed by `backtest` over what Prometheus recorded, as a user tuning the policy would:
+    // with a horizon half again as long, the timeline marks the leak and an eviction earlier
+    // than the live one, and the chart shows where the pod was heading.
     let chart = tempfile::NamedTempFile::new().expect("a temporary file");
-    let timeline = backtest(cluster, chart.path());
+    let timeline = backtest(cluster, began, "90s", chart.path());
     assert!(
         timeline.contains(&format!("  LEAK      {leaky} projected to reach its")),
         "{timeline}"
     );
+    let evict = timeline
+        .lines()
+        .find(|l| l.contains("  EVICT     "))
+        .unwrap_or_else(|| panic!("no eviction in the replay: {timeline}"));
     assert!(
-        timeline.lines().any(|l| l.contains("  EVICT     ")
-            && l.contains(&format!("{leaky} ("))
-            && l.contains("leak projected")),
-        "{timeline}"
+        evict.contains(&format!("{leaky} (")) && evict.contains("leak projected"),
+        "{evict}"
+    );
+    let replayed_at: jiff::Timestamp = evict[..20].parse().expect("a timestamp");
+    assert!(
+        (replayed_at.as_second() as f64) < evicted_at,
+        "{evict} is not before the live eviction at {evicted_at}"
     );
     let svg = std::fs::read_to_string(chart.path()).expect("the chart was written");
     assert!(svg.contains("class=\"projection\""), "{svg}");
@@ -148,11 +157,18 @@ async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
     }
 }
 
-/// `memory-operator backtest` of policy `predict` over the last three minutes of the cluster's
-/// Prometheus, at its 1 s scrape interval, writing the chart to `chart`; the timeline.
-fn backtest(cluster: &e2e::Cluster, chart: &std::path::Path) -> String {
+/// `memory-operator backtest` of policy `predict` with prediction horizon `horizon`, from 10 s
+/// before the leak `began` (the pods at rest) until now, at the cluster Prometheus's 1 s scrape
+/// interval, writing the chart to `chart`; the timeline.
+fn backtest(
+    cluster: &e2e::Cluster,
+    began: jiff::Timestamp,
+    horizon: &str,
+    chart: &std::path::Path,
+) -> String {
     let mut policy = tempfile::NamedTempFile::new().expect("a temporary file");
-    let object = cluster.policy("predict");
+    let mut object = cluster.policy("predict");
+    object["spec"]["prediction"]["horizon"] = json!(horizon);
     let spec = json!({
         "apiVersion": object["apiVersion"], "kind": object["kind"],
         "metadata": {"name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"]},
@@ -163,7 +179,9 @@ fn backtest(cluster: &e2e::Cluster, chart: &std::path::Path) -> String {
         .args(["backtest", "--policy"])
         .arg(policy.path())
         .args(["--prometheus", cluster.prometheus_url()])
-        .args(["--start", "-3m", "--end", "now", "--step", "1s", "--svg"])
+        .arg("--start")
+        .arg((began - Duration::from_secs(10)).to_string())
+        .args(["--end", "now", "--step", "1s", "--svg"])
         .arg(chart)
         .output()
         .expect("the operator binary runs");

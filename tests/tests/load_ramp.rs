@@ -34,8 +34,13 @@ async fn a_load_ramp_on_every_pod_scales_out_and_evicts_nothing() {
     let pods = cluster.ready_pod_names();
     eventually("every pod measured", Duration::from_secs(40), || {
         let policy = cluster.policy("predict");
-        policy["status"]["pods"].as_array().map_or(0, Vec::len) == pods.len()
-            && cluster.condition_is("predict", "LeakSuspected", "False")
+        let measured = policy["status"]["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["state"] != "NoData")
+            .count();
+        measured == pods.len() && cluster.condition_is("predict", "LeakSuspected", "False")
     })
     .await;
 

@@ -3,6 +3,7 @@
 //! judge one by one.
 
 mod fields;
+mod prediction;
 mod raise;
 
 use proptest::prelude::*;
@@ -10,6 +11,7 @@ use proptest::sample::select;
 use serde_yaml::{Mapping, Value};
 
 use fields::{count, duration, edges, flag, metric, scaling, thresholds, unknown};
+use prediction::stale_after_and_prediction;
 use raise::limits_and_on_high;
 
 /// A sound field is written fifteen times for each broken one: about one
@@ -23,6 +25,8 @@ pub enum Raw {
     Int(i128),
     Text(String),
     Flag(bool),
+    /// `{}`: a section written with none of its fields.
+    EmptySection,
 }
 
 impl Raw {
@@ -35,6 +39,7 @@ impl Raw {
             },
             Raw::Text(text) => Value::from(text.as_str()),
             Raw::Flag(flag) => Value::from(*flag),
+            Raw::EmptySection => Mapping::new().into(),
         }
     }
 }
@@ -59,6 +64,13 @@ impl Draft {
             .iter()
             .find(|leaf| leaf.path == path)
             .map(|leaf| &leaf.raw)
+    }
+
+    /// Whether the document holds `section`, with fields or empty.
+    pub fn has(&self, section: &str) -> bool {
+        self.leaves
+            .iter()
+            .any(|leaf| leaf.path == section || leaf.path.starts_with(&format!("{section}.")))
     }
 
     /// The document as `memory-operator check` reads it.
@@ -152,7 +164,7 @@ fn drafted(sound: bool) -> impl Strategy<Value = Draft> {
         optional("spec.interval", duration(sound)),
         thresholds(sound),
         optional("spec.thresholds.for", duration(sound)),
-        optional("spec.thresholds.staleAfter", duration(sound)),
+        stale_after_and_prediction(sound),
         limits_and_on_high(sound),
         optional(
             "spec.onCritical",

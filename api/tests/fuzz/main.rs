@@ -298,6 +298,8 @@ proptest! {
         };
         let policy = engine_policy(&policy.spec);
         prop_assert_eq!(policy.raise.map(|r| (r.step, r.max)), raise_bounds(&draft), "{}", yaml);
+        let prediction = policy.prediction.as_ref().map(|p| (p.window, p.horizon, p.min_growth_per_minute));
+        prop_assert_eq!(prediction, predicted(&draft), "{}", yaml);
         let (mut memory, mut now) = (Memory::default(), start());
         for tick in ticks {
             now += tick.after;
@@ -349,14 +351,21 @@ fn running_limit(workload: &Workload, pod: &str) -> Option<u64> {
 
 /// The step and max of a draft that raises limits, in bytes as the oracle reads them.
 fn raise_bounds(draft: &draft::Draft) -> Option<(u64, u64)> {
-    let bytes = |path| match draft.get(path)? {
-        draft::Raw::Text(q) => oracle::bytes(q),
-        draft::Raw::Int(n) => u64::try_from(*n).ok(),
-        draft::Raw::Flag(_) => None,
-    };
+    let bytes = |path| draft.get(path).and_then(oracle::bytes_of);
     Some((
         bytes("spec.limits.raise.step")?,
         bytes("spec.limits.raise.max")?,
+    ))
+}
+
+/// The window, horizon and least growth in bytes a minute of a draft that predicts growth, as
+/// the oracle reads them.
+fn predicted(draft: &draft::Draft) -> Option<(Duration, Duration, u64)> {
+    let prediction = oracle::prediction(draft)?;
+    Some((
+        Duration::from_millis(prediction.window_millis),
+        Duration::from_millis(prediction.horizon_millis),
+        prediction.growth_per_minute,
     ))
 }
 
@@ -407,4 +416,21 @@ fn promql_only(message: &str) -> bool {
     ]
     .iter()
     .any(|what| message.starts_with(&format!("spec.metric.query {what}")))
+}
+
+#[test]
+fn tmp_probe() {
+    for (stale, pred) in [
+        ("2562047h47m17s", "{window: 9223372037001ms}"),
+        ("2562047h47m17s", "{window: 2562047h47m18s}"),
+        ("2562047h47m16s854ms", "{window: 2562047h47m16s855ms}"),
+        ("2562047h47m16s855ms", "{window: 2562047h47m16s856ms}"),
+        ("2562047h47m16s855ms", "{window: 3562047h}"),
+        ("3562047h", "{window: 3562048h}"),
+    ] {
+        let yaml = format!("apiVersion: shortener.dev/v1alpha1\nkind: MemoryPolicy\nmetadata: {{name: a}}\nspec:\n  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: a}}\n  thresholds: {{staleAfter: {stale}}}\n  prediction: {pred}\n");
+        let Ok(policy) = serde_yaml::from_str::<MemoryPolicy>(&yaml) else { eprintln!("PROBE {stale} {pred} unreadable"); continue };
+        let offline = validate(&policy.spec, None).err().unwrap_or_default();
+        eprintln!("PROBE {stale} {pred}\n  offline {:?}\n  apiserver {:?}", offline.iter().map(|e| &e.message[..40]).collect::<Vec<_>>(), schema::verdict(&policy.spec).iter().map(|m| &m[..40]).collect::<Vec<_>>());
+    }
 }

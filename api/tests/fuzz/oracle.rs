@@ -1,6 +1,10 @@
 //! What `check` should say about a draft, worked out from the rules as the
 //! CRD documents them rather than from the code that enforces them.
 
+mod values;
+
+pub use values::{MAX_DURATION_MILLIS, bytes, growth, millis};
+
 use super::draft::{Draft, Leaf, Raw};
 
 /// What a field holds, which decides what it can be written as.
@@ -11,15 +15,14 @@ enum Kind {
     I32,
     Duration,
     Quantity,
+    /// A memory quantity per `s`, `min` or `h`.
+    Growth,
     Choice(&'static [&'static str]),
     Flag,
 }
 
-/// Go's longest duration, i64::MAX nanoseconds, in whole milliseconds.
-pub const MAX_DURATION_MILLIS: u64 = 9_223_372_036_854;
-
 /// Every field a policy has, as the schema names it.
-const FIELDS: [(&str, Kind); 37] = [
+const FIELDS: [(&str, Kind); 40] = [
     ("apiVersion", Kind::Text),
     ("kind", Kind::Text),
     ("metadata.name", Kind::Text),
@@ -55,6 +58,9 @@ const FIELDS: [(&str, Kind); 37] = [
         "spec.onCritical",
         Kind::Choice(&["RestartPod", "RollingRestart", "AlertOnly"]),
     ),
+    ("spec.prediction.window", Kind::Duration),
+    ("spec.prediction.horizon", Kind::Duration),
+    ("spec.prediction.minGrowth", Kind::Growth),
     ("spec.scaling.minReplicas", Kind::I32),
     ("spec.scaling.maxReplicas", Kind::I32),
     ("spec.scaling.step", Kind::I32),
@@ -80,7 +86,7 @@ const REQUIRED: [&str; 5] = [
 ];
 
 /// The sections a draft may add an unknown field to (`""` is the top level).
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "",
     "spec",
     "spec.targetRef",
@@ -89,6 +95,7 @@ pub const SECTIONS: [&str; 10] = [
     "spec.thresholds",
     "spec.limits",
     "spec.limits.raise",
+    "spec.prediction",
     "spec.scaling",
     "spec.safety",
 ];
@@ -127,7 +134,10 @@ pub fn verdict(draft: &Draft) -> Verdict {
     let unknown: Vec<String> = draft
         .leaves
         .iter()
-        .filter(|leaf| kind(&leaf.path).is_none())
+        // A section written empty is known by its name alone.
+        .filter(|leaf| {
+            kind(&leaf.path).is_none() && !(leaf.raw == Raw::EmptySection && is_known(&leaf.path))
+        })
         .map(|leaf| leaf.path.clone())
         .collect();
     if !unknown.is_empty() {
@@ -190,8 +200,13 @@ fn as_text(raw: &Raw) -> Option<String> {
     match raw {
         Raw::Text(text) => Some(text.clone()),
         Raw::Int(n) => Some(n.to_string()),
-        Raw::Flag(_) => None,
+        Raw::Flag(_) | Raw::EmptySection => None,
     }
+}
+
+/// A quantity as YAML reads it: text, or a plain number taken as text.
+pub fn bytes_of(raw: &Raw) -> Option<u64> {
+    as_text(raw).and_then(|text| bytes(&text))
 }
 
 fn readable(leaf: &Leaf) -> bool {
@@ -203,91 +218,41 @@ fn readable(leaf: &Leaf) -> bool {
         (Kind::U32, Raw::Int(n)) => u32::try_from(*n).is_ok(),
         (Kind::I32, Raw::Int(n)) => i32::try_from(*n).is_ok(),
         (Kind::Duration, raw) => as_text(raw).is_some_and(|text| millis(&text).is_some()),
+        (Kind::Growth, raw) => as_text(raw).is_some_and(|text| growth(&text).is_some()),
         (Kind::Choice(options), Raw::Text(text)) => options.contains(&text.as_str()),
         (Kind::Flag, Raw::Flag(_)) => true,
         _ => false,
     }
 }
 
-/// Go-style duration text in milliseconds: one or more runs of digits each
-/// followed by a unit (`ms`, `s`, `m`, `h`), the total within `u64`.
-pub fn millis(text: &str) -> Option<u64> {
-    let mut rest = text;
-    let mut total: u128 = 0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let unit_start = rest.find(|c: char| !c.is_ascii_digit())?;
-        let (digits, after) = rest.split_at(unit_start);
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_end);
-        let scale = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            _ => return None,
-        };
-        if digits.is_empty() {
-            return None;
-        }
-        let value: u128 = digits.parse().unwrap_or(u128::MAX);
-        total = total.saturating_add(value.saturating_mul(scale));
-        rest = next;
-    }
-    u64::try_from(total).ok()
+/// `thresholds.staleAfter` when left out, in milliseconds.
+pub const DEFAULT_STALE_AFTER_MILLIS: u64 = 45_000;
+
+/// `prediction.window` when left out, in milliseconds.
+pub const DEFAULT_WINDOW_MILLIS: u64 = 600_000;
+
+/// What a readable draft's `prediction` section asks for, its defaults (`15m`, `1Mi/min`)
+/// standing in for what it leaves out.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prediction {
+    pub window_millis: u64,
+    pub horizon_millis: u64,
+    pub growth_per_minute: u64,
 }
 
-/// Kubernetes' binary and decimal suffixes; kilo is `k`. Restated rather than
-/// taken from `crd::quantity`, so that a wrong multiplier there is a disagreement.
-const SCALES: [(&str, u128); 13] = [
-    ("Ki", 1 << 10),
-    ("Mi", 1 << 20),
-    ("Gi", 1 << 30),
-    ("Ti", 1 << 40),
-    ("Pi", 1 << 50),
-    ("Ei", 1 << 60),
-    ("k", 1_000),
-    ("M", 1_000_000),
-    ("G", 1_000_000_000),
-    ("T", 1_000_000_000_000),
-    ("P", 1_000_000_000_000_000),
-    ("E", 1_000_000_000_000_000_000),
-    ("", 1),
-];
-
-/// Memory quantity text in bytes, rounded up: a decimal number (at most 18
-/// decimals) and a suffix, the total within `u64`; `None` for anything else.
-pub fn bytes(text: &str) -> Option<u64> {
-    SCALES.iter().find_map(|(suffix, scale)| {
-        let number = text.strip_suffix(suffix)?;
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        let decimal = |digits: &str| digits.bytes().all(|b| b.is_ascii_digit());
-        if !decimal(whole) || !decimal(fraction) || whole.len() + fraction.len() == 0 {
-            return None;
-        }
-        if fraction.len() > 18 {
-            return None;
-        }
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().ok()?
-        };
-        if whole > u128::from(u64::MAX) {
-            return None;
-        }
-        let (numerator, denominator) = match fraction {
-            "" => (0, 1),
-            digits => (
-                digits.parse::<u128>().ok()?,
-                10u128.pow(digits.len() as u32),
-            ),
-        };
-        u64::try_from(whole * scale + (numerator * scale).div_ceil(denominator)).ok()
+/// The prediction `draft` asks for, or `None` when it leaves the section out.
+pub fn prediction(draft: &Draft) -> Option<Prediction> {
+    if !draft.has("spec.prediction") {
+        return None;
+    }
+    let text = |path: &str| draft.get(path).and_then(as_text);
+    let millis_or = |path: &str, default| text(path).and_then(|d| millis(&d)).unwrap_or(default);
+    Some(Prediction {
+        window_millis: millis_or("spec.prediction.window", DEFAULT_WINDOW_MILLIS),
+        horizon_millis: millis_or("spec.prediction.horizon", 900_000),
+        growth_per_minute: text("spec.prediction.minGrowth")
+            .and_then(|g| growth(&g))
+            .unwrap_or(1 << 20),
     })
 }
 
@@ -382,13 +347,9 @@ fn broken_rules(draft: &Draft) -> Vec<String> {
     }
 
     // Raising limits in place needs its bounds, and its bounds are for nothing else.
-    let raise = draft
-        .leaves
-        .iter()
-        .any(|leaf| leaf.path.starts_with("spec.limits.raise."));
     check(
         "spec.limits.raise",
-        raise == (text("spec.onHigh").as_deref() == Some("RaiseLimit")),
+        draft.has("spec.limits.raise") == (text("spec.onHigh").as_deref() == Some("RaiseLimit")),
     );
     let step = text("spec.limits.raise.step").map(|q| bytes(&q));
     let max = text("spec.limits.raise.max").map(|q| bytes(&q));
@@ -405,6 +366,16 @@ fn broken_rules(draft: &Draft) -> Vec<String> {
     if let (Some(Some(max)), Some(Some(limit))) = (max, limit) {
         // A pod at the policy's own limit can still be raised.
         check("spec.limits.raise.max", max > limit);
+    }
+
+    if let Some(prediction) = prediction(draft) {
+        let stale_after = text("spec.thresholds.staleAfter").and_then(|d| millis(&d));
+        // A window holds the samples a trend is read from, and staleAfter is the longest gap
+        // allowed between two of them.
+        check(
+            "spec.prediction.window",
+            prediction.window_millis > stale_after.unwrap_or(DEFAULT_STALE_AFTER_MILLIS),
+        );
     }
 
     let min = int("spec.scaling.minReplicas", 1);

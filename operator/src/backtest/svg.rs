@@ -115,7 +115,11 @@ pub fn render(policy: &Policy, steps: &[Step]) -> String {
             chart.y(reached),
             escape(&format!(
                 "{} at {from}: projected to reach its limit at {}",
-                projection.pod, projection.to
+                projection.pod,
+                projection
+                    .to
+                    .round(jiff::Unit::Second)
+                    .unwrap_or(projection.to)
             ))
         );
     }
@@ -141,7 +145,7 @@ pub fn render(policy: &Policy, steps: &[Step]) -> String {
             );
         }
     }
-    legend(&mut svg, &pods);
+    legend(&mut svg, &pods, !projections.is_empty());
     svg.push_str("</svg>\n");
     svg
 }
@@ -277,9 +281,10 @@ impl Chart {
     }
 }
 
-fn legend(svg: &mut String, pods: &[&str]) {
+/// The pods' colours, and what a dashed line is when there are `projections`.
+fn legend(svg: &mut String, pods: &[&str], projections: bool) {
     let x = WIDTH - RIGHT + 12.0;
-    let fits = ((HEIGHT - TOP - BOTTOM) / LEGEND_LINE) as usize - 1;
+    let fits = ((HEIGHT - TOP - BOTTOM) / LEGEND_LINE) as usize - 1 - usize::from(projections);
     let shown = if pods.len() > fits + 1 {
         fits
     } else {
@@ -297,12 +302,27 @@ fn legend(svg: &mut String, pods: &[&str]) {
             escape(pod)
         );
     }
+    let mut line = shown;
     if shown < pods.len() {
-        let y = TOP + 8.0 + LEGEND_LINE * shown as f64;
+        let y = TOP + 8.0 + LEGEND_LINE * line as f64;
         let _ = writeln!(
             svg,
             "<text x=\"{x:.1}\" y=\"{y:.1}\" fill=\"#555\">and {} more pods</text>",
             pods.len() - shown
+        );
+        line += 1;
+    }
+    if projections {
+        let y = TOP + 8.0 + LEGEND_LINE * line as f64;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#555\" \
+             stroke-width=\"1.5\" stroke-dasharray=\"3 3\"/>\
+             <text x=\"{:.1}\" y=\"{y:.1}\" fill=\"#555\">projected to the limit</text>",
+            x + 12.0,
+            y - 4.0,
+            y - 4.0,
+            x + 16.0
         );
     }
 }

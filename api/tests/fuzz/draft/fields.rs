@@ -204,7 +204,7 @@ pub(super) const QUANTITY_SUFFIXES: [&str; 13] = [
 ];
 
 /// A quantity written from its whole part, fraction and suffix.
-fn amount((whole, fraction, suffix): (String, Option<String>, &str)) -> String {
+pub(super) fn amount((whole, fraction, suffix): (String, Option<String>, &str)) -> String {
     match fraction {
         Some(fraction) => format!("{whole}.{fraction}{suffix}"),
         None => format!("{whole}{suffix}"),

@@ -125,11 +125,7 @@ fn on_high(sound: bool, limit: Option<u64>) -> Leaves {
             let Some((step, max, allow, timeout)) = raise else {
                 return fields(Default::default(), on_high);
             };
-            let step_bytes = step.as_ref().and_then(|raw| match raw {
-                Raw::Text(q) => oracle::bytes(q),
-                Raw::Int(n) => u64::try_from(*n).ok(),
-                Raw::Flag(_) => None,
-            });
+            let step_bytes = step.as_ref().and_then(oracle::bytes_of);
             let near = |base: Option<u64>, by: i64| {
                 base.and_then(|b| b.checked_add_signed(by))
                     .map(|b| Raw::Text(b.to_string()))
