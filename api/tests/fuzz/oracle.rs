@@ -235,8 +235,11 @@ pub const DEFAULT_WINDOW_MILLIS: u64 = 600_000;
 /// standing in for what it leaves out.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Prediction {
+    /// `window`, in milliseconds.
     pub window_millis: u64,
+    /// `horizon`, in milliseconds.
     pub horizon_millis: u64,
+    /// `minGrowth`, in bytes a minute.
     pub growth_per_minute: u64,
 }
 

@@ -49,7 +49,7 @@ pub(super) fn stale_after_and_prediction(sound: bool) -> Leaves {
         .boxed()
 }
 
-/// `prediction`, given `staleAfter` in milliseconds. Sound: mostly left out (prediction is
+/// `prediction`, given `staleAfter` in milliseconds. Sound: often left out (prediction is
 /// off by default), written empty, or some of its fields, the window longer than
 /// `staleAfter` (down to a millisecond). Broken: a window a millisecond either side of
 /// `staleAfter` or at it, zero or unreadable durations, growth rates the check cannot read.
@@ -81,7 +81,7 @@ fn prediction(sound: bool, stale_after: u64) -> Leaves {
                 None => Vec::new(),
             }
         });
-    // The defaults are sound only below a window's default.
+    // `prediction: {}` is sound only while staleAfter is below the default window.
     let defaults = if DEFAULT_WINDOW_MILLIS > stale_after {
         empty()
     } else {
