@@ -36,7 +36,7 @@ use super::{elapsed, human};
 
 /// Kendall's tau at or above which samples rise steadily: a leak with scrape noise stays well
 /// above it (0.8 to 1), a sawtooth or noise around a level well below (about 0).
-pub const STEADY: f64 = 0.5;
+const STEADY: f64 = 0.5;
 /// Fewer samples in the window than this make no trend.
 const MIN_POINTS: usize = 5;
 /// A request rate that fell by more than this share of itself, from the window's first third
