@@ -104,6 +104,7 @@ fn engine_rate() -> f64 {
                 bytes: 1,
                 limit_bytes: 2,
                 at: now,
+                requests: None,
             })
             .collect();
         let decision = memory_engine::decide(&policy, &samples, &workload, &memory, now);

@@ -326,8 +326,6 @@ fn quote_meta(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     /// A policy on Deployment `web` with `extra` spec lines.
@@ -363,10 +361,6 @@ mod tests {
 
     fn pods(names: &[&str]) -> Vec<String> {
         names.iter().map(|n| n.to_string()).collect()
-    }
-
-    fn matrix(value: serde_json::Value) -> Data {
-        serde_json::from_value(json!({"resultType": "matrix", "result": value})).unwrap()
     }
 
     #[test]

@@ -42,8 +42,8 @@ async fn the_prediction_reports_a_leak_well_before_the_critical_rule_would_act()
         let second = when.as_second() as f64;
         ratios
             .iter()
-            .filter(|(t, _)| *t <= second)
-            .last()
+            .rev()
+            .find(|(t, _)| *t <= second)
             .map_or(0.0, |(_, r)| *r)
     };
     eprintln!(

@@ -76,7 +76,7 @@ async fn a_slow_leak_is_evicted_before_it_reaches_critical_and_alone() {
     let versions = cluster.policy_versions("predict");
     let suspected = versions
         .iter()
-        .find(|v| pod_line(v, &leaky).is_some_and(|p| p["leakSuspected"] == true));
+        .find(|v| pod_line(v, leaky).is_some_and(|p| p["leakSuspected"] == true));
     let suspected = suspected.unwrap_or_else(|| panic!("{leaky} never suspected: {versions:#?}"));
     let line = pod_line(suspected, leaky).expect("listed");
     assert!(

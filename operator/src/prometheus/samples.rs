@@ -28,8 +28,7 @@ pub fn samples_from(
             },
             Data::Matrix(series),
         ) => {
-            // Per (pod, container): the usage and the limit readings.
-            let mut containers: BTreeMap<(&str, &str), (&[Point], &[Point])> = BTreeMap::new();
+            let mut containers: BTreeMap<(&str, &str), UsageAndLimit> = BTreeMap::new();
             // Per pod and scrape time: the requests served, summed over the counter's labels.
             let mut served: HashMap<(&str, i64), f64> = HashMap::new();
             for range in series {
@@ -96,6 +95,9 @@ pub fn samples_from(
         _ => Vec::new(),
     }
 }
+
+/// One container's usage readings and limit readings.
+type UsageAndLimit<'a> = (&'a [Point], &'a [Point]);
 
 /// A custom query's reading of `pod`, against the limit in its spec.
 fn custom(pod: &str, point: &Point, pod_limits: &HashMap<String, u64>) -> Option<Sample> {
