@@ -394,6 +394,33 @@ fn default_interval() -> Duration {
     Duration::from_secs(15)
 }
 
+/// A value written as text, read through its `FromStr`: a bad one is reported at its own
+/// field with the parser's message (serde's `try_from` would name the enclosing section).
+fn parsed<'de, D, T>(deserializer: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    struct Visitor<T>(&'static str, std::marker::PhantomData<T>);
+    impl<T> serde::de::Visitor<'_> for Visitor<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+            s.parse().map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(Visitor(expecting, std::marker::PhantomData))
+}
+
 /// The CEL rule that keeps a duration field above zero, naming the field.
 fn positive(field: &str) -> serde_json::Value {
     serde_json::json!({

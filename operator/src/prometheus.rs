@@ -325,11 +325,11 @@ fn quote_meta(value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A policy on Deployment `web` with `extra` spec lines.
-    fn spec(extra: &str) -> MemoryPolicySpec {
+    pub(crate) fn spec(extra: &str) -> MemoryPolicySpec {
         let yaml =
             format!("targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n{extra}");
         serde_yaml::from_str(&yaml).unwrap()
@@ -359,7 +359,21 @@ mod tests {
         assert!(error.contains("Connection refused"), "{error}");
     }
 
-    fn pods(names: &[&str]) -> Vec<String> {
+    /// A range vector's series `name` of pod `web-a` with more `labels` and its `values`.
+    pub(crate) fn series_of_web_a(
+        name: &str,
+        labels: serde_json::Value,
+        values: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut metric = serde_json::json!({"__name__": name, "pod": "web-a"});
+        if let (Some(metric), Some(labels)) = (metric.as_object_mut(), labels.as_object()) {
+            metric.extend(labels.clone());
+        }
+        serde_json::json!({"metric": metric, "values": values})
+    }
+
+    /// Pod names, owned.
+    pub(crate) fn pods(names: &[&str]) -> Vec<String> {
         names.iter().map(|n| n.to_string()).collect()
     }
 

@@ -48,14 +48,8 @@ impl SteadyLeak {
             "every pod measured with no leak suspected",
             Duration::from_secs(40),
             || {
-                let policy = cluster.policy("predict");
-                let measured = policy["status"]["pods"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p["state"] != "NoData")
-                    .count();
-                measured == pods.len() && cluster.condition_is("predict", "LeakSuspected", "False")
+                cluster.measured_pods("predict").len() == pods.len()
+                    && cluster.condition_is("predict", "LeakSuspected", "False")
             },
         )
         .await;

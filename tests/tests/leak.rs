@@ -81,7 +81,7 @@ async fn a_leaking_pod_is_evicted_alone_and_its_replacement_starts_small() {
         "the replacement measured with the two others",
         Duration::from_secs(30),
         || {
-            let measured = measured_pods(&cluster, "guard");
+            let measured = cluster.measured_pods("guard");
             measured.len() == 3
                 && !measured.contains(&leaky)
                 && before[1..].iter().all(|p| measured.contains(p))
@@ -121,21 +121,6 @@ async fn a_leaking_pod_is_evicted_alone_and_its_replacement_starts_small() {
         cluster.unexpected_exits()
     );
     eprintln!("scenario 1 took {:.1} s", began.elapsed().as_secs_f64());
-}
-
-/// The names of the pods the policy's status lists as measured, sorted.
-fn measured_pods(cluster: &Cluster, policy: &str) -> Vec<String> {
-    let policy = cluster.policy(policy);
-    let mut names: Vec<String> = policy["status"]["pods"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["state"] != "NoData")
-        .filter_map(|p| p["name"].as_str())
-        .map(str::to_owned)
-        .collect();
-    names.sort();
-    names
 }
 
 /// The states of the pods the policy's status lists as measured.

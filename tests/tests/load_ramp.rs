@@ -33,14 +33,8 @@ async fn a_load_ramp_on_every_pod_scales_out_and_evicts_nothing() {
         .await;
     let pods = cluster.ready_pod_names();
     eventually("every pod measured", Duration::from_secs(40), || {
-        let policy = cluster.policy("predict");
-        let measured = policy["status"]["pods"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["state"] != "NoData")
-            .count();
-        measured == pods.len() && cluster.condition_is("predict", "LeakSuspected", "False")
+        cluster.measured_pods("predict").len() == pods.len()
+            && cluster.condition_is("predict", "LeakSuspected", "False")
     })
     .await;
 

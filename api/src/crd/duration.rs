@@ -3,8 +3,9 @@
 use std::{fmt, str::FromStr};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::parsed;
 use crate::Error;
 
 /// A Go-style duration (`500ms`, `15s`, `1m30s`, `1h`); whole numbers only.
@@ -102,19 +103,10 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl de::Visitor<'_> for Visitor {
-            type Value = Duration;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration string such as 15s, 1m30s or 500ms")
-            }
-
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
-                s.parse().map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_str(Visitor)
+        parsed(
+            deserializer,
+            "a duration string such as 15s, 1m30s or 500ms",
+        )
     }
 }
 

@@ -5,9 +5,9 @@ use std::{fmt, str::FromStr};
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Duration, Thresholds, positive, quantity_bytes};
+use super::{Duration, Thresholds, parsed, positive, quantity_bytes};
 use crate::Error;
 
 /// Predicting each pod's growth: a leak projected to reach its limit within `horizon` is
@@ -55,7 +55,7 @@ pub(super) fn window_rule() -> String {
     )
 }
 
-/// A rate of memory growth, such as `1Mi/min`, `512Ki/s` or `64Mi/h`.
+/// A rate of memory growth, such as `1Mi/min`, `512Ki/s` or `64Mi/h`; written as it was read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Growth {
     text: String,
@@ -116,19 +116,10 @@ impl Serialize for Growth {
 
 impl<'de> Deserialize<'de> for Growth {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl de::Visitor<'_> for Visitor {
-            type Value = Growth;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a growth rate such as 1Mi/min, 512Ki/s or 64Mi/h")
-            }
-
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Growth, E> {
-                s.parse().map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_str(Visitor)
+        parsed(
+            deserializer,
+            "a growth rate such as 1Mi/min, 512Ki/s or 64Mi/h",
+        )
     }
 }
 

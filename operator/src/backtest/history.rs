@@ -159,12 +159,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    fn spec(extra: &str) -> MemoryPolicySpec {
-        let yaml =
-            format!("targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n{extra}");
-        serde_yaml::from_str(&yaml).unwrap()
-    }
+    use crate::prometheus::tests::{series_of_web_a, spec};
 
     fn times() -> Vec<Timestamp> {
         [100, 101, 102]
@@ -238,14 +233,7 @@ mod tests {
             "{}",
             query.promql
         );
-        let series = |name: &str, labels: serde_json::Value, values: serde_json::Value| {
-            let mut metric = json!({"__name__": name, "pod": "web-a"});
-            metric
-                .as_object_mut()
-                .unwrap()
-                .extend(labels.as_object().unwrap().clone());
-            json!({"metric": metric, "values": values})
-        };
+        let series = series_of_web_a;
         let data: Data = serde_json::from_value(json!({"resultType": "matrix", "result": [
             series("shortener_memory_resident_bytes", json!({}), json!([[100, "10"], [101, "20"]])),
             series("shortener_memory_limit_bytes", json!({}), json!([[100, "100"], [101, "100"]])),

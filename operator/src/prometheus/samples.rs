@@ -159,19 +159,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::prometheus::build_query;
-    use memory_policy_api::crd::MemoryPolicySpec;
-
-    /// A policy on Deployment `web` with `extra` spec lines.
-    fn spec(extra: &str) -> MemoryPolicySpec {
-        let yaml =
-            format!("targetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n{extra}");
-        serde_yaml::from_str(&yaml).unwrap()
-    }
-
-    fn pods(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
+    use crate::prometheus::{
+        build_query,
+        tests::{pods, series_of_web_a, spec},
+    };
 
     fn matrix(value: serde_json::Value) -> Data {
         serde_json::from_value(json!({"resultType": "matrix", "result": value})).unwrap()
@@ -248,14 +239,7 @@ mod tests {
     #[test]
     fn a_predicting_query_reads_every_scrape_with_the_limit_then_and_the_requests_served() {
         let query = build_query(&spec("prediction: {}"), "shop", &pods(&["web-a"])).unwrap();
-        let series = |name: &str, labels: serde_json::Value, points: serde_json::Value| {
-            let mut metric = json!({"__name__": name, "pod": "web-a"});
-            metric
-                .as_object_mut()
-                .unwrap()
-                .extend(labels.as_object().unwrap().clone());
-            json!({"metric": metric, "values": points})
-        };
+        let series = series_of_web_a;
         let data = matrix(json!([
             series(
                 "shortener_memory_resident_bytes",

@@ -124,6 +124,21 @@ impl Cluster {
         lock(&self.record).policy(name)
     }
 
+    /// The pods policy `name`'s status lists as measured (in any state but `NoData`), sorted.
+    pub fn measured_pods(&self, name: &str) -> Vec<String> {
+        let policy = self.policy(name);
+        let mut pods: Vec<String> = policy["status"]["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["state"] != "NoData")
+            .filter_map(|p| p["name"].as_str())
+            .map(str::to_owned)
+            .collect();
+        pods.sort();
+        pods
+    }
+
     /// Every version of policy `name` the cluster showed, oldest first.
     pub fn policy_versions(&self, name: &str) -> Vec<Value> {
         lock(&self.record).policy_versions(name)
