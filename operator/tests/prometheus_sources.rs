@@ -74,13 +74,14 @@ fn sources(yaml: &str) -> Result<Prometheus, Error> {
     Ok(Prometheus::new(Sources::new(&configs)?))
 }
 
-/// The samples of `web-a` read through `source`, or why there are none.
+/// How many pods (of `web-a` alone) have a reading through `source`, or why none does.
 async fn read(prometheus: &Prometheus, source: &str) -> Result<usize, Error> {
     let spec = policy(source);
     let pods = vec!["web-a".to_owned()];
     let query = build_query(&spec, "shop", &pods).unwrap();
     let (data, _) = prometheus.query(&spec, &query).await?;
-    Ok(samples_from(&query, &data, &pods, &HashMap::new()).len())
+    let samples = samples_from(&query, &data, &pods, &HashMap::new());
+    Ok(memory_engine::newest(&samples).len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 
 use memory_engine::{
     Action, HeldBack, Memory, MemoryResources, Outcome, PodLimits, Policy, Sample, Trend, Workload,
-    decide,
+    decide, newest,
 };
 
 /// What the engine decided at one step of the history.
@@ -137,17 +137,11 @@ fn against_raised_limits(samples: &[Sample], raised: &BTreeMap<String, u64>) -> 
 
 /// Each pod runs with the limit its newest sample names, and no resize is ever pending.
 fn running_limits(samples: &[Sample]) -> Vec<PodLimits> {
-    let mut latest: BTreeMap<&str, &Sample> = BTreeMap::new();
-    for sample in samples.iter().filter(|s| s.limit_bytes > 0) {
-        let slot = latest.entry(sample.pod.as_str()).or_insert(sample);
-        if sample.at > slot.at {
-            *slot = sample;
-        }
-    }
-    latest
+    newest(samples)
         .into_iter()
-        .map(|(pod, sample)| PodLimits {
-            pod: pod.to_owned(),
+        .filter(|sample| sample.limit_bytes > 0)
+        .map(|sample| PodLimits {
+            pod: sample.pod.clone(),
             running: MemoryResources {
                 request: None,
                 limit: Some(sample.limit_bytes),
@@ -159,18 +153,11 @@ fn running_limits(samples: &[Sample]) -> Vec<PodLimits> {
         .collect()
 }
 
-/// Each pod's newest finite ratio, as the engine reads it.
+/// Each pod's newest usage, as the engine reads it.
 fn latest_usage(samples: &[Sample]) -> BTreeMap<String, f64> {
-    let mut latest: BTreeMap<&str, &Sample> = BTreeMap::new();
-    for sample in samples.iter().filter(|s| s.usage_ratio.is_finite()) {
-        let slot = latest.entry(sample.pod.as_str()).or_insert(sample);
-        if sample.at > slot.at {
-            *slot = sample;
-        }
-    }
-    latest
+    newest(samples)
         .into_iter()
-        .map(|(pod, s)| (pod.to_owned(), s.usage_ratio))
+        .map(|s| (s.pod.clone(), s.usage_ratio))
         .collect()
 }
 

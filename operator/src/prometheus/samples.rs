@@ -115,7 +115,7 @@ fn custom(pod: &str, point: &Point, pod_limits: &HashMap<String, u64>) -> Option
 
 /// One sample per pod and time from (pod, bytes, limit, time) readings, one per container: the
 /// most pressed container speaks for its pod, and a zero limit (unlimited) gives no ratio, so
-/// no sample. Oldest first.
+/// no sample. By pod, oldest first.
 pub fn most_pressed(
     readings: impl IntoIterator<Item = (String, f64, f64, Timestamp)>,
 ) -> Vec<Sample> {
@@ -140,9 +140,7 @@ pub fn most_pressed(
             best.insert(key, sample);
         }
     }
-    let mut samples: Vec<Sample> = best.into_values().collect();
-    samples.sort_by_key(|s| s.at);
-    samples
+    best.into_values().collect()
 }
 
 /// A point's time in whole milliseconds, as [`timestamp`] keeps it.
