@@ -9,7 +9,7 @@
 //! idle shortener before the cluster starts; `load` seeds links and sends real traffic;
 //! `prometheus` reads back what was scraped; `cluster` puts it all together for one test, keeps
 //! a record of what the cluster showed, and stops everything it started, even when the test
-//! fails. Each scenario is a file in `tests/`, so cargo runs them one after another, each with
+//! fails; `over_high` and `steady_leak` are starts that several scenarios share. Each scenario is a file in `tests/`, so cargo runs them one after another, each with
 //! a control plane of its own and the two cores to itself.
 
 #![forbid(unsafe_code)]
