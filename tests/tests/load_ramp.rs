@@ -68,7 +68,20 @@ async fn a_load_ramp_on_every_pod_scales_out_and_evicts_nothing() {
     )
     .await;
 
-    // Scaled out, and nothing evicted, restarted or suspected.
+    // Scaled out, and nothing evicted, restarted or suspected. The operator writes its status
+    // after the scale it made, so the history may show it a moment after the Deployment does.
+    let acted = || {
+        let policy = cluster.policy("predict");
+        policy["status"]["history"]
+            .as_array()
+            .is_some_and(|h| !h.is_empty())
+    };
+    eventually(
+        "the scale-out in the policy's history",
+        Duration::from_secs(10),
+        acted,
+    )
+    .await;
     let policy = cluster.policy("predict");
     let history = policy["status"]["history"]
         .as_array()
