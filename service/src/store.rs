@@ -8,7 +8,10 @@ use tracing::info;
 
 use crate::{Error, Result, memory::sqlite as sqlite_memory};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// Each backend has its own migrations. Both start from the same `0001_links.sql`, kept
+/// identical so that databases migrated before the split keep their checksums.
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite's soft bound on all of its heap (page caches, statements, schema): above it,
 /// SQLite frees cached pages before it allocates more.
@@ -64,6 +67,13 @@ impl Backend {
             Backend::Sqlite => 2,
         }
     }
+
+    fn migrations(self) -> &'static Migrator {
+        match self {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        }
+    }
 }
 
 /// The link store.
@@ -94,7 +104,7 @@ impl Store {
             .after_connect(move |conn, _| Box::pin(async move { prepare(conn, backend).await }))
             .connect(&url)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        backend.migrations().run(&pool).await?;
         info!(backend = ?backend, "database ready");
         Ok(Store { pool, backend })
     }
@@ -152,7 +162,9 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Adds click counts in a few statements, all or nothing.
+    /// Adds click counts in a few statements, all or nothing. Counts in code order (as
+    /// [`crate::clicks::ClickBuffer::take`] gives them) update SQLite's table, which is
+    /// ordered by code, page after page.
     pub async fn add_clicks(&self, counts: &[(Arc<str>, u64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in counts.chunks(CLICK_BATCH) {
@@ -293,5 +305,44 @@ mod tests {
         assert_eq!(found.clicks, 5);
         assert!(store.delete("abc123").await.unwrap());
         assert_eq!(store.find("abc123").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_database_from_before_the_split_keeps_its_links_ordered_by_code() {
+        use sqlx::{Connection, SqliteConnection};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}?mode=rwc", dir.path().join("links.db").display());
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        SQLITE_MIGRATIONS.run_to(1, &mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO links (code, url, created_at, expires_at, clicks) \
+             VALUES ('zz9', 'https://example.com/z', 1, NULL, 7), ('aa1', 'https://example.com/a', 2, 5, 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+
+        let store = Store::connect(&url, Some(1), Duration::from_secs(2))
+            .await
+            .unwrap();
+        let kept = store.find("zz9").await.unwrap().unwrap();
+        assert_eq!(
+            (kept.url.as_str(), kept.created_at, kept.clicks),
+            ("https://example.com/z", 1, 7)
+        );
+        assert_eq!(
+            store.find("aa1").await.unwrap().unwrap().expires_at,
+            Some(5)
+        );
+        store.close().await;
+
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        let without_rowid: i64 =
+            sqlx::query_scalar("SELECT wr FROM pragma_table_list WHERE name = 'links'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(without_rowid, 1, "links is a table ordered by code");
     }
 }
