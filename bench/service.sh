@@ -547,14 +547,14 @@ if ((STRESS_RUNS > 0)); then
         for threads in 1 2; do
             for ((run = 1; run <= STRESS_RUNS; run++)); do
                 say "stress case: wrk -t$threads, run $run of $STRESS_RUNS" >&2
-                STRESS_THREADS=$threads STRESS_OUT=$TMP bash "$BENCH_DIR/stress.sh" "$run"
+                STRESS_THREADS=$threads STRESS_OUT=$TMP bash "$BENCH_DIR/stress.sh" "$run" || exit 1
             done
             if [[ -n ${BENCH_CHHOTO:-} ]]; then
                 say "stress case: chhoto-url, wrk -t$threads" >&2
-                STRESS_THREADS=$threads STRESS_CHHOTO=$BENCH_CHHOTO bash "$BENCH_DIR/stress.sh" chhoto-url
+                STRESS_THREADS=$threads STRESS_CHHOTO=$BENCH_CHHOTO bash "$BENCH_DIR/stress.sh" chhoto-url || exit 1
             fi
         done
-    )
+    ) || die "the stress case failed (its output is above)"
     echo
     echo "$STRESS_TABLE"
 fi

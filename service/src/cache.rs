@@ -18,13 +18,15 @@ use std::{
 use ahash::RandomState;
 use axum::http::HeaderValue;
 
+use crate::clicks::ClickBuffer;
+
 /// Shards keep redirect threads from contending on one lock.
 const SHARDS: usize = 16;
 
 /// Heap bytes an entry costs beyond its code and URL: the map slot, the
-/// `CachedLink` and the two reference-counted headers (measured with jemalloc
-/// against 20,000 entries: `cache::tests::the_weight_estimate_matches_the_heap`).
-const ENTRY_OVERHEAD: u64 = 190;
+/// `CachedLink` with its click counter and the two reference-counted headers (measured
+/// with jemalloc against 20,000 entries: `cache::tests::the_weight_estimate_matches_the_heap`).
+const ENTRY_OVERHEAD: u64 = 205;
 
 /// When a shard is over budget, evict down to this share of it, so evictions
 /// come in batches rather than on every insert.
@@ -43,16 +45,41 @@ pub fn budget_for_limit(limit: u64) -> u64 {
     (limit / DEFAULT_SHARE).clamp(MIN_DEFAULT_BUDGET, MAX_DEFAULT_BUDGET)
 }
 
-/// What a redirect needs, ready to send.
+/// What a redirect needs, ready to send, and the clicks it has counted since the last flush.
 #[derive(Debug)]
 pub struct CachedLink {
     pub code: Arc<str>,
     /// The target as a header value, validated once when cached.
     pub location: HeaderValue,
     pub expires_at: Option<i64>,
+    clicks: AtomicU64,
+    /// Where the clicks not yet taken go when the entry is dropped, so that none is lost to
+    /// an eviction, even one racing a redirect that still holds the link.
+    handover: Arc<ClickBuffer>,
 }
 
 impl CachedLink {
+    /// A link whose clicks, when it is dropped, go to `handover`.
+    pub fn new(
+        code: Arc<str>,
+        location: HeaderValue,
+        expires_at: Option<i64>,
+        handover: &Arc<ClickBuffer>,
+    ) -> CachedLink {
+        CachedLink {
+            code,
+            location,
+            expires_at,
+            clicks: AtomicU64::new(0),
+            handover: handover.clone(),
+        }
+    }
+
+    /// Counts one click.
+    pub fn click(&self) {
+        self.clicks.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Whether the link has expired by `now_ms` (Unix milliseconds), which is asked only
     /// of a link that can expire: most cannot, and reading the clock is a redirect's cost.
     pub fn is_expired(&self, now_ms: impl FnOnce() -> i64) -> bool {
@@ -61,6 +88,15 @@ impl CachedLink {
 
     fn weight(&self) -> u64 {
         self.code.len() as u64 + self.location.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+impl Drop for CachedLink {
+    fn drop(&mut self) {
+        let clicks = *self.clicks.get_mut();
+        if clicks > 0 {
+            self.handover.add(&self.code, clicks);
+        }
     }
 }
 
@@ -150,6 +186,40 @@ impl RedirectCache {
             slot.seen.store(epoch, Ordering::Relaxed);
         }
         Some(slot.link.clone())
+    }
+
+    /// Clicks `code`'s entry has counted since the last flush (0 if not cached); not a hit.
+    pub fn pending_clicks(&self, code: &str) -> u64 {
+        self.read(code)
+            .map
+            .get(code)
+            .map_or(0, |slot| slot.link.clicks.load(Ordering::Relaxed))
+    }
+
+    /// Moves every entry's counted clicks into `counts`.
+    pub fn take_clicks(&self, counts: &mut Vec<(Arc<str>, u64)>) {
+        for shard in self.shards.iter() {
+            for (code, slot) in &lock_read(shard).map {
+                let clicks = slot.link.clicks.swap(0, Ordering::Relaxed);
+                if clicks > 0 {
+                    counts.push((code.clone(), clicks));
+                }
+            }
+        }
+    }
+
+    /// Entries with clicks not yet taken.
+    pub fn clicked(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                lock_read(shard)
+                    .map
+                    .values()
+                    .filter(|slot| slot.link.clicks.load(Ordering::Relaxed) > 0)
+                    .count()
+            })
+            .sum()
     }
 
     /// Caches a link unless admission is paused by memory pressure.
@@ -287,20 +357,55 @@ mod tests {
         assert_eq!(budget_for_limit(64 << 30), MAX_DEFAULT_BUDGET);
     }
 
+    fn counted(code: &str, clicks: &Arc<ClickBuffer>) -> Arc<CachedLink> {
+        Arc::new(CachedLink::new(
+            code.into(),
+            HeaderValue::from_str(&format!("https://example.com/page/{code}")).unwrap(),
+            None,
+            clicks,
+        ))
+    }
+
     fn link(code: &str) -> Arc<CachedLink> {
-        Arc::new(CachedLink {
-            code: code.into(),
-            location: HeaderValue::from_str(&format!("https://example.com/page/{code}")).unwrap(),
-            expires_at: None,
-        })
+        counted(code, &Arc::default())
     }
 
     fn filled(budget: u64, count: usize) -> RedirectCache {
         let cache = RedirectCache::new(budget);
+        let clicks = Arc::default();
         for i in 0..count {
-            cache.insert(link(&format!("code{i}")));
+            cache.insert(counted(&format!("code{i}"), &clicks));
         }
         cache
+    }
+
+    #[test]
+    fn clicks_are_taken_from_entries_and_handed_over_when_an_entry_goes() {
+        let buffer = Arc::new(ClickBuffer::default());
+        let cache = RedirectCache::new(1 << 20);
+        for code in ["kept", "evicted", "held"] {
+            cache.insert(counted(code, &buffer));
+        }
+        for _ in 0..3 {
+            cache.get("kept").unwrap().click();
+        }
+        cache.get("evicted").unwrap().click();
+        assert_eq!((cache.pending_clicks("kept"), cache.clicked()), (3, 2));
+
+        // A redirect still holds "held" while the cache lets it go: its click is not lost.
+        let held = cache.get("held").unwrap();
+        cache.remove("evicted");
+        cache.remove("held");
+        held.click();
+        assert_eq!(buffer.pending("evicted"), 1);
+        assert_eq!(buffer.pending("held"), 0, "still held");
+        drop(held);
+        assert_eq!(buffer.pending("held"), 1);
+
+        let mut taken = Vec::new();
+        cache.take_clicks(&mut taken);
+        assert_eq!(taken, vec![("kept".into(), 3)]);
+        assert_eq!((cache.pending_clicks("kept"), cache.clicked()), (0, 0));
     }
 
     #[test]
@@ -392,11 +497,12 @@ mod tests {
 
     #[test]
     fn expiry_is_inclusive_of_the_deadline() {
-        let mut expiring = CachedLink {
-            code: "abc".into(),
-            location: HeaderValue::from_static("https://example.com/"),
-            expires_at: Some(1_000),
-        };
+        let mut expiring = CachedLink::new(
+            "abc".into(),
+            HeaderValue::from_static("https://example.com/"),
+            Some(1_000),
+            &Arc::default(),
+        );
         assert!(!expiring.is_expired(|| 999));
         assert!(expiring.is_expired(|| 1_000));
         expiring.expires_at = None;

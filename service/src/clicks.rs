@@ -1,5 +1,10 @@
 //! Click counts are summed in memory and written in batches, so a redirect
 //! never waits on the database. A crash loses at most one flush interval of counts.
+//!
+//! A cached link counts its own clicks (`CachedLink::click`: one atomic add on memory the
+//! redirect has just read, where a map of its own cost a second lookup per redirect). This
+//! buffer holds the rest: counts handed over by cache entries that were dropped (evicted,
+//! replaced, or never admitted), and counts put back after a failed write.
 
 use std::{
     collections::HashMap,
@@ -23,6 +28,16 @@ pub struct ClickBuffer {
     hasher: RandomState,
 }
 
+/// Shows how many links have pending clicks, not the counts themselves (a cache entry's
+/// `Debug` would otherwise print the whole buffer).
+impl std::fmt::Debug for ClickBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickBuffer")
+            .field("links", &self.len())
+            .finish()
+    }
+}
+
 impl Default for ClickBuffer {
     fn default() -> Self {
         ClickBuffer {
@@ -33,13 +48,13 @@ impl Default for ClickBuffer {
 }
 
 impl ClickBuffer {
-    /// Counts one click on `code`.
-    pub fn record(&self, code: &Arc<str>) {
+    /// Adds `count` clicks on `code`.
+    pub fn add(&self, code: &Arc<str>, count: u64) {
         let mut shard = self.shard(code);
         match shard.get_mut(code) {
-            Some(count) => *count += 1,
+            Some(pending) => *pending += count,
             None => {
-                shard.insert(code.clone(), 1);
+                shard.insert(code.clone(), count);
             }
         }
     }
@@ -54,17 +69,12 @@ impl ClickBuffer {
         self.shard(code).remove(code);
     }
 
-    /// Takes every pending count, leaving the buffer empty, in code order: the order SQLite
-    /// stores links in, so that a flush writes each page of the table once (in random order
-    /// it rewrote pages many times over through SQLite's small page cache).
+    /// Takes every pending count, leaving the buffer empty.
     pub fn take(&self) -> Vec<(Arc<str>, u64)> {
-        let mut counts: Vec<_> = self
-            .shards
+        self.shards
             .iter()
             .flat_map(|shard| std::mem::take(&mut *lock(shard)))
-            .collect();
-        counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        counts
+            .collect()
     }
 
     /// Puts counts back after a failed write, so no click is lost while the database is away.
@@ -90,9 +100,31 @@ impl ClickBuffer {
     }
 }
 
-/// Writes pending clicks; on failure they are put back for the next try.
-pub async fn flush(buffer: &ClickBuffer, store: &Store, metrics: &Metrics) -> Result<usize> {
-    let counts = buffer.take();
+/// Counts in code order, a code's counts added up (a link can have counts both here and in
+/// its cache entry). Code order is the order SQLite stores links in, so that a flush writes
+/// each page of the table once; in random order it rewrote pages many times over through
+/// SQLite's small page cache (`bench/click-flush.py`).
+pub fn in_code_order(mut counts: Vec<(Arc<str>, u64)>) -> Vec<(Arc<str>, u64)> {
+    counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    counts.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
+    counts
+}
+
+/// Writes `counts`, taken from the buffer and the cache; on failure they are put back into
+/// the buffer for the next try. Returns the links written.
+pub async fn flush(
+    counts: Vec<(Arc<str>, u64)>,
+    buffer: &ClickBuffer,
+    store: &Store,
+    metrics: &Metrics,
+) -> Result<usize> {
+    let counts = in_code_order(counts);
     if counts.is_empty() {
         return Ok(0);
     }
@@ -120,34 +152,48 @@ mod tests {
     fn clicks_add_up_per_code_until_taken() {
         let buffer = ClickBuffer::default();
         let (a, b): (Arc<str>, Arc<str>) = ("aaa".into(), "bbb".into());
-        buffer.record(&a);
-        buffer.record(&a);
-        buffer.record(&b);
+        buffer.add(&a, 1);
+        buffer.add(&a, 1);
+        buffer.add(&b, 3);
         assert_eq!(buffer.pending("aaa"), 2);
-        assert_eq!(buffer.take(), vec![(a, 2), (b, 1)]);
+        assert_eq!(in_code_order(buffer.take()), vec![(a, 2), (b, 3)]);
         assert!(buffer.is_empty());
     }
 
     #[test]
-    fn counts_are_taken_in_code_order() {
-        let buffer = ClickBuffer::default();
+    fn counts_are_written_in_code_order_each_code_once() {
         let codes: Vec<Arc<str>> = (0..200).rev().map(|i| format!("c{i:03}").into()).collect();
-        for code in &codes {
-            buffer.record(code);
-        }
-        let taken: Vec<_> = buffer.take().into_iter().map(|(code, _)| code).collect();
+        let mut counts: Vec<_> = codes.iter().map(|code| (code.clone(), 1)).collect();
+        // The same codes again, as cache entries would give them beside the buffer's.
+        counts.extend(codes.iter().step_by(2).map(|code| (code.clone(), 2)));
+        let written = in_code_order(counts);
         let mut sorted = codes.clone();
         sorted.sort();
-        assert_eq!(taken, sorted);
+        assert_eq!(
+            written
+                .iter()
+                .map(|(code, _)| code.clone())
+                .collect::<Vec<_>>(),
+            sorted
+        );
+        assert_eq!(
+            written.iter().map(|(_, count)| count).sum::<u64>(),
+            200 + 2 * 100
+        );
+        assert_eq!(
+            written.last().unwrap(),
+            &(codes[0].clone(), 3),
+            "c199 was counted twice"
+        );
     }
 
     #[test]
     fn restored_counts_merge_with_new_clicks() {
         let buffer = ClickBuffer::default();
         let a: Arc<str> = "aaa".into();
-        buffer.record(&a);
+        buffer.add(&a, 1);
         let failed_batch = buffer.take();
-        buffer.record(&a);
+        buffer.add(&a, 1);
         buffer.restore(failed_batch);
         assert_eq!(buffer.pending("aaa"), 2);
     }
@@ -156,7 +202,7 @@ mod tests {
     fn a_deleted_link_loses_its_pending_clicks() {
         let buffer = ClickBuffer::default();
         let a: Arc<str> = "aaa".into();
-        buffer.record(&a);
+        buffer.add(&a, 1);
         buffer.forget("aaa");
         assert_eq!(buffer.pending("aaa"), 0);
     }

@@ -30,7 +30,8 @@ pub struct Settings {
 pub struct AppState {
     pub store: Store,
     pub cache: RedirectCache,
-    pub clicks: ClickBuffer,
+    /// Clicks of links no longer cached; a cached link counts its own.
+    pub clicks: Arc<ClickBuffer>,
     pub memory: Arc<MemoryManager>,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
@@ -76,7 +77,7 @@ impl AppState {
         Ok(Arc::new(AppState {
             store,
             cache,
-            clicks: ClickBuffer::default(),
+            clicks: Arc::default(),
             memory,
             metrics,
             settings: Settings {
@@ -90,6 +91,25 @@ impl AppState {
                 pprof: config.pprof,
             },
         }))
+    }
+
+    /// Writes the clicks counted by cached links and held in the buffer; returns the links
+    /// written. On failure the counts are kept in the buffer for the next try.
+    pub async fn flush_clicks(&self) -> Result<usize> {
+        let mut counts = self.clicks.take();
+        self.cache.take_clicks(&mut counts);
+        clicks::flush(counts, &self.clicks, &self.store, &self.metrics).await
+    }
+
+    /// Clicks on `code` not yet written.
+    pub fn pending_clicks(&self, code: &str) -> u64 {
+        self.clicks.pending(code) + self.cache.pending_clicks(code)
+    }
+
+    /// Links with clicks not yet written (a link counted both in its entry and in the
+    /// buffer, after an eviction, is counted twice).
+    pub fn links_with_pending_clicks(&self) -> usize {
+        self.clicks.len() + self.cache.clicked()
     }
 
     /// Writes the pending click counts every `interval`, and once more when `shutdown` is
@@ -106,10 +126,10 @@ impl AppState {
                 _ = ticker.tick() => false,
                 _ = shutdown.cancelled() => true,
             };
-            match clicks::flush(&self.clicks, &self.store, &self.metrics).await {
+            match self.flush_clicks().await {
                 Ok(links) => debug!(links, "click counts flushed; waiting for the next interval"),
                 Err(error) => {
-                    warn!(%error, pending = self.clicks.len(), "click flush failed; counts kept for the next try")
+                    warn!(%error, pending = self.links_with_pending_clicks(), "click flush failed; counts kept for the next try")
                 }
             }
             if stopping {

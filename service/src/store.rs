@@ -163,7 +163,7 @@ impl Store {
     }
 
     /// Adds click counts in a few statements, all or nothing. Counts in code order (as
-    /// [`crate::clicks::ClickBuffer::take`] gives them) update SQLite's table, which is
+    /// [`crate::clicks::in_code_order`] gives them) update SQLite's table, which is
     /// ordered by code, page after page.
     pub async fn add_clicks(&self, counts: &[(Arc<str>, u64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;

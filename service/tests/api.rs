@@ -8,7 +8,7 @@ use axum::{
 };
 use common::{ADMIN_TOKEN, Backend, TestApp, request};
 use serde_json::json;
-use shortener::{clicks, store::Link};
+use shortener::store::Link;
 
 on_both_backends!(
     a_created_link_redirects_to_its_exact_url,
@@ -163,9 +163,7 @@ on_both_backends!(
         );
 
         let state = &app.state;
-        clicks::flush(&state.clicks, &state.store, &state.metrics)
-            .await
-            .unwrap();
+        state.flush_clicks().await.unwrap();
         assert_eq!(
             state.store.find("clicked").await.unwrap().unwrap().clicks,
             3
@@ -269,7 +267,7 @@ async fn a_redirect_is_counted_and_timed_alike_from_the_cache_or_the_database() 
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
-    assert_eq!(app.state.clicks.pending("twice"), 2);
+    assert_eq!(app.state.pending_clicks("twice"), 2);
 }
 
 #[tokio::test]

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::TestApp;
 use serde_json::json;
-use shortener::clicks;
 use testkit::PgServer;
 
 #[tokio::test]
@@ -57,12 +56,8 @@ async fn a_database_outage_gives_clear_503s_and_every_created_link_survives() {
     let health = app.get("/health").await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health.body["services"]["database"]["status"], "down");
-    assert!(
-        clicks::flush(&state.clicks, &state.store, &state.metrics)
-            .await
-            .is_err()
-    );
-    assert_eq!(state.clicks.pending(cached), 2, "unflushed clicks are kept");
+    assert!(state.flush_clicks().await.is_err());
+    assert_eq!(state.pending_clicks(cached), 2, "unflushed clicks are kept");
 
     server.restart().expect("restart PostgreSQL");
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -87,9 +82,7 @@ async fn a_database_outage_gives_clear_503s_and_every_created_link_survives() {
             );
         }
     }
-    clicks::flush(&state.clicks, &state.store, &state.metrics)
-        .await
-        .expect("flush after recovery");
+    state.flush_clicks().await.expect("flush after recovery");
     let stored = state.store.find(cached).await.unwrap().unwrap();
     assert_eq!(
         stored.clicks, 3,

@@ -90,7 +90,7 @@ pub async fn create(
     let view = view(&state, &headers, &link, None);
     // A new link is usually followed soon after it is shared: its first redirect should not
     // wait for the database.
-    if let Some(link) = cached(link) {
+    if let Some(link) = cached(&state, link) {
         state.cache.insert(link);
     }
     let location = HeaderValue::from_str(&view.short_url).ok();
@@ -135,7 +135,7 @@ pub async fn redirect(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Re
         Some(link) => link,
         None => {
             let stored = state.store.find(code).await?.ok_or_else(|| unknown(code))?;
-            let link = cached(stored).ok_or_else(|| {
+            let link = cached(&state, stored).ok_or_else(|| {
                 ApiError::internal(format!("stored url of `{code}` is not a valid header"))
             })?;
             state.cache.insert(link.clone());
@@ -150,7 +150,7 @@ fn follow(state: &AppState, link: &CachedLink) -> Result<Response, ApiError> {
     if link.is_expired(now_ms) {
         return Err(ApiError::gone(format!("link `{}` has expired", link.code)));
     }
-    state.clicks.record(&link.code);
+    link.click();
     let mut response = Response::new(Body::empty());
     *response.status_mut() = state.settings.redirect_status;
     response
@@ -170,7 +170,7 @@ pub async fn show(
         .find(&code)
         .await?
         .ok_or_else(|| unknown(&code))?;
-    let clicks = u64::try_from(link.clicks).unwrap_or(0) + state.clicks.pending(&code);
+    let clicks = u64::try_from(link.clicks).unwrap_or(0) + state.pending_clicks(&code);
     Ok(Json(view(&state, &headers, &link, Some(clicks))))
 }
 
@@ -183,6 +183,7 @@ pub async fn delete(
     if !state.store.delete(&code).await? {
         return Err(unknown(&code));
     }
+    // The cache entry hands its clicks to the buffer as it goes, and the buffer forgets them.
     state.cache.remove(&code);
     state.clicks.forget(&code);
     Ok(StatusCode::NO_CONTENT)
@@ -190,13 +191,14 @@ pub async fn delete(
 
 /// A stored link as the redirect cache keeps it; none if its URL cannot be a header (a
 /// normalized URL always can).
-fn cached(link: Link) -> Option<Arc<CachedLink>> {
+fn cached(state: &AppState, link: Link) -> Option<Arc<CachedLink>> {
     let location = HeaderValue::from_str(&link.url).ok()?;
-    Some(Arc::new(CachedLink {
-        code: link.code.into(),
+    Some(Arc::new(CachedLink::new(
+        link.code.into(),
         location,
-        expires_at: link.expires_at,
-    }))
+        link.expires_at,
+        &state.clicks,
+    )))
 }
 
 fn unknown(code: &str) -> ApiError {

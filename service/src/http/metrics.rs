@@ -13,7 +13,9 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     state.metrics.record_memory(&state.memory.snapshot());
     state.metrics.record_pool(state.store.pool_stats());
-    state.metrics.record_clicks_pending(state.clicks.len());
+    state
+        .metrics
+        .record_clicks_pending(state.links_with_pending_clicks());
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.encode(),

@@ -322,11 +322,12 @@ mod tests {
         let probe = resident.clone();
         let cache = RedirectCache::new(8 * MIB);
         for i in 0..10_000 {
-            cache.insert(Arc::new(CachedLink {
-                code: format!("code{i}").into(),
-                location: HeaderValue::from_static("https://example.com/a/page"),
-                expires_at: None,
-            }));
+            cache.insert(Arc::new(CachedLink::new(
+                format!("code{i}").into(),
+                HeaderValue::from_static("https://example.com/a/page"),
+                None,
+                &Arc::default(),
+            )));
         }
         let manager = MemoryManager::with_probe(
             MemoryLimit {
@@ -358,11 +359,12 @@ mod tests {
         let decision = manager.tick(start + Duration::from_secs(5));
         assert!(decision.shed && manager.is_shedding());
         assert!(cache.bytes() < full, "the cache was not shrunk");
-        cache.insert(Arc::new(CachedLink {
-            code: "new".into(),
-            location: HeaderValue::from_static("https://example.com/"),
-            expires_at: None,
-        }));
+        cache.insert(Arc::new(CachedLink::new(
+            "new".into(),
+            HeaderValue::from_static("https://example.com/"),
+            None,
+            &Arc::default(),
+        )));
         assert!(
             cache.get("new").is_none(),
             "cache admitted entries while shedding"
