@@ -1,17 +1,30 @@
 //! Links in PostgreSQL or SQLite through one code path: sqlx's `Any` driver,
 //! portable SQL, and times kept as Unix milliseconds.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row, any::AnyPoolOptions, migrate::Migrator};
 use tracing::info;
 
 use crate::{Error, Result, memory::sqlite as sqlite_memory};
 
-/// Each backend has its own migrations. Both start from the same `0001_links.sql`, kept
-/// identical so that databases migrated before the split keep their checksums.
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// Migrations both backends run.
+static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+/// SQLite's own migrations, numbered among the shared ones.
+static SQLITE_ONLY_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+/// What a SQLite database runs: the shared migrations and its own, in version order.
+static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
+    Migrator::with_migrations(
+        SHARED_MIGRATIONS
+            .iter()
+            .chain(SQLITE_ONLY_MIGRATIONS.iter())
+            .cloned()
+            .collect(),
+    )
+});
 
 /// SQLite's soft bound on all of its heap (page caches, statements, schema): above it,
 /// SQLite frees cached pages before it allocates more.
@@ -70,7 +83,7 @@ impl Backend {
 
     fn migrations(self) -> &'static Migrator {
         match self {
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Postgres => &SHARED_MIGRATIONS,
             Backend::Sqlite => &SQLITE_MIGRATIONS,
         }
     }

@@ -1,5 +1,6 @@
--- SQLite only: keep links in a table ordered by code (WITHOUT ROWID) instead of a
--- rowid table with a separate index on code. Every access is by code: a lookup reads
+-- SQLite only (the shared migrations are in the folder above): keep links in a
+-- table ordered by code (WITHOUT ROWID) instead of a rowid table with a separate
+-- index on code. Every access is by code: a lookup reads
 -- one B-tree instead of two, and a click flush, which updates its links in code order,
 -- writes each page of the table once. With rowids in creation order and random codes,
 -- the same flush touched the table's pages at random and rewrote them many times over
