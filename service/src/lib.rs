@@ -12,6 +12,7 @@
 pub mod cache;
 pub mod clicks;
 pub mod config;
+mod connections;
 mod error;
 pub mod http;
 pub mod links;

@@ -27,10 +27,18 @@ prof:true,prof_active:false,lg_prof_sample:19\0";
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.workers {
-        runtime.worker_threads(workers.get());
-    }
+    let mut runtime = match config.workers {
+        // One worker: the main thread serves, without the work-stealing scheduler's queues
+        // and wake-ups between threads (6 % of the instructions of a redirect).
+        Some(workers) if workers.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        workers => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = workers {
+                runtime.worker_threads(workers.get());
+            }
+            runtime
+        }
+    };
     runtime
         .enable_all()
         .build()

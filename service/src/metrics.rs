@@ -2,7 +2,10 @@
 
 use std::{
     fmt::{self, Write as _},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -125,6 +128,10 @@ pub struct Metrics {
     /// Each route's histogram of `http_duration`, by `Route as usize`: found once, not
     /// looked up by label on every request.
     route_durations: Vec<Histogram>,
+    /// Each route's counter for the first status it answered, by `Route as usize`: a
+    /// route nearly always answers alike (a redirect with the redirect status), and that
+    /// counter is then not found by hashing its labels on every request.
+    usual_answers: Vec<OnceLock<(u16, Counter)>>,
     answered: AtomicU64,
     resident: U64Gauge,
     limit: U64Gauge,
@@ -150,6 +157,7 @@ impl Default for Metrics {
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
             route_durations: Vec::new(),
+            usual_answers: Route::VARIANTS.iter().map(|_| OnceLock::new()).collect(),
             answered: AtomicU64::new(0),
             resident: Gauge::default(),
             limit: Gauge::default(),
@@ -296,9 +304,14 @@ impl Metrics {
     /// Counts one answered request.
     pub fn observe_request(&self, route: Route, status: u16, seconds: f64) {
         self.answered.fetch_add(1, Ordering::Relaxed);
-        self.http_requests
-            .get_or_create(&HttpLabels { route, status })
-            .inc();
+        let labels = HttpLabels { route, status };
+        let (usual, counter) = self.usual_answers[route as usize]
+            .get_or_init(|| (status, self.http_requests.get_or_create(&labels).clone()));
+        if *usual == status {
+            counter.inc();
+        } else {
+            self.http_requests.get_or_create(&labels).inc();
+        }
         self.route_durations[route as usize].observe(seconds);
     }
 
@@ -437,12 +450,18 @@ mod tests {
     fn requests_are_counted_by_route_and_status() {
         let metrics = Metrics::default();
         metrics.observe_request(Route::Redirect, 302, 0.0001);
+        metrics.observe_request(Route::Redirect, 404, 0.0001);
         metrics.observe_request(Route::Redirect, 302, 0.0001);
+        metrics.observe_request(Route::GetLink, 302, 0.0001);
         let text = metrics.encode();
-        assert!(
-            text.contains(r#"shortener_http_requests_total{route="redirect",status="302"} 2"#),
-            "{text}"
-        );
+        for (labels, count) in [
+            (r#"route="redirect",status="302""#, 2),
+            (r#"route="redirect",status="404""#, 1),
+            (r#"route="get_link",status="302""#, 1),
+        ] {
+            let line = format!("shortener_http_requests_total{{{labels}}} {count}\n");
+            assert!(text.contains(&line), "no `{line}` in\n{text}");
+        }
         assert!(text.contains("shortener_http_request_duration_seconds_bucket"));
     }
 

@@ -2,13 +2,11 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::make::Shared;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
-use crate::{Config, Error, Result, http::app, state::AppState};
+use crate::{Config, Error, Result, connections, http::app, state::AppState};
 
 /// A shortener bound to its port, ready to serve.
 pub struct Server {
@@ -70,29 +68,21 @@ impl Server {
                 .instrument(info_span!("click_flusher")),
         );
         info!(address = %listener.local_addr().map_err(|source| Error::Io { context: "cannot read the bound address".into(), source })?, "serving");
-        // A redirect is one small write: it should leave at once, not wait for an ACK.
-        let listener = listener.tap_io(|stream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, Shared::new(app(state.clone())))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let mut server = tokio::spawn(server.into_future());
+        let mut server = tokio::spawn(connections::serve(
+            listener,
+            app(state.clone()),
+            shutdown.clone(),
+        ));
         let served = tokio::select! {
-            finished = &mut server => Some(finished),
-            _ = shutdown.cancelled() => None,
-        };
-        let served = match served {
-            Some(finished) => finished,
-            None => {
+            finished = &mut server => finished,
+            _ = shutdown.cancelled() => {
                 info!(grace = ?config.shutdown_grace, "shutting down: draining open requests");
                 match tokio::time::timeout(config.shutdown_grace, &mut server).await {
                     Ok(finished) => finished,
                     Err(_) => {
                         warn!("requests still open after the grace period; closing them");
                         server.abort();
-                        Ok(Ok(()))
+                        Ok(())
                     }
                 }
             }
@@ -102,15 +92,9 @@ impl Server {
         let _ = flusher.await;
         state.store.close().await;
         info!("stopped");
-        match served {
-            Ok(result) => result.map_err(|source| Error::Io {
-                context: "server failed".into(),
-                source,
-            }),
-            Err(join) => Err(Error::Io {
-                context: "server task failed".into(),
-                source: std::io::Error::other(join),
-            }),
-        }
+        served.map_err(|join| Error::Io {
+            context: "server task failed".into(),
+            source: std::io::Error::other(join),
+        })
     }
 }

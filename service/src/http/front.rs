@@ -14,49 +14,85 @@ use std::{
 };
 
 use axum::{
-    Router, extract::Request, http::Method, response::Response, routing::future::RouteFuture,
+    Router,
+    http::{Method, Request},
+    response::Response,
+    routing::future::RouteFuture,
 };
 use futures::future::{Either, Ready, ready};
+use hyper::body::Incoming;
 use tower::Service;
 
 use super::links;
 use crate::{metrics::Route, state::AppState};
 
 /// The service the server runs: cached redirects first, the router for the rest.
+///
+/// It is a `tower` service (for tests and anything that composes services) and a `hyper`
+/// one, which the server runs on each connection without an adapter between them: the
+/// adapter cloned the whole service for every request.
 #[derive(Clone)]
 pub struct Front {
     state: Arc<AppState>,
     router: Router,
 }
 
+/// A cached redirect at once, or the router's answer in the making.
+pub type Answer = Either<Ready<Result<Response, Infallible>>, RouteFuture<Infallible>>;
+
 impl Front {
     pub(super) fn new(state: Arc<AppState>, router: Router) -> Front {
         Front { state, router }
     }
+
+    /// The redirect to a cached link, counted and timed, when `request` asks for one.
+    fn cached<B>(&self, request: &Request<B>) -> Option<Answer> {
+        if request.method() != Method::GET {
+            return None;
+        }
+        let started = Instant::now();
+        let response = links::redirect_cached(&self.state, request.uri().path())?;
+        self.state.metrics.observe_request(
+            Route::Redirect,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        Some(Either::Left(ready(Ok(response))))
+    }
 }
 
-impl Service<Request> for Front {
+impl<B> Service<Request<B>> for Front
+where
+    Router: Service<
+            Request<B>,
+            Response = Response,
+            Error = Infallible,
+            Future = RouteFuture<Infallible>,
+        >,
+{
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response, Infallible>>, RouteFuture<Infallible>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The router is always ready, and so is an answer from the cache.
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        if request.method() == Method::GET {
-            let started = Instant::now();
-            if let Some(response) = links::redirect_cached(&self.state, request.uri().path()) {
-                self.state.metrics.observe_request(
-                    Route::Redirect,
-                    response.status().as_u16(),
-                    started.elapsed().as_secs_f64(),
-                );
-                return Either::Left(ready(Ok(response)));
-            }
-        }
-        Either::Right(self.router.call(request))
+    fn call(&mut self, request: Request<B>) -> Answer {
+        self.cached(&request)
+            .unwrap_or_else(|| Either::Right(self.router.call(request)))
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: Request<Incoming>) -> Answer {
+        // A router is an `Arc`: cloning it is one atomic add, on the path that misses.
+        self.cached(&request)
+            .unwrap_or_else(|| Either::Right(self.router.clone().call(request)))
     }
 }

@@ -1,0 +1,169 @@
+//! Accepting connections and answering HTTP/1.1 on each, until told to stop.
+//!
+//! hyper's own HTTP/1 connection, without the protocol sniffing, per-connection shutdown
+//! channel and per-request service clone that `axum::serve` adds: on the redirect path
+//! those cost about a tenth of the service's instructions (`docs/service-memory.md`).
+
+use std::{io, pin::pin, time::Duration};
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, warn};
+
+use crate::http::Front;
+
+/// How long to wait before accepting again when the process is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Answers every connection `listener` accepts with `front` until `shutdown` is
+/// cancelled; then stops accepting, lets each connection finish the request it is
+/// answering, and returns when all are closed.
+pub async fn serve(listener: TcpListener, front: Front, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) if lost_before_accepted(&error) => continue,
+                Err(error) => {
+                    warn!(%error, "cannot accept a connection; trying again in a second");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        connections.spawn(answer(stream, front.clone(), shutdown.clone()));
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// Errors that concern one connection, gone before it was accepted, not the listener.
+fn lost_before_accepted(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Serves one connection until the client closes it, or until shutdown and the end of
+/// the request in progress.
+async fn answer(stream: TcpStream, front: Front, shutdown: CancellationToken) {
+    // A redirect is one small write: it should leave at once, not wait for an ACK.
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%error, "cannot set TCP_NODELAY");
+    }
+    let mut connection = pin!(http1::Builder::new().serve_connection(TokioIo::new(stream), front));
+    let finished = tokio::select! {
+        biased;
+        finished = connection.as_mut() => finished,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = finished {
+        debug!(%error, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::SocketAddr, time::Duration};
+
+    use clap::Parser;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    use crate::{Config, Server};
+
+    /// Sends `request` and reads one answer's head and its empty or short body.
+    async fn ask(stream: &mut TcpStream, request: &str) -> String {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buffer = vec![0; 4096];
+        let read = stream.read(&mut buffer).await.unwrap();
+        String::from_utf8_lossy(&buffer[..read]).into_owned()
+    }
+
+    async fn start(
+        dir: &tempfile::TempDir,
+    ) -> (
+        SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<crate::Result<()>>,
+    ) {
+        let database = format!("sqlite:{}", dir.path().join("links.db").display());
+        let config = Config::parse_from([
+            "shortener",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &database,
+        ]);
+        let server = Server::bind(config).await.unwrap();
+        let address = server.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        (
+            address,
+            shutdown.clone(),
+            tokio::spawn(server.serve(shutdown)),
+        )
+    }
+
+    #[tokio::test]
+    async fn shutdown_answers_the_request_in_progress_closes_idle_connections_and_refuses_new_ones()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (address, shutdown, serving) = start(&dir).await;
+
+        let mut idle = TcpStream::connect(address).await.unwrap();
+        let health = ask(&mut idle, "GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+        let body = r#"{"url": "https://example.com/", "code": "inflight"}"#;
+        let (first, rest) = body.split_at(12);
+        let mut busy = TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST /api/v1/links HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{first}",
+            body.len()
+        );
+        busy.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            TcpStream::connect(address).await.is_err(),
+            "a connection was accepted after shutdown"
+        );
+        let mut after = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut after))
+            .await
+            .expect("the idle connection was left open")
+            .unwrap();
+        assert!(
+            after.is_empty(),
+            "the idle connection got {after:?} instead of a close"
+        );
+
+        let created = ask(&mut busy, rest).await;
+        assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+        // Well within the 10 s grace: nothing is left open once the answer is sent.
+        tokio::time::timeout(Duration::from_secs(5), serving)
+            .await
+            .expect("the server still runs after its last request")
+            .unwrap()
+            .unwrap();
+    }
+}
