@@ -13,18 +13,24 @@ use crate::{Error, Result, memory::sqlite as sqlite_memory};
 
 /// Migrations both backends run.
 static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
-/// SQLite's own migrations, numbered among the shared ones.
+/// Each backend's own migrations, numbered among the shared ones.
+static POSTGRES_ONLY_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_ONLY_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-/// What a SQLite database runs: the shared migrations and its own, in version order.
-static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
-    Migrator::with_migrations(
-        SHARED_MIGRATIONS
-            .iter()
-            .chain(SQLITE_ONLY_MIGRATIONS.iter())
-            .cloned()
-            .collect(),
-    )
-});
+/// What each backend runs: the shared migrations and its own, in version order.
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| with_shared(&POSTGRES_ONLY_MIGRATIONS));
+static SQLITE_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| with_shared(&SQLITE_ONLY_MIGRATIONS));
+
+fn with_shared(own: &Migrator) -> Migrator {
+    let mut migrations: Vec<_> = SHARED_MIGRATIONS
+        .iter()
+        .chain(own.iter())
+        .cloned()
+        .collect();
+    migrations.sort_by_key(|migration| migration.version);
+    Migrator::with_migrations(migrations)
+}
 
 /// SQLite's soft bound on all of its heap (page caches, statements, schema): above it,
 /// SQLite frees cached pages before it allocates more.
@@ -83,7 +89,7 @@ impl Backend {
 
     fn migrations(self) -> &'static Migrator {
         match self {
-            Backend::Postgres => &SHARED_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
             Backend::Sqlite => &SQLITE_MIGRATIONS,
         }
     }
@@ -130,8 +136,8 @@ impl Store {
     /// Inserts a new link unless its code exists.
     pub async fn insert(&self, link: &Link) -> Result<Inserted> {
         let done = sqlx::query(
-            "INSERT INTO links (code, url, created_at, expires_at, clicks) \
-             VALUES ($1, $2, $3, $4, 0) ON CONFLICT (code) DO NOTHING",
+            "INSERT INTO links (code, url, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (code) DO NOTHING",
         )
         .bind(&link.code)
         .bind(&link.url)
@@ -146,10 +152,11 @@ impl Store {
         })
     }
 
-    /// The link with this code.
+    /// The link with this code, and the clicks written for it.
     pub async fn find(&self, code: &str) -> Result<Option<Link>> {
         let row = sqlx::query(
-            "SELECT code, url, created_at, expires_at, clicks FROM links WHERE code = $1",
+            "SELECT links.code, url, created_at, expires_at, COALESCE(link_clicks.clicks, 0) AS clicks \
+             FROM links LEFT JOIN link_clicks ON link_clicks.code = links.code WHERE links.code = $1",
         )
         .bind(code)
         .fetch_optional(&self.pool)
@@ -166,18 +173,24 @@ impl Store {
         .transpose()
     }
 
-    /// Deletes a link; false when there was none.
+    /// Deletes a link and its clicks; false when there was none.
     pub async fn delete(&self, code: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM link_clicks WHERE code = $1")
+            .bind(code)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM links WHERE code = $1")
             .bind(code)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
-    /// Adds click counts in a few statements, all or nothing. Counts in code order (as
-    /// [`crate::clicks::in_code_order`] gives them) update SQLite's table, which is
-    /// ordered by code, page after page.
+    /// Adds click counts in a few statements, all or nothing; counts of links that no
+    /// longer exist are dropped. Counts in code order (as [`crate::clicks::in_code_order`]
+    /// gives them) update SQLite's tables, which are ordered by code, page after page.
     pub async fn add_clicks(&self, counts: &[(Arc<str>, u64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in counts.chunks(CLICK_BATCH) {
@@ -216,15 +229,19 @@ impl Store {
     }
 }
 
-/// One statement adding counts to `rows` links; both backends name a VALUES
-/// list's columns `column1`, `column2`.
+/// One statement adding counts to `rows` links, inserting a link's first count. Both
+/// backends name a VALUES list's columns `column1`, `column2`; the join with `links` keeps
+/// out the counts of links deleted since their clicks, and `WHERE true` is SQLite's way to
+/// tell the join's `ON` from the upsert's.
 fn add_clicks_sql(rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
         .collect();
     format!(
-        "UPDATE links SET clicks = links.clicks + v.column2 \
-         FROM (VALUES {}) AS v WHERE links.code = v.column1",
+        "INSERT INTO link_clicks (code, clicks) \
+         SELECT v.column1, v.column2 FROM (VALUES {}) AS v JOIN links ON links.code = v.column1 \
+         WHERE true \
+         ON CONFLICT (code) DO UPDATE SET clicks = link_clicks.clicks + excluded.clicks",
         values.join(", ")
     )
 }
@@ -321,7 +338,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sqlite_database_from_before_the_split_keeps_its_links_ordered_by_code() {
+    async fn a_sqlite_database_from_before_the_split_keeps_its_links_and_clicks_ordered_by_code() {
         use sqlx::{Connection, SqliteConnection};
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}?mode=rwc", dir.path().join("links.db").display());
@@ -357,5 +374,26 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(without_rowid, 1, "links is a table ordered by code");
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('links')")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(columns, ["code", "url", "created_at", "expires_at"]);
+        let clicks: Vec<(String, i64)> = sqlx::query_as("SELECT code, clicks FROM link_clicks")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            clicks,
+            [("zz9".to_owned(), 7)],
+            "only links with clicks have a count"
+        );
+        let without_rowid: i64 =
+            sqlx::query_scalar("SELECT wr FROM pragma_table_list WHERE name = 'link_clicks'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(without_rowid, 1, "link_clicks is a table ordered by code");
     }
 }

@@ -173,6 +173,43 @@ on_both_backends!(
 );
 
 on_both_backends!(
+    a_deleted_link_takes_its_clicks_along_and_its_code_starts_again_from_none,
+    |backend| async move {
+        let app = TestApp::new(backend).await;
+        let link = json!({"url": "https://example.com/", "code": "reborn"});
+        app.create(link.clone()).await;
+        for _ in 0..2 {
+            app.get("/reborn").await;
+        }
+        app.state.flush_clicks().await.unwrap();
+        let deleted = app
+            .admin(Method::DELETE, "/api/v1/links/reborn", Some(ADMIN_TOKEN))
+            .await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        // A redirect that held the link while it was deleted counts its click afterwards;
+        // the flush drops it, and a flush of links it has never heard of is no error.
+        app.state.clicks.add(&"reborn".into(), 5);
+        app.state.clicks.add(&"never".into(), 1);
+        app.state.flush_clicks().await.unwrap();
+
+        assert_eq!(app.create(link).await.status, StatusCode::CREATED);
+        assert_eq!(app.get("/api/v1/links/reborn").await.body["clicks"], 0);
+        app.get("/reborn").await;
+        app.state.flush_clicks().await.unwrap();
+        assert_eq!(
+            app.state
+                .store
+                .find("reborn")
+                .await
+                .unwrap()
+                .unwrap()
+                .clicks,
+            1
+        );
+    }
+);
+
+on_both_backends!(
     deleting_needs_the_admin_token_and_ends_redirects,
     |backend| async move {
         let app = TestApp::new(backend).await;
