@@ -345,9 +345,9 @@ SHORTENER_PID=$!
 wait_http "$SHORTENER_URL/healthz" "$SHORTENER_PID" shortener "$TMP/shortener.log"
 
 say "seeding $LINKS links (b000001 .. b$(printf '%06d' "$LINKS"))"
-psql_run "$DB_URL" "INSERT INTO links (code, url, created_at, expires_at, clicks)
+psql_run "$DB_URL" "INSERT INTO links (code, url, created_at, expires_at)
     SELECT 'b' || lpad(i::text, 6, '0'), 'https://example.com/page/' || i,
-           (extract(epoch FROM now()) * 1000)::bigint, NULL, 0
+           (extract(epoch FROM now()) * 1000)::bigint, NULL
     FROM generate_series(1, $LINKS) AS i; ANALYZE links" >/dev/null
 
 # Both servers must redirect the codes the Lua script asks for, or the numbers mean nothing.
