@@ -42,6 +42,9 @@ const SQLITE_SOFT_HEAP_LIMIT: u64 = 4 << 20;
 /// of the instructions of a redirect load; at 64 rows the binding is negligible and a flush
 /// is still only a few hundred statements.
 const CLICK_BATCH: usize = 64;
+/// The statement for a full batch, written once: a flush of 20,000 links runs it 312 times.
+static FULL_CLICK_BATCH_SQL: LazyLock<Arc<str>> =
+    LazyLock::new(|| add_clicks_sql(CLICK_BATCH).into());
 
 /// A stored link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,7 +197,11 @@ impl Store {
     pub async fn add_clicks(&self, counts: &[(Arc<str>, u64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in counts.chunks(CLICK_BATCH) {
-            let sql = add_clicks_sql(chunk.len());
+            let sql = if chunk.len() == CLICK_BATCH {
+                FULL_CLICK_BATCH_SQL.clone()
+            } else {
+                add_clicks_sql(chunk.len()).into()
+            };
             // Only placeholders are generated; every value is bound.
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (code, count) in chunk {
@@ -368,12 +375,15 @@ mod tests {
         store.close().await;
 
         let mut conn = SqliteConnection::connect(&url).await.unwrap();
-        let without_rowid: i64 =
-            sqlx::query_scalar("SELECT wr FROM pragma_table_list WHERE name = 'links'")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        assert_eq!(without_rowid, 1, "links is a table ordered by code");
+        for table in ["links", "link_clicks"] {
+            let without_rowid: i64 =
+                sqlx::query_scalar("SELECT wr FROM pragma_table_list WHERE name = $1")
+                    .bind(table)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+            assert_eq!(without_rowid, 1, "{table} is a table ordered by code");
+        }
         let columns: Vec<String> =
             sqlx::query_scalar("SELECT name FROM pragma_table_info('links')")
                 .fetch_all(&mut conn)
@@ -389,11 +399,5 @@ mod tests {
             [("zz9".to_owned(), 7)],
             "only links with clicks have a count"
         );
-        let without_rowid: i64 =
-            sqlx::query_scalar("SELECT wr FROM pragma_table_list WHERE name = 'link_clicks'")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        assert_eq!(without_rowid, 1, "link_clicks is a table ordered by code");
     }
 }
