@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     telemetry::init();
     let mut runtime = match config.workers {
         // One worker: the main thread serves, without the work-stealing scheduler's queues
-        // and wake-ups between threads (6 % of the instructions of a redirect).
+        // and wake-ups between threads (2 % of the instructions of a redirect).
         Some(workers) if workers.get() == 1 => tokio::runtime::Builder::new_current_thread(),
         workers => {
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
