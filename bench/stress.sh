@@ -18,7 +18,7 @@
 # shortener, under the same load: SQLite in WAL mode, 7-character random codes, 307 redirects;
 # it has no trim, so that column and the verdict are left empty.
 #
-# How the rate and p99 are judged: STRESS_ROUNDS (3) rounds of one 10 s run of each server,
+# How the rate and p99 are judged: STRESS_ROUNDS (5) rounds of one 10 s run of each server,
 # the shortener first in odd rounds and nginx first in even ones, so that a drift of the
 # machine's speed during the runs falls on both alike. The rate is the median of the
 # shortener's runs over the median of nginx's, and the p99 the median of the shortener's
@@ -40,7 +40,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 label=${1:?usage: bash bench/stress.sh LABEL}
 threads=${STRESS_THREADS:-1}
-rounds=${STRESS_ROUNDS:-3}
+rounds=${STRESS_ROUNDS:-5}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "STRESS_ROUNDS is a number of rounds, 1 or more (got '$rounds')" >&2; exit 2; }
 links=${STRESS_LINKS:-20000}
 after=${STRESS_AFTER:-35}
