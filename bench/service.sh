@@ -542,7 +542,7 @@ if ((STRESS_RUNS > 0)); then
     stop_pid "$SHORTENER_PID" TERM 15
     SHORTENER_PID=""
     STRESS_TABLE=$(
-        echo '| run | wrk | RSS idle MiB | peak | 35 s after | after a trim | redirect req/s (p99 ms), each run; median | nginx, same wrk script | median / nginx's median | verdict |'
+        echo '| run | wrk | RSS idle MiB | peak | 35 s after | after a trim | redirect req/s (p99 ms), each run; median | nginx, same wrk script | median / nginx median | verdict |'
         echo '|---|---|---|---|---|---|---|---|---|---|'
         for threads in 1 2; do
             for ((run = 1; run <= STRESS_RUNS; run++)); do

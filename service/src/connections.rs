@@ -82,14 +82,7 @@ async fn answer(stream: TcpStream, front: Front, shutdown: CancellationToken) {
     let connection = http1::Builder::new()
         .writev(false)
         .serve_connection(TokioIo::new(stream), front);
-    if let Err(error) = (UntilShutdown {
-        connection,
-        shutdown: shutdown.cancelled_owned(),
-        signal: Arc::new(Signal::default()),
-        stopping: false,
-    })
-    .await
-    {
+    if let Err(error) = UntilShutdown::new(connection, shutdown).await {
         debug!(%error, "connection ended with an error");
     }
 }
@@ -100,9 +93,9 @@ pin_project! {
     /// A connection that is told to finish its request and close once shutdown starts.
     ///
     /// `tokio::select!` on the connection and the shutdown signal polled the signal at
-    /// every wake-up of the connection: a lock on the token's waiters for each read and
-    /// write, 2.4 % of a redirect's instructions. Here the signal has a waker of its own and
-    /// is polled only when that waker fired (and once at the start, to register it).
+    /// every wake-up of the connection, taking the lock on the token's waiters for each
+    /// read and write: 5 % of a redirect's instructions. Here the signal has a waker of its
+    /// own and is polled only when that waker fired (and once at the start, to register it).
     struct UntilShutdown {
         #[pin]
         connection: Connection,
@@ -110,6 +103,17 @@ pin_project! {
         shutdown: WaitForCancellationFutureOwned,
         signal: Arc<Signal>,
         stopping: bool,
+    }
+}
+
+impl UntilShutdown {
+    fn new(connection: Connection, shutdown: CancellationToken) -> Self {
+        UntilShutdown {
+            connection,
+            shutdown: shutdown.cancelled_owned(),
+            signal: Arc::new(Signal::default()),
+            stopping: false,
+        }
     }
 }
 
