@@ -574,7 +574,7 @@ fi
     echo
     echo "$TABLE"
     if [[ -n $STRESS_TABLE ]]; then
-        printf '\nStress case (`bench/stress.sh`: SQLite, SHORTENER_MAX_MEMORY=96MiB, 20,000 links with URLs of 30-230 bytes created by 16 clients, `wrk -c64` random redirects, 5 rounds of 10 s against the shortener and 10 s against nginx `return 302` with the same script, alternating which goes first, one worker each; 35 s idle; a manual trim). Targets: after <= 1.3x idle, after a trim <= 1.15x, peak <= 48 MiB, redirect >= 0.8x nginx with -t1 and >= 0.9x with -t2 (medians), p99 <= 4 ms (median of the runs).\n\n'
+        printf '\nStress case (`bench/stress.sh`: SQLite, SHORTENER_MAX_MEMORY=96MiB, 20,000 links with URLs of 30-230 bytes created by 16 clients, `wrk -c64` random redirects, 3 rounds of 10 s against the shortener and 10 s against nginx `return 302` with the same script, alternating which goes first, one worker each; 35 s idle; a manual trim). Targets: after <= 1.3x idle, after a trim <= 1.15x, peak <= 48 MiB, redirect >= 0.8x nginx with -t1 and >= 0.9x with -t2 (medians), p99 <= 4 ms (median of the runs).\n\n'
         echo "$STRESS_TABLE"
     fi
 } >>"$RESULTS"
