@@ -197,13 +197,17 @@ impl Store {
     pub async fn add_clicks(&self, counts: &[(Arc<str>, u64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in counts.chunks(CLICK_BATCH) {
-            let sql = if chunk.len() == CLICK_BATCH {
+            let full = chunk.len() == CLICK_BATCH;
+            let sql = if full {
                 FULL_CLICK_BATCH_SQL.clone()
             } else {
                 add_clicks_sql(chunk.len()).into()
             };
-            // Only placeholders are generated; every value is bound.
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            // Only placeholders are generated; every value is bound. The last, shorter batch
+            // is not kept prepared: its length changes from flush to flush, and each length
+            // kept would be one more statement cached on the connection (on SQLite, its
+            // compiled program in the process's heap) until the cache's 100 are full.
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(full);
             for (code, count) in chunk {
                 query = query
                     .bind(code.as_ref())
