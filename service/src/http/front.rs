@@ -15,7 +15,7 @@ use std::{
 
 use axum::{
     Router,
-    http::{Method, Request},
+    http::{Method, Request, StatusCode},
     response::Response,
     routing::future::RouteFuture,
 };
@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use tower::Service;
 
 use super::links;
-use crate::{metrics::Route, state::AppState};
+use crate::{cache::CachedLink, metrics::Route, state::AppState};
 
 /// The service the server runs: cached redirects first, the router for the rest.
 ///
@@ -50,14 +50,30 @@ impl Front {
         if request.method() != Method::GET {
             return None;
         }
+        let response = self.follow_cached(request.uri().path(), links::redirect_to)?;
+        Some(Either::Left(ready(Ok(response))))
+    }
+
+    /// Follows the cached link a `GET` of `path` names, when the cache holds it and it has
+    /// not expired: `respond` makes the answer from the link and the redirect status, and the
+    /// request is counted and timed as a redirect. The one definition of a cached redirect,
+    /// for the answers made here and for those written straight to the socket
+    /// (`connections::cached`).
+    pub(crate) fn follow_cached<R>(
+        &self,
+        path: &str,
+        respond: impl FnOnce(&CachedLink, StatusCode) -> R,
+    ) -> Option<R> {
         let started = Instant::now();
-        let response = links::redirect_cached(&self.state, request.uri().path())?;
+        let link = links::follow_cached(&self.state, path)?;
+        let status = self.state.settings.redirect_status;
+        let answer = respond(&link, status);
         self.state.metrics.observe_request(
             Route::Redirect,
-            response.status().as_u16(),
+            status.as_u16(),
             started.elapsed().as_secs_f64(),
         );
-        Some(Either::Left(ready(Ok(response))))
+        Some(answer)
     }
 }
 

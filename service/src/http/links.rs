@@ -113,15 +113,20 @@ async fn insert_with_generated_code(state: &AppState, link: &mut Link) -> Result
     ))
 }
 
-/// `GET /{code}` when the cache holds the link, as the front door asks before routing
-/// (`front.rs`); none when `path` is not a code's or the link must be read from the database.
-pub fn redirect_cached(state: &AppState, path: &str) -> Option<Response> {
+/// The link a `GET` of `path` follows when the cache holds it and it has not expired, its
+/// click counted; none when `path` is not a code's, or the link must be read from the
+/// database or answered as gone. The front door asks before routing (`front.rs`).
+pub fn follow_cached(state: &AppState, path: &str) -> Option<Arc<CachedLink>> {
     let code = path.strip_prefix('/')?;
     if !links::is_code_shaped(code) {
         return None;
     }
     let link = state.cache.get(code)?;
-    Some(follow(state, &link).into_response())
+    if link.is_expired(now_ms) {
+        return None;
+    }
+    link.click();
+    Some(link)
 }
 
 /// `GET /{code}` for a link the cache does not hold: read from the database and cached.
@@ -151,12 +156,17 @@ fn follow(state: &AppState, link: &CachedLink) -> Result<Response, ApiError> {
         return Err(ApiError::gone(format!("link `{}` has expired", link.code)));
     }
     link.click();
+    Ok(redirect_to(link, state.settings.redirect_status))
+}
+
+/// The redirect to `link`'s target with `status`.
+pub fn redirect_to(link: &CachedLink, status: StatusCode) -> Response {
     let mut response = Response::new(Body::empty());
-    *response.status_mut() = state.settings.redirect_status;
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::LOCATION, link.location.clone());
-    Ok(response)
+    response
 }
 
 /// `GET /api/v1/links/{code}`: metadata with the click count, including clicks not yet flushed.

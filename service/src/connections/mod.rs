@@ -1,18 +1,23 @@
 //! Accepting connections and answering HTTP/1.1 on each, until told to stop.
 //!
-//! hyper's own HTTP/1 connection, without the protocol sniffing, per-connection shutdown
-//! channel and per-request service clone that `axum::serve` adds: on the redirect path
-//! those cost about a tenth of the service's instructions (`docs/service-memory.md`).
+//! A connection starts in its first stage (`cached`), which answers cached redirects
+//! straight off the socket, and goes to hyper at the first request that stage leaves alone.
+//! hyper's own HTTP/1 connection is used, without the protocol sniffing, per-connection
+//! shutdown channel and per-request service clone that `axum::serve` adds: on the redirect
+//! path those cost about a tenth of the service's instructions (`docs/service-memory.md`).
+
+mod cached;
+mod prefixed;
 
 use std::{
     future::Future,
-    io,
+    io, mem,
     pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    task::{Context, Poll, Wake, Waker},
+    task::{Context, Poll, Wake, Waker, ready},
     time::Duration,
 };
 
@@ -20,6 +25,7 @@ use futures::task::AtomicWaker;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
+use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{
     sync::{CancellationToken, WaitForCancellationFutureOwned},
@@ -27,6 +33,10 @@ use tokio_util::{
 };
 use tracing::{debug, warn};
 
+use self::{
+    cached::{CachedRedirects, Next},
+    prefixed::Prefixed,
+};
 use crate::http::Front;
 
 /// How long to wait before accepting again when the process is out of descriptors.
@@ -77,17 +87,48 @@ async fn answer(stream: TcpStream, front: Front, shutdown: CancellationToken) {
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%error, "cannot set TCP_NODELAY");
     }
-    // Answers are a head and a small body or none: one buffer and `write`, not a queue of
-    // buffers for `writev` (4 % of a redirect's instructions, the same system calls).
-    let connection = http1::Builder::new()
-        .writev(false)
-        .serve_connection(TokioIo::new(stream), front);
-    if let Err(error) = UntilShutdown::new(connection, shutdown).await {
+    let connection = UntilShutdown::new(CachedRedirects::new(stream, front), shutdown);
+    if let Err(error) = connection.await {
         debug!(%error, "connection ended with an error");
     }
 }
 
-type Connection = http1::Connection<TokioIo<TcpStream>, Front>;
+/// Why a connection ended early.
+#[derive(Debug, Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+type HyperConnection = http1::Connection<TokioIo<Prefixed>, Front>;
+
+/// Where a connection is in its life.
+enum Stage {
+    /// Answering cached redirects itself.
+    Cached(CachedRedirects),
+    /// Served by hyper, from the first request the first stage did not answer (boxed: a
+    /// connection that never leaves the first stage does not carry hyper's room).
+    Hyper(Box<HyperConnection>),
+    /// Closed, or passing from the first stage to hyper.
+    Closed,
+}
+
+/// Hands a connection's first stage over to hyper, which is told to stop at once if
+/// shutdown has begun.
+fn hyper_stage(cached: CachedRedirects, stopping: bool) -> Stage {
+    let (io, front) = cached.into_hyper();
+    // Answers are a head and a small body or none: one buffer and `write`, not a queue of
+    // buffers for `writev` (4 % of a redirect's instructions, the same system calls).
+    let mut connection = http1::Builder::new()
+        .writev(false)
+        .serve_connection(TokioIo::new(io), front);
+    if stopping {
+        Pin::new(&mut connection).graceful_shutdown();
+    }
+    Stage::Hyper(Box::new(connection))
+}
 
 pin_project! {
     /// A connection that is told to finish its request and close once shutdown starts.
@@ -97,8 +138,7 @@ pin_project! {
     /// read and write: 5 % of a redirect's instructions. Here the signal has a waker of its
     /// own and is polled only when that waker fired (and once at the start, to register it).
     struct UntilShutdown {
-        #[pin]
-        connection: Connection,
+        stage: Stage,
         #[pin]
         shutdown: WaitForCancellationFutureOwned,
         signal: Arc<Signal>,
@@ -107,9 +147,9 @@ pin_project! {
 }
 
 impl UntilShutdown {
-    fn new(connection: Connection, shutdown: CancellationToken) -> Self {
+    fn new(cached: CachedRedirects, shutdown: CancellationToken) -> Self {
         UntilShutdown {
-            connection,
+            stage: Stage::Cached(cached),
             shutdown: shutdown.cancelled_owned(),
             signal: Arc::new(Signal::default()),
             stopping: false,
@@ -136,10 +176,10 @@ impl Wake for Signal {
 }
 
 impl Future for UntilShutdown {
-    type Output = hyper::Result<()>;
+    type Output = Result<(), ConnectionError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         this.signal.task.register(cx.waker());
         if !*this.stopping && !this.signal.polled.swap(true, Ordering::AcqRel) {
             let waker = Waker::from(Arc::clone(this.signal));
@@ -149,10 +189,26 @@ impl Future for UntilShutdown {
                 .is_ready()
             {
                 *this.stopping = true;
-                this.connection.as_mut().graceful_shutdown();
+                match this.stage {
+                    Stage::Cached(cached) => cached.stop(),
+                    Stage::Hyper(connection) => Pin::new(connection.as_mut()).graceful_shutdown(),
+                    Stage::Closed => {}
+                }
             }
         }
-        this.connection.poll(cx)
+        loop {
+            let next = match this.stage {
+                Stage::Cached(cached) => ready!(cached.poll_answer(cx))?,
+                Stage::Hyper(connection) => {
+                    return Pin::new(connection).poll(cx).map_err(Into::into);
+                }
+                Stage::Closed => return Poll::Ready(Ok(())),
+            };
+            *this.stage = match (next, mem::replace(this.stage, Stage::Closed)) {
+                (Next::Hyper, Stage::Cached(cached)) => hyper_stage(cached, *this.stopping),
+                _ => return Poll::Ready(Ok(())),
+            };
+        }
     }
 }
 
@@ -208,6 +264,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (address, shutdown, serving) = start(&dir).await;
 
+        // Connected, but nothing asked yet: still in the first stage, which answers itself.
+        let mut silent = TcpStream::connect(address).await.unwrap();
         let mut idle = TcpStream::connect(address).await.unwrap();
         let health = ask(&mut idle, "GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n").await;
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -229,15 +287,17 @@ mod tests {
             TcpStream::connect(address).await.is_err(),
             "a connection was accepted after shutdown"
         );
-        let mut after = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut after))
-            .await
-            .expect("the idle connection was left open")
-            .unwrap();
-        assert!(
-            after.is_empty(),
-            "the idle connection got {after:?} instead of a close"
-        );
+        for (name, connection) in [("idle", &mut idle), ("silent", &mut silent)] {
+            let mut after = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), connection.read_to_end(&mut after))
+                .await
+                .unwrap_or_else(|_| panic!("the {name} connection was left open"))
+                .unwrap();
+            assert!(
+                after.is_empty(),
+                "the {name} connection got {after:?} instead of a close"
+            );
+        }
 
         let created = ask(&mut busy, rest).await;
         assert!(created.starts_with("HTTP/1.1 201"), "{created}");
@@ -245,6 +305,55 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), serving)
             .await
             .expect("the server still runs after its last request")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// `answer` without its `date` line.
+    fn undated(answer: &str) -> String {
+        answer
+            .lines()
+            .filter(|line| !line.starts_with("date: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_redirect_answered_before_hyper_is_the_one_hyper_sends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (address, shutdown, serving) = start(&dir).await;
+        let mut api = TcpStream::connect(address).await.unwrap();
+        let body = r#"{"url": "https://example.com/same", "code": "same01"}"#;
+        let create = format!(
+            "POST /api/v1/links HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let created = ask(&mut api, &create).await;
+        assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+
+        // The first stage answers the first request; a `content-length` leaves the second,
+        // and the connection, to hyper.
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let first = ask(&mut client, "GET /same01 HTTP/1.1\r\nhost: t\r\n\r\n").await;
+        let second = ask(
+            &mut client,
+            "GET /same01 HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        assert!(
+            first.starts_with("HTTP/1.1 302 Found\r\nlocation: https://example.com/same\r\n"),
+            "{first}"
+        );
+        assert_eq!(undated(&first), undated(&second));
+        let third = ask(&mut client, "GET /same01 HTTP/1.1\r\nhost: t\r\n\r\n").await;
+        assert_eq!(undated(&third), undated(&first));
+
+        shutdown.cancel();
+        drop((api, client));
+        tokio::time::timeout(Duration::from_secs(5), serving)
+            .await
+            .expect("the server still runs after shutdown")
             .unwrap()
             .unwrap();
     }
