@@ -362,6 +362,16 @@ mod tests {
         assert_eq!(rest, for_hyper);
     }
 
+    /// Asserts that `cached` answers nothing yet: it has half a head.
+    async fn waits_for_the_rest(cached: &mut CachedRedirects) {
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(100),
+            poll_fn(|cx| cached.poll_answer(cx)),
+        )
+        .await;
+        assert!(waiting.is_err(), "answered half a head: {waiting:?}");
+    }
+
     #[tokio::test]
     async fn a_head_in_pieces_is_answered_once_whole_and_a_closed_client_ends_the_stage() {
         let Connected {
@@ -370,12 +380,7 @@ mod tests {
             ..
         } = connected().await;
         client.write_all(b"GET /kno").await.unwrap();
-        let waiting = tokio::time::timeout(
-            Duration::from_millis(100),
-            poll_fn(|cx| cached.poll_answer(cx)),
-        )
-        .await;
-        assert!(waiting.is_err(), "answered half a head: {waiting:?}");
+        waits_for_the_rest(&mut cached).await;
 
         client.write_all(b"wn1 HTTP/1.1\r\n\r\n").await.unwrap();
         client.shutdown().await.unwrap();
@@ -401,12 +406,7 @@ mod tests {
             .write_all(b"GET /known1 HTTP/1.1\r\nho")
             .await
             .unwrap();
-        let waiting = tokio::time::timeout(
-            Duration::from_millis(100),
-            poll_fn(|cx| cached.poll_answer(cx)),
-        )
-        .await;
-        assert!(waiting.is_err(), "answered half a head: {waiting:?}");
+        waits_for_the_rest(&mut cached).await;
         cached.stop();
         let next = poll_fn(|cx| cached.poll_answer(cx)).await.unwrap();
         assert_eq!(next, Next::Hyper);

@@ -151,17 +151,26 @@ impl UntilShutdown {
         UntilShutdown {
             stage: Stage::Cached(cached),
             shutdown: shutdown.cancelled_owned(),
-            signal: Arc::new(Signal::default()),
+            signal: Arc::new(Signal::new()),
             stopping: false,
         }
     }
 }
 
 /// The shutdown signal's waker: notes that the signal must be polled, and wakes the task.
-#[derive(Default)]
 struct Signal {
-    polled: AtomicBool,
+    /// The signal's waker fired (or it was never polled) since the signal was last polled.
+    must_poll: AtomicBool,
     task: AtomicWaker,
+}
+
+impl Signal {
+    fn new() -> Signal {
+        Signal {
+            must_poll: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        }
+    }
 }
 
 impl Wake for Signal {
@@ -170,7 +179,7 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.polled.store(false, Ordering::Release);
+        self.must_poll.store(true, Ordering::Release);
         self.task.wake();
     }
 }
@@ -181,7 +190,7 @@ impl Future for UntilShutdown {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         this.signal.task.register(cx.waker());
-        if !*this.stopping && !this.signal.polled.swap(true, Ordering::AcqRel) {
+        if !*this.stopping && this.signal.must_poll.swap(false, Ordering::AcqRel) {
             let waker = Waker::from(Arc::clone(this.signal));
             if this
                 .shutdown
