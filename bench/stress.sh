@@ -154,16 +154,16 @@ peak=$(cat "$dir/peak")
 after_ratio=$(ratio "$settled" "$idle")
 ours_median=$(median "${ours[@]}") theirs_median=$(median "${theirs[@]}")
 nginx_ratio=$(ratio "$ours_median" "$theirs_median")
-p99=$(median "${ours_p99[@]}")
-# "RPS (P99 ms)" for each run of one server, then the medians.
+p99=$(median "${ours_p99[@]}") theirs_p99=$(median "${theirs_p99[@]}")
+# runs_of RATES P99S MEDIAN_RPS MEDIAN_P99: "RPS (P99 ms)" for each run of one server, then its medians.
 runs_of() {
   local -n rates=$1 p99s=$2
   local i text=""
   for i in "${!rates[@]}"; do text+="${text:+, }${rates[i]} (${p99s[i]})"; done
-  echo "$text; median $(median "${rates[@]}") ($(median "${p99s[@]}") ms)"
+  echo "$text; median $3 ($4 ms)"
 }
 row="| $label | -t$threads | $(mib "$idle") | $(mib "$peak") | $(mib "$settled") (${after_ratio}x)"
-runs="$(runs_of ours ours_p99) | $(runs_of theirs theirs_p99) | ${nginx_ratio}x"
+runs="$(runs_of ours ours_p99 "$ours_median" "$p99") | $(runs_of theirs theirs_p99 "$theirs_median" "$theirs_p99") | ${nginx_ratio}x"
 if [[ -n $peer ]]; then
   echo "$row | — | $runs | — |"
   exit 0
