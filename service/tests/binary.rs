@@ -396,8 +396,8 @@ async fn after_a_stress_test_memory_comes_back_by_itself_and_the_metrics_tell_th
     assert!(!metrics.contains(r#"reason="manual""#));
 }
 
-/// Stores `count` links `mem0`, `mem1`, … whose targets are about 2 KB long,
-/// in one transaction (one fsync instead of thousands).
+/// A pod resized in place: the service follows its cgroup's new limit (marks, metrics and the
+/// cache's share) in the same process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_changed_in_place_is_followed_without_a_restart() {
     const MIB: u64 = 1 << 20;
@@ -447,6 +447,8 @@ async fn a_limit_changed_in_place_is_followed_without_a_restart() {
     assert_eq!(shortener.child.id(), pid, "the same process throughout");
 }
 
+/// Stores `count` links `mem0`, `mem1`, … whose targets are about 2 KB long,
+/// in one transaction (one fsync instead of thousands).
 async fn seed_long_links(db: &Path, count: usize) {
     use sqlx::{Connection, SqliteConnection};
     let url = format!("sqlite:{}?mode=rwc", db.display());
